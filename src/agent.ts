@@ -1,0 +1,167 @@
+// One pass of the data flow: config and flag -> mapping file -> parsed
+// mappings -> desired state -> reconcile -> snapshot. Shared by `apply` (one
+// pass, then exit) and `watch` (a pass per change). A refused or failed pass
+// never changes the kernel: the last known good state stays.
+import { readFile } from 'node:fs/promises';
+import { loadConfig, type Config } from './config.js';
+import { readKernelCmdline, resolveFlag, type Flag } from './flag.js';
+import { parseMappingFile, MappingFileError } from './mapping-file.js';
+import { resolveChains, countMappings } from './resolve.js';
+import type { Reconciler, SyncResult } from './reconciler.js';
+import type { Logger } from './logger.js';
+import type { Paths } from './settings.js';
+import { readSnapshot, writeSnapshot, type PushOutcome, type Snapshot } from './state-file.js';
+
+export interface PassResult {
+  /** What happened to the mapping file (or the flag). */
+  outcome: 'applied' | 'unchanged' | 'refused' | 'failed' | 'disabled' | 'no-file';
+  flag: Flag;
+  message?: string;
+  sync?: SyncResult;
+}
+
+export interface AgentOptions {
+  paths: Paths;
+  env: NodeJS.ProcessEnv;
+  reconciler: Reconciler;
+  log: Logger;
+  /** The watching daemon records its pid so status can tell it runs. */
+  daemon: boolean;
+}
+
+export class Agent {
+  private snapshot: Snapshot | null = null;
+  private startedAt = new Date().toISOString();
+  private lastText: string | null = null;
+
+  constructor(private readonly o: AgentOptions) {}
+
+  /** Loads the previous snapshot, so a restarted agent keeps refusing older generations. */
+  async init(): Promise<void> {
+    this.snapshot = await readSnapshot(this.o.paths.stateDir).catch(() => null);
+  }
+
+  async pass(): Promise<PassResult> {
+    const started = performance.now();
+    const { log, paths } = this.o;
+
+    let config: Config;
+    let flag: Flag;
+    try {
+      config = await loadConfig(paths.config);
+      flag = resolveFlag(this.o.env, await readKernelCmdline(this.o.env), config.enabled);
+    } catch (e) {
+      // A broken config must not flip the feature either way: keep the state.
+      const flagNow = this.snapshot?.flag ?? { enabled: false, source: 'default' as const };
+      const message = (e as Error).message;
+      log.error({ event: 'config_refused', reason: message }, 'config refused; kernel state unchanged');
+      await this.record({ flag: flagNow, push: { at: now(), outcome: 'refused', reason: message } });
+      return { outcome: 'refused', flag: flagNow, message };
+    }
+
+    if (!flag.enabled) {
+      const r = await this.o.reconciler.disable();
+      if (r.removedTable || r.routesRemoved) log.info({ event: 'disabled', flagSource: flag.source, ...r }, 'feature off: table and routes removed');
+      this.lastText = null;
+      await this.record({ flag, applied: null });
+      return { outcome: 'disabled', flag };
+    }
+
+    let text: string;
+    try {
+      text = await readFile(paths.mappings, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      // No file (yet, or deleted): keep whatever is installed. On a first
+      // boot there is nothing installed and nothing to do.
+      log.warn({ event: 'no_mapping_file', file: paths.mappings }, 'mapping file absent; current mappings kept');
+      await this.record({ flag, warnings: [`mapping file ${paths.mappings} is absent; current mappings kept`] });
+      return { outcome: 'no-file', flag };
+    }
+
+    let generation: number | undefined;
+    try {
+      const file = parseMappingFile(text);
+      generation = file.generation;
+      const applied = this.snapshot?.applied?.generation;
+      if (applied !== undefined && file.generation < applied) {
+        throw new MappingFileError('generation', `generation ${file.generation} is older than the applied generation ${applied}`);
+      }
+      const desired = resolveChains(file.mappings);
+      let sync: SyncResult;
+      try {
+        sync = await this.o.reconciler.sync(desired);
+      } catch (e) {
+        const reason = (e as Error).message;
+        log.error({ event: 'apply_failed', generation, reason, durationMs: ms(started) }, 'apply failed; kernel state unchanged');
+        await this.record({ flag, push: { at: now(), outcome: 'failed', generation, reason } });
+        return { outcome: 'failed', flag, message: reason };
+      }
+      const outcome = sync.kind === 'none' && text === this.lastText ? 'unchanged' : 'applied';
+      this.lastText = text;
+      const mappings = countMappings(desired);
+      log.info(
+        {
+          event: outcome === 'applied' ? 'applied' : 'unchanged',
+          generation,
+          mappings,
+          kind: sync.kind,
+          added: sync.added,
+          removed: sync.removed,
+          retargeted: sync.retargeted,
+          routesAdded: sync.routesAdded,
+          routesRemoved: sync.routesRemoved,
+          conntrackRemoved: sync.conntrackRemoved,
+          durationMs: ms(started),
+        },
+        outcome === 'applied' ? `generation ${generation} applied` : `generation ${generation} already in place`,
+      );
+      for (const w of sync.warnings) log.warn({ event: 'degraded', generation, reason: w }, w);
+      await this.record({
+        flag,
+        applied: { generation: file.generation, at: now(), mappings },
+        push: { at: now(), outcome, generation },
+        warnings: sync.warnings,
+      });
+      return { outcome, flag, sync };
+    } catch (e) {
+      if (!(e instanceof MappingFileError)) throw e;
+      log.error(
+        { event: 'refused', generation, entry: e.entry, reason: e.reason, file: paths.mappings, durationMs: ms(started) },
+        `mapping file refused; kernel state unchanged: ${e.message}`,
+      );
+      await this.record({ flag, push: { at: now(), outcome: 'refused', generation, reason: e.reason, entry: e.entry } });
+      return { outcome: 'refused', flag, message: e.message };
+    }
+  }
+
+  /** Marks the agent as stopped in the snapshot. */
+  async stopped(): Promise<void> {
+    if (this.snapshot) await writeSnapshot(this.o.paths.stateDir, { ...this.snapshot, pid: null, updatedAt: now() });
+  }
+
+  private async record(u: { flag: Flag; applied?: Snapshot['applied']; push?: PushOutcome; warnings?: string[] }) {
+    const prev = this.snapshot;
+    const snap: Snapshot = {
+      schema: 1,
+      pid: this.o.daemon ? process.pid : (prev?.pid ?? null),
+      startedAt: this.o.daemon ? this.startedAt : (prev?.startedAt ?? null),
+      updatedAt: now(),
+      flag: u.flag,
+      mappingsFile: this.o.paths.mappings,
+      applied: u.applied === undefined ? (prev?.applied ?? null) : u.applied,
+      lastPush: u.push ?? prev?.lastPush ?? null,
+      warnings: u.warnings ?? prev?.warnings ?? [],
+    };
+    this.snapshot = snap;
+    try {
+      await writeSnapshot(this.o.paths.stateDir, snap);
+    } catch (e) {
+      // Status goes stale, but the data plane must not suffer for it.
+      this.o.log.error({ event: 'state_write_failed', reason: (e as Error).message }, 'cannot write status snapshot');
+    }
+  }
+}
+
+const now = () => new Date().toISOString();
+const ms = (since: number) => Math.round((performance.now() - since) * 10) / 10;

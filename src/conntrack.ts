@@ -1,0 +1,79 @@
+// Conntrack hygiene. NAT is decided on a flow's first packet, so a flow to a
+// stale address that began before its mapping (a UDP stream, a TCP connect
+// being retried) keeps its untranslated conntrack entry and keeps failing.
+// After a mapping is added or retargeted, entries whose original destination
+// is the stale address and whose reply does not come from the current target
+// are removed; the next packet then creates a fresh, translated entry.
+import { execFile, CommandNotFoundError } from './exec.js';
+import type { IpFamily } from './address.js';
+import { normalizeIp } from './address.js';
+
+export interface StaleTarget {
+  family: IpFamily;
+  from: string;
+  to: string;
+}
+
+export interface ConntrackResult {
+  /** Entries removed. */
+  removed: number;
+  /** Set when cleanup could not run (e.g. the conntrack tool is missing). */
+  warning?: string;
+}
+
+export interface Conntrack {
+  clear(targets: StaleTarget[]): Promise<ConntrackResult>;
+}
+
+export interface FlowEntry {
+  origDst: string;
+  replySrc: string;
+}
+
+/** Parses `conntrack -L` lines: the first dst= is the original destination, the second src= the reply source. */
+export function parseConntrackList(text: string): FlowEntry[] {
+  const out: FlowEntry[] = [];
+  for (const line of text.split('\n')) {
+    const srcs = [...line.matchAll(/\bsrc=(\S+)/g)].map((m) => m[1]!);
+    const dst = /\bdst=(\S+)/.exec(line)?.[1];
+    if (dst && srcs.length >= 2) out.push({ origDst: normalizeIp(dst), replySrc: normalizeIp(srcs[1]!) });
+  }
+  return out;
+}
+
+export class ConntrackTool implements Conntrack {
+  constructor(private readonly binary = 'conntrack') {}
+
+  async clear(targets: StaleTarget[]): Promise<ConntrackResult> {
+    if (targets.length === 0) return { removed: 0 };
+    let removed = 0;
+    try {
+      for (const family of [4, 6] as const) {
+        const want = new Map(targets.filter((t) => t.family === family).map((t) => [t.from, t.to]));
+        if (want.size === 0) continue;
+        const fam = family === 4 ? 'ipv4' : 'ipv6';
+        // One dump per family, filtered here: a process per mapping would not
+        // scale to a push of 100k mappings.
+        const list = await execFile(this.binary, ['-L', '-f', fam]);
+        if (list.code !== 0) return { removed, warning: `conntrack -L failed: ${list.stderr.trim()}` };
+        const doomed = new Set<string>();
+        for (const e of parseConntrackList(list.stdout)) {
+          const target = want.get(e.origDst);
+          if (target !== undefined && e.replySrc !== target) doomed.add(`${e.origDst} ${e.replySrc}`);
+        }
+        for (const pair of doomed) {
+          const [dst, replySrc] = pair.split(' ') as [string, string];
+          const res = await execFile(this.binary, ['-D', '-f', fam, '--orig-dst', dst, '--reply-src', replySrc]);
+          const n = /(\d+) flow entries have been deleted/.exec(res.stderr);
+          removed += n ? Number(n[1]) : 0;
+        }
+      }
+    } catch (e) {
+      if (e instanceof CommandNotFoundError) {
+        return { removed, warning: 'conntrack tool not installed: flows to a stale address started before the push keep failing until they time out' };
+      }
+      throw e;
+    }
+    return { removed };
+  }
+}

@@ -1,0 +1,47 @@
+// The one way addrmap runs other programs: an argument vector, never a shell,
+// so nothing read from a file can become shell syntax.
+import { spawn } from 'node:child_process';
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class CommandNotFoundError extends Error {
+  constructor(readonly command: string) {
+    super(`${command}: command not found (is it installed and on PATH?)`);
+  }
+}
+
+export function execFile(
+  command: string,
+  args: readonly string[],
+  options: { input?: string; timeoutMs?: number } = {},
+): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      shell: false,
+      timeout: options.timeoutMs ?? 60_000,
+      env: { ...process.env, LC_ALL: 'C' },
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      reject(e.code === 'ENOENT' ? new CommandNotFoundError(command) : e);
+    });
+    child.on('close', (code, signal) => {
+      resolve({
+        code: code ?? (signal ? 128 : 1),
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8') + (signal ? `\n(killed by ${signal})` : ''),
+      });
+    });
+    // A command that exits early (e.g. a bad flag) closes stdin under us.
+    child.stdin.on('error', () => {});
+    child.stdin.end(options.input ?? '');
+  });
+}

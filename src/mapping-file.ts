@@ -1,0 +1,112 @@
+// Mapping file v1: JSON text in, validated mappings out. The JSON Schema next to
+// this file is the single definition of the shape; this module adds what a
+// schema cannot say (address syntax, duplicates) and names the offending entry.
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import schema from './mapping-file.schema.json' with { type: 'json' };
+import { parseAddress, AddressError, type IpFamily } from './address.js';
+
+export interface Mapping {
+  family: IpFamily;
+  from: string;
+  to: string;
+}
+
+export interface MappingFile {
+  generation: number;
+  /** Canonical and de-duplicated, in file order. Chains are not yet resolved. */
+  mappings: Mapping[];
+}
+
+/** A refused file. `entry` names where the problem is, e.g. "mappings[3]". */
+export class MappingFileError extends Error {
+  constructor(
+    readonly entry: string | null,
+    readonly reason: string,
+  ) {
+    super(entry ? `${entry}: ${reason}` : reason);
+  }
+}
+
+export const mappingFileSchema = schema;
+
+const validate = new Ajv2020({ allErrors: false, strict: true }).compile(schema);
+
+export function parseMappingFile(text: string): MappingFile {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new MappingFileError(null, `invalid JSON: ${(e as Error).message}`);
+  }
+  // Checked before the schema so that a newer format is reported as such rather
+  // than as a list of fields this version does not know.
+  if (isObject(doc) && 'version' in doc && doc.version !== 1) {
+    throw new MappingFileError('version', `unsupported version ${JSON.stringify(doc.version)}; this addrmap reads version 1`);
+  }
+  if (!validate(doc)) {
+    const err = validate.errors?.[0];
+    const where = err ? pointerToEntry(err.instancePath) : null;
+    const detail = err ? describeSchemaError(err) : 'does not match the schema';
+    throw new MappingFileError(where, detail);
+  }
+  const file = doc as { generation: number; mappings: { from: string; to: string }[] };
+
+  const byFrom = new Map<string, { to: string; index: number }>();
+  const mappings: Mapping[] = [];
+  file.mappings.forEach((m, i) => {
+    const entry = `mappings[${i}]`;
+    const from = parseField(entry, 'from', m.from);
+    const to = parseField(entry, 'to', m.to);
+    if (from.family !== to.family) {
+      throw new MappingFileError(entry, `mixes address families: from ${m.from} is IPv${from.family}, to ${m.to} is IPv${to.family}`);
+    }
+    if (from.text === to.text) throw new MappingFileError(entry, `from and to are the same address (${from.text})`);
+    const seen = byFrom.get(from.text);
+    if (seen) {
+      if (seen.to === to.text) return; // an exact repeat says nothing new
+      throw new MappingFileError(
+        entry,
+        `from ${from.text} is already mapped to ${seen.to} by mappings[${seen.index}], here to ${to.text}`,
+      );
+    }
+    byFrom.set(from.text, { to: to.text, index: i });
+    mappings.push({ family: from.family, from: from.text, to: to.text });
+  });
+  return { generation: file.generation, mappings };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function parseField(entry: string, field: 'from' | 'to', value: string) {
+  try {
+    return parseAddress(value);
+  } catch (e) {
+    if (e instanceof AddressError) throw new MappingFileError(entry, `${field} ${JSON.stringify(value)}: ${e.message}`);
+    throw e;
+  }
+}
+
+/** "/mappings/3/to" -> "mappings[3].to" */
+function pointerToEntry(pointer: string): string | null {
+  if (!pointer) return null;
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i === 0 ? p : `.${p}`))
+    .join('');
+}
+
+function describeSchemaError(err: { keyword: string; message?: string; params: Record<string, unknown> }): string {
+  switch (err.keyword) {
+    case 'additionalProperties':
+      return `unknown field ${JSON.stringify(err.params.additionalProperty)}`;
+    case 'required':
+      return `missing field ${JSON.stringify(err.params.missingProperty)}`;
+    case 'const':
+      return `unsupported value (expected ${JSON.stringify(err.params.allowedValue)})`;
+    default:
+      return err.message ?? err.keyword;
+  }
+}

@@ -1,0 +1,80 @@
+// The real nftables client: runs the nft binary with an argument vector and
+// sends each transaction as one JSON batch file, which libnftables commits as
+// one kernel transaction (all or nothing). A file rather than stdin: nft opens
+// "-" as /dev/stdin, which fails on the socket Node gives a child as stdin,
+// and a command-line argument is capped at 128 KiB.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFile } from '../exec.js';
+import { decodeListing, encodeBatch } from './json.js';
+import { NftError, type NftInterface, type TableFamily, type TableListing, type Transaction } from './types.js';
+
+export interface NftInfo {
+  version: string;
+}
+
+/** Oldest nft whose JSON input accepts everything addrmap sends (rule comments, map counters). */
+const MIN_VERSION = [0, 9, 7];
+
+export class ExecNft implements NftInterface {
+  constructor(
+    private readonly binary = 'nft',
+    /** Where batch files are written; private to this process. */
+    private readonly scratchParent = tmpdir(),
+  ) {}
+
+  /** Checks that nft exists, is new enough and speaks JSON; throws a clear NftError otherwise. */
+  async check(): Promise<NftInfo> {
+    let res;
+    try {
+      res = await execFile(this.binary, ['--version']);
+    } catch (e) {
+      throw new NftError('nftables is not usable', `${(e as Error).message}; install the nftables package`);
+    }
+    const m = /v(\d+)\.(\d+)\.(\d+)/.exec(res.stdout);
+    if (res.code !== 0 || !m) throw new NftError('cannot read the nft version', (res.stderr || res.stdout).trim());
+    const version = [Number(m[1]), Number(m[2]), Number(m[3])];
+    if (compare(version, MIN_VERSION) < 0) {
+      throw new NftError(`nft ${version.join('.')} is too old`, `addrmap needs ${MIN_VERSION.join('.')} or newer`);
+    }
+    const json = await execFile(this.binary, ['-j', 'list', 'tables']);
+    if (json.code !== 0) throw new NftError('nft cannot list tables in JSON', json.stderr.trim());
+    try {
+      JSON.parse(json.stdout);
+    } catch {
+      throw new NftError('nft was built without JSON support', json.stdout.slice(0, 200));
+    }
+    return { version: version.join('.') };
+  }
+
+  async run(tx: Transaction): Promise<void> {
+    if (tx.size === 0) return;
+    const dir = await mkdtemp(join(this.scratchParent, 'addrmap-nft-'));
+    try {
+      const file = join(dir, 'batch.json');
+      await writeFile(file, JSON.stringify(encodeBatch(tx)), { mode: 0o600 });
+      const res = await execFile(this.binary, ['-j', '-f', file]);
+      if (res.code !== 0) throw new NftError('nft transaction failed, nothing was changed', res.stderr.trim());
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async listTable(family: TableFamily, name: string): Promise<TableListing | null> {
+    const res = await execFile(this.binary, ['-j', 'list', 'table', family, name]);
+    if (res.code !== 0) {
+      if (/No such file or directory/.test(res.stderr)) return null;
+      throw new NftError(`cannot list table ${family} ${name}`, res.stderr.trim());
+    }
+    return decodeListing(JSON.parse(res.stdout));
+  }
+}
+
+function compare(a: number[], b: number[]): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}

@@ -1,0 +1,127 @@
+// A small typed client for libnftables' JSON API (nft -j), shaped like
+// sigs.k8s.io/knftables: callers build a Transaction of add/delete operations
+// on objects, and an Interface runs it as one atomic batch. The object shapes
+// are the JSON schema's own (libnftables-json(5)), so what the fake keeps and
+// what the real implementation sends are the same data.
+
+export type TableFamily = 'inet' | 'ip' | 'ip6';
+
+export interface TableRef {
+  family: TableFamily;
+  table: string;
+}
+
+export interface Table {
+  family: TableFamily;
+  name: string;
+}
+
+export interface Chain extends TableRef {
+  name: string;
+  /** Base chains only. */
+  type?: 'filter' | 'nat' | 'route';
+  hook?: 'prerouting' | 'input' | 'forward' | 'output' | 'postrouting';
+  /** Always numeric: nft 1.0.6 rejects some named priorities. */
+  prio?: number;
+  policy?: 'accept' | 'drop';
+}
+
+export interface Rule extends TableRef {
+  chain: string;
+  /** libnftables JSON statements, sent and compared verbatim. */
+  expr: unknown[];
+  comment?: string;
+  handle?: number;
+}
+
+export type KeyType = 'ipv4_addr' | 'ipv6_addr';
+
+export interface NftMap extends TableRef {
+  name: string;
+  type: KeyType;
+  map: KeyType;
+  /** Per-element packet and byte counters. */
+  counter?: boolean;
+}
+
+export interface Counter {
+  packets: number;
+  bytes: number;
+}
+
+export interface Element extends TableRef {
+  /** The map's name. */
+  name: string;
+  key: string;
+  /** Required when adding to a map; ignored when deleting. */
+  value?: string;
+  /** Only in listings of maps that keep counters. */
+  counter?: Counter;
+}
+
+export type NftObject =
+  | { table: Table }
+  | { chain: Chain }
+  | { rule: Rule }
+  | { map: NftMap }
+  | { element: Element };
+
+export type Verb = 'add' | 'create' | 'delete' | 'flush';
+
+export interface Operation {
+  verb: Verb;
+  object: NftObject;
+}
+
+/** What `list table` returns: everything in one table. */
+export interface TableListing {
+  table: Table;
+  chains: Chain[];
+  rules: Rule[];
+  maps: (NftMap & { elements: Element[] })[];
+}
+
+export interface NftInterface {
+  /** Applies every operation of the transaction, or none of them. */
+  run(tx: Transaction): Promise<void>;
+  /** One table with its contents, or null when it does not exist. */
+  listTable(family: TableFamily, name: string): Promise<TableListing | null>;
+}
+
+/** Failure of a whole transaction: the kernel state is as it was before. */
+export class NftError extends Error {
+  constructor(
+    message: string,
+    readonly detail = '',
+  ) {
+    super(detail ? `${message}: ${detail}` : message);
+  }
+}
+
+export class Transaction {
+  readonly operations: Operation[] = [];
+
+  add(object: NftObject): this {
+    return this.push('add', object);
+  }
+  /** Like add, but fails if the object already exists. */
+  create(object: NftObject): this {
+    return this.push('create', object);
+  }
+  /** Fails if the object does not exist. */
+  delete(object: NftObject): this {
+    return this.push('delete', object);
+  }
+  /** Empties a table (rules and elements) or a map (elements). */
+  flush(object: NftObject): this {
+    return this.push('flush', object);
+  }
+  get size(): number {
+    return this.operations.length;
+  }
+
+  private push(verb: Verb, object: NftObject): this {
+    this.operations.push({ verb, object });
+    return this;
+  }
+}

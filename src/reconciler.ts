@@ -1,0 +1,129 @@
+// Makes the kernel match a desired set of mappings: nft transaction first
+// (atomic, the part traffic depends on), then host routes, then conntrack
+// cleanup. It remembers what it last committed so a steady-state change costs
+// only its delta; after any failure, or when it has no memory (start-up), it
+// reads the kernel again, and after a failed transaction the next sync
+// rebuilds the table whole.
+import { Transaction, type NftInterface } from './nft/index.js';
+import { TABLE } from './ruleset.js';
+import { planSync, viewFromListing, viewOf, type KernelView, type Change, type Plan } from './plan.js';
+import type { DesiredMappings } from './resolve.js';
+import type { Routes, RouteSpec } from './routes.js';
+import type { Conntrack } from './conntrack.js';
+import { normalizeIp, type IpFamily } from './address.js';
+
+export interface SyncResult {
+  kind: Plan['kind'];
+  added: number;
+  removed: number;
+  retargeted: number;
+  routesAdded: number;
+  routesRemoved: number;
+  conntrackRemoved: number;
+  /** Problems that did not stop the sync but leave some mapping degraded. */
+  warnings: string[];
+}
+
+export interface ReconcilerDeps {
+  nft: NftInterface;
+  routes: Routes;
+  conntrack: Conntrack;
+}
+
+export class Reconciler {
+  private view: KernelView | null = null;
+  private forceFull = false;
+  private routeView: Map<string, RouteSpec> | null = null;
+
+  constructor(private readonly deps: ReconcilerDeps) {}
+
+  async sync(desired: DesiredMappings): Promise<SyncResult> {
+    const current = this.view ?? viewFromListing(await this.deps.nft.listTable(TABLE.family, TABLE.name));
+    const plan = planSync(current, desired, this.forceFull);
+    try {
+      await this.deps.nft.run(plan.tx);
+    } catch (e) {
+      // The kernel is unchanged, but our idea of it may be wrong: re-read and
+      // rebuild next time.
+      this.view = null;
+      this.forceFull = true;
+      throw e;
+    }
+    this.view = viewOf(desired);
+    this.forceFull = false;
+
+    const warnings: string[] = [];
+    const routes = await this.syncRoutes(desired, plan, warnings);
+    const changed = [...plan.added, ...plan.retargeted];
+    // A full rebuild after a failure may re-add mappings whose conntrack state
+    // is stale as well, so every change is checked, not only the delta.
+    const ct = await this.deps.conntrack.clear(changed.map(({ family, from, to }) => ({ family, from, to })));
+    if (ct.warning) warnings.push(ct.warning);
+    return {
+      kind: plan.kind,
+      added: plan.added.length,
+      removed: plan.removed.length,
+      retargeted: plan.retargeted.length,
+      routesAdded: routes.added,
+      routesRemoved: routes.removed,
+      conntrackRemoved: ct.removed,
+      warnings,
+    };
+  }
+
+  /** Removes addrmap's table and routes; everything else stays as it is. */
+  async disable(): Promise<{ removedTable: boolean; routesRemoved: number }> {
+    const exists = (await this.deps.nft.listTable(TABLE.family, TABLE.name)) !== null;
+    if (exists) {
+      await this.deps.nft.run(new Transaction().delete({ table: TABLE }));
+    }
+    this.view = null;
+    const ours = await this.deps.routes.list();
+    const errors = await this.deps.routes.apply([], ours);
+    if (errors.length) throw new Error(`could not remove routes: ${errors.join('; ')}`);
+    this.routeView = new Map();
+    return { removedTable: exists, routesRemoved: ours.length };
+  }
+
+  /** Forget what we believe about the kernel; the next sync reads it again. */
+  invalidate(): void {
+    this.view = null;
+    this.routeView = null;
+  }
+
+  private async syncRoutes(desired: DesiredMappings, plan: Plan, warnings: string[]) {
+    if (!this.routeView) {
+      this.routeView = new Map((await this.deps.routes.list()).map((r) => [r.dst, r]));
+    }
+    const have = this.routeView;
+    const wantDst = new Set([...desired.v4.keys(), ...desired.v6.keys()]);
+    const remove = [...have.values()].filter((r) => !wantDst.has(r.dst));
+
+    // Look up a target only where the route must change: a new or retargeted
+    // mapping, or a mapped address that has lost its route.
+    const retargeted = new Set(plan.retargeted.map((c) => c.from));
+    const need: Change[] = [];
+    for (const family of [4, 6] as const) {
+      for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) {
+        if (!have.has(from) || retargeted.has(from)) need.push({ family, from, to });
+      }
+    }
+    const found = need.length ? await this.deps.routes.lookup(need.map((c) => ({ family: c.family, address: c.to }))) : new Map();
+    const byTarget = new Map([...found].map(([k, v]) => [normalizeIp(k), v]));
+    const replace: RouteSpec[] = [];
+    for (const c of need) {
+      const via = byTarget.get(c.to);
+      if (!via) {
+        warnings.push(`no route to target ${c.to} of ${c.from}: the stale address cannot be reached until the target is`);
+        continue;
+      }
+      replace.push({ family: c.family as IpFamily, dst: c.from, ...via });
+    }
+    const errors = await this.deps.routes.apply(replace, remove);
+    warnings.push(...errors.map((e) => `route: ${e}`));
+    for (const r of remove) have.delete(r.dst);
+    for (const r of replace) have.set(r.dst, r);
+    if (errors.length) this.routeView = null;
+    return { added: replace.length, removed: remove.length };
+  }
+}

@@ -1,0 +1,105 @@
+// Host routes for stale addresses. Output-hook DNAT runs after the route
+// lookup, so a stale address the guest has no route for fails with
+// ENETUNREACH before any rule sees it. Each mapped stale address gets a /128
+// (or /32) route that follows the route of its target, which also makes the
+// kernel pick the source address the target needs. The routes carry a
+// protocol number of their own, so addrmap finds and removes exactly its own.
+import { execFile } from './exec.js';
+import type { IpFamily } from './address.js';
+
+/** rtnetlink protocol number marking addrmap's routes (unassigned in rt_protos). */
+export const ROUTE_PROTO = 173;
+
+export interface RouteSpec {
+  family: IpFamily;
+  /** The stale address. */
+  dst: string;
+  dev: string;
+  gateway?: string;
+}
+
+export interface Routes {
+  /** addrmap's routes present in the main table. */
+  list(): Promise<RouteSpec[]>;
+  /** How the kernel would reach each target now; targets it cannot reach are absent. */
+  lookup(targets: { family: IpFamily; address: string }[]): Promise<Map<string, { dev: string; gateway?: string }>>;
+  /** Replaces or deletes routes; returns one message per route that failed. */
+  apply(replace: RouteSpec[], remove: RouteSpec[]): Promise<string[]>;
+}
+
+interface IpRoute {
+  dst: string;
+  dev?: string;
+  gateway?: string;
+  type?: string;
+}
+
+export class IpRoutes implements Routes {
+  constructor(private readonly binary = 'ip') {}
+
+  async list(): Promise<RouteSpec[]> {
+    const out: RouteSpec[] = [];
+    for (const family of [4, 6] as const) {
+      const res = await execFile(this.binary, ['-j', `-${family}`, 'route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTO)]);
+      if (res.code !== 0) throw new Error(`ip route show failed: ${res.stderr.trim()}`);
+      for (const r of parseJsonLines(res.stdout)) {
+        out.push({ family, dst: stripHostPrefix(r.dst), dev: r.dev ?? '', ...(r.gateway ? { gateway: r.gateway } : {}) });
+      }
+    }
+    return out;
+  }
+
+  async lookup(targets: { family: IpFamily; address: string }[]) {
+    const found = new Map<string, { dev: string; gateway?: string }>();
+    for (const family of [4, 6] as const) {
+      const addrs = targets.filter((t) => t.family === family).map((t) => t.address);
+      if (addrs.length === 0) continue;
+      // One process for all lookups; -force keeps going past unreachable ones,
+      // which simply print nothing.
+      const res = await execFile(this.binary, ['-j', `-${family}`, '-force', '-batch', '-'], {
+        input: addrs.map((a) => `route get ${a}\n`).join(''),
+      });
+      for (const r of parseJsonLines(res.stdout)) {
+        if (r.type && r.type !== 'unicast') continue; // local, unreachable, blackhole: nothing to follow
+        if (!r.dev) continue;
+        found.set(r.dst, { dev: r.dev, ...(r.gateway ? { gateway: r.gateway } : {}) });
+      }
+    }
+    return found;
+  }
+
+  async apply(replace: RouteSpec[], remove: RouteSpec[]): Promise<string[]> {
+    const errors: string[] = [];
+    for (const family of [4, 6] as const) {
+      const lines = [
+        ...remove.filter((r) => r.family === family).map((r) => `route del ${hostPrefix(r)} proto ${ROUTE_PROTO}`),
+        ...replace
+          .filter((r) => r.family === family)
+          .map((r) => `route replace ${hostPrefix(r)}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev} proto ${ROUTE_PROTO}`),
+      ];
+      if (lines.length === 0) continue;
+      const res = await execFile(this.binary, [`-${family}`, '-force', '-batch', '-'], { input: lines.join('\n') + '\n' });
+      if (res.code !== 0) errors.push(...res.stderr.trim().split('\n').filter(Boolean));
+    }
+    return errors;
+  }
+}
+
+function hostPrefix(r: RouteSpec): string {
+  return `${r.dst}/${r.family === 4 ? 32 : 128}`;
+}
+
+function stripHostPrefix(dst: string): string {
+  return dst.replace(/\/(32|128)$/, '');
+}
+
+/** `ip -j -batch` prints one JSON array per command. */
+function parseJsonLines(text: string): IpRoute[] {
+  const out: IpRoute[] = [];
+  for (const line of text.split('\n')) {
+    const t = line.trim();
+    if (!t) continue;
+    out.push(...(JSON.parse(t) as IpRoute[]));
+  }
+  return out;
+}
