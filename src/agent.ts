@@ -32,7 +32,6 @@ export interface AgentOptions {
 export class Agent {
   private snapshot: Snapshot | null = null;
   private startedAt = new Date().toISOString();
-  private lastText: string | null = null;
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -62,7 +61,6 @@ export class Agent {
     if (!flag.enabled) {
       const r = await this.o.reconciler.disable();
       if (r.removedTable || r.routesRemoved) log.info({ event: 'disabled', flagSource: flag.source, ...r }, 'feature off: table and routes removed');
-      this.lastText = null;
       await this.record({ flag, applied: null });
       return { outcome: 'disabled', flag };
     }
@@ -97,8 +95,7 @@ export class Agent {
         await this.record({ flag, push: { at: now(), outcome: 'failed', generation, reason } });
         return { outcome: 'failed', flag, message: reason };
       }
-      const outcome = sync.kind === 'none' && text === this.lastText ? 'unchanged' : 'applied';
-      this.lastText = text;
+      const outcome = sync.kind === 'none' && applied === file.generation ? 'unchanged' : 'applied';
       const mappings = countMappings(desired);
       log.info(
         {
