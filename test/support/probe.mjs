@@ -1,0 +1,76 @@
+// A client for kernel tests, run inside a namespace. Prints one JSON line.
+//   probe.mjs tcp ADDR PORT TIMEOUT_MS      -> {"ok":true,"reply":"..."} or {"ok":false,"error":"ECONNREFUSED"}
+//   probe.mjs udp ADDR PORT TIMEOUT_MS      -> same, one datagram and its answer
+//   probe.mjs udp-stream ADDR PORT SRCPORT DURATION_MS INTERVAL_MS
+//       -> {"sent":n,"replies":[{"t":ms since start,"reply":"..."}],"errors":[...]}
+//       one socket, one source port for the whole run, like a long-lived UDP flow
+import net from 'node:net';
+import dgram from 'node:dgram';
+
+const [mode, addr, portText, ...rest] = process.argv.slice(2);
+const port = Number(portText);
+const family = addr.includes(':') ? 'udp6' : 'udp4';
+const print = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+
+if (mode === 'tcp') {
+  const timeout = Number(rest[0]);
+  const s = net.connect({ host: addr, port });
+  let data = '';
+  const timer = setTimeout(() => {
+    print({ ok: false, error: 'ETIMEDOUT' });
+    process.exit(0);
+  }, timeout);
+  s.on('data', (d) => (data += d));
+  s.on('end', () => {
+    clearTimeout(timer);
+    print({ ok: true, reply: data.trim() });
+    process.exit(0);
+  });
+  s.on('error', (e) => {
+    clearTimeout(timer);
+    print({ ok: false, error: e.code ?? e.message });
+    process.exit(0);
+  });
+} else if (mode === 'udp') {
+  const timeout = Number(rest[0]);
+  const s = dgram.createSocket(family);
+  const timer = setTimeout(() => {
+    print({ ok: false, error: 'ETIMEDOUT' });
+    process.exit(0);
+  }, timeout);
+  s.on('message', (m) => {
+    clearTimeout(timer);
+    print({ ok: true, reply: m.toString() });
+    process.exit(0);
+  });
+  s.on('error', (e) => {
+    clearTimeout(timer);
+    print({ ok: false, error: e.code ?? e.message });
+    process.exit(0);
+  });
+  s.send('ping', port, addr);
+} else if (mode === 'udp-stream') {
+  const [srcPort, duration, interval] = rest.map(Number);
+  const s = dgram.createSocket(family);
+  const start = Date.now();
+  const out = { sent: 0, replies: [], errors: [] };
+  s.on('message', (m) => out.replies.push({ t: Date.now() - start, reply: m.toString() }));
+  s.on('error', (e) => out.errors.push({ t: Date.now() - start, error: e.code ?? e.message }));
+  s.bind(srcPort, () => {
+    console.error('stream started');
+    const tick = setInterval(() => {
+      out.sent++;
+      s.send(`seq${out.sent}`, port, addr, (e) => e && out.errors.push({ t: Date.now() - start, error: e.code ?? e.message }));
+    }, interval);
+    setTimeout(() => {
+      clearInterval(tick);
+      setTimeout(() => {
+        print(out);
+        process.exit(0);
+      }, 200);
+    }, duration);
+  });
+} else {
+  console.error('usage: probe.mjs tcp|udp|udp-stream ...');
+  process.exit(2);
+}
