@@ -182,8 +182,9 @@ export class Lab {
     throw new Error(`${addr} not reachable within ${withinMs} ms (last: ${JSON.stringify(last)})`);
   }
 
+  /** The guest's whole ruleset, with counter values blanked (traffic changes them). */
   async ruleset(): Promise<string> {
-    return (await this.exec(this.guest, 'nft', ['list', 'ruleset'])).stdout;
+    return (await this.exec(this.guest, 'nft', ['list', 'ruleset'])).stdout.replace(/packets \d+ bytes \d+/g, 'packets - bytes -');
   }
 
   async routes(): Promise<string> {

@@ -1,0 +1,181 @@
+// addrmap watch on the real kernel: pushes take effect while it runs, bad
+// pushes change nothing, and restarts do not interrupt traffic.
+import { rm, writeFile } from 'node:fs/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ADDR, Lab, mappingFile, type AgentProcess } from '../support/lab.js';
+
+let lab: Lab;
+let agent: AgentProcess | null;
+beforeEach(async () => {
+  lab = await Lab.create();
+  await lab.startPeer();
+  agent = null;
+});
+afterEach(async () => {
+  await agent?.stop('SIGKILL');
+  await lab?.destroy();
+});
+
+const applied = (generation: number) => (e: Record<string, unknown>) => e.event === 'applied' && e.generation === generation;
+
+describe('addrmap watch', () => {
+  it('applies a push within milliseconds and the stale address reaches the peer', async () => {
+    agent = await lab.watch();
+    expect((await lab.tcp(ADDR.stale6, lab.guest, 800)).ok).toBe(false);
+
+    const pushed = Date.now();
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6], [ADDR.stale4, ADDR.new4]]));
+    const event = await agent.waitFor(applied(1), 5000);
+    const reach = await lab.waitReachable(ADDR.stale6, 5000);
+    console.log(`push -> applied event ${Date.now() - pushed} ms (sync ${event.durationMs} ms); reachable after ${reach.ms} ms of polling`);
+    expect(reach.reply).toBe(`peer ${ADDR.new6}`);
+    expect(await lab.udp(ADDR.stale6)).toEqual({ ok: true, reply: 'peer ping' });
+    expect(await lab.tcp(ADDR.stale4)).toEqual({ ok: true, reply: `peer ${ADDR.new4}` });
+  });
+
+  it('follows a peer that migrates again: retarget without a gap, then a chain', async () => {
+    agent = await lab.watch();
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+    await agent.waitFor(applied(1));
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
+
+    await lab.setPeerAddresses([ADDR.newer6]);
+    await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.new6], [ADDR.new6, ADDR.newer6]]));
+    expect(await agent.waitFor(applied(2))).toMatchObject({ kind: 'delta', retargeted: 1, added: 1, removed: 0 });
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.newer6}` });
+    expect(await lab.tcp(ADDR.new6)).toEqual({ ok: true, reply: `peer ${ADDR.newer6}` });
+  });
+
+  it('keeps traffic flowing and the kernel unchanged through invalid, partial, older and deleted files', async () => {
+    agent = await lab.watch();
+    await lab.push(mappingFile(5, [[ADDR.stale6, ADDR.new6]]));
+    await agent.waitFor(applied(5));
+    const ruleset = await lab.ruleset();
+    const routes = await lab.routes();
+    const refusals = () => agent!.events.filter((e) => e.event === 'refused').length;
+
+    const bad: [string, RegExp][] = [
+      ['{"version":1,"generation":6,"mappings":[{"from":"fdaa::1",', /invalid JSON/],
+      [JSON.stringify(mappingFile(6, [[ADDR.stale6, 'fdaa::zz']])), /mappings\[0\]: to "fdaa::zz": not a valid IPv6 address/],
+      [JSON.stringify(mappingFile(6, [[ADDR.stale6, ADDR.new6], [ADDR.new6, ADDR.stale6]])), /cycle/],
+      [JSON.stringify(mappingFile(4, [[ADDR.stale6, ADDR.newer6]])), /generation 4 is older than the applied generation 5/],
+      [JSON.stringify({ version: 2, generation: 9, mappings: [] }), /unsupported version 2/],
+    ];
+    for (const [text, reason] of bad) {
+      const n = refusals();
+      await lab.push(text);
+      await agent.waitFor(() => refusals() > n);
+      const last = agent.events.filter((e) => e.event === 'refused').at(-1)!;
+      expect(`${last.entry}: ${last.reason}`).toMatch(reason);
+      expect(await lab.ruleset()).toBe(ruleset);
+      expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
+    }
+
+    // Written in place (not renamed) and caught half-way: refused, then applied once complete.
+    await writeFile(lab.paths.mappings, '{"version":1,"generation":7,');
+    await agent.waitFor((e) => e.event === 'refused' && /invalid JSON/.test(String(e.reason)) && refusals() > bad.length);
+    await writeFile(lab.paths.mappings, JSON.stringify(mappingFile(7, [[ADDR.stale6, ADDR.new6]])));
+    await agent.waitFor(applied(7));
+
+    await rm(lab.paths.mappings);
+    await agent.waitFor((e) => e.event === 'no_mapping_file');
+    expect(await lab.ruleset()).toBe(ruleset);
+    expect(await lab.routes()).toBe(routes);
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
+
+    const status = JSON.parse((await lab.addrmap(['status', '--json'])).stdout);
+    expect(status).toMatchObject({ enabled: true, generation: 7, mappings: 1, agent: { running: true } });
+  });
+
+  it('coalesces a burst of pushes and ends on the last file', async () => {
+    agent = await lab.watch();
+    for (let g = 1; g <= 50; g++) {
+      const to = g % 2 ? ADDR.new6 : ADDR.newer6;
+      await lab.push(mappingFile(g, [[ADDR.stale6, to]]));
+    }
+    await agent.waitFor(applied(50), 10_000);
+    const passes = agent.events.filter((e) => e.event === 'applied').length;
+    console.log(`50 pushes -> ${passes} applies`);
+    expect(passes).toBeLessThan(50);
+    expect(await lab.ruleset()).toContain(`${ADDR.stale6} counter packets - bytes - : ${ADDR.newer6}`);
+  });
+
+  it('restarts after SIGKILL by adopting the table: no rebuild and no failed connection', async () => {
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6], [ADDR.staleUnrouted6, ADDR.new6]]));
+    agent = await lab.watch();
+    await agent.waitFor(applied(1));
+    const handle = async () => (await lab.exec(lab.guest, 'nft', ['-a', 'list', 'table', 'inet', 'addrmap'])).stdout.match(/# handle (\d+)/)![1];
+    const before = await handle();
+
+    // Probe continuously while the agent dies and comes back.
+    let stop = false;
+    const failures: unknown[] = [];
+    let probes = 0;
+    const prober = (async () => {
+      while (!stop) {
+        const r = await lab.tcp(ADDR.staleUnrouted6, lab.guest, 1000);
+        probes++;
+        if (!r.ok) failures.push(r);
+      }
+    })();
+    await agent.stop('SIGKILL');
+    agent = await lab.watch();
+    const event = await agent.waitFor((e) => e.generation === 1 && (e.event === 'unchanged' || e.event === 'applied'));
+    stop = true;
+    await prober;
+
+    expect(event).toMatchObject({ event: 'unchanged', kind: 'none', added: 0, removed: 0, routesAdded: 0 });
+    expect(await handle()).toBe(before);
+    expect(probes).toBeGreaterThan(0);
+    expect(failures).toEqual([]);
+  });
+});
+
+describe('feature flag', () => {
+  it('flipping "enabled" in the config file at runtime takes effect both ways, and off leaves everything else as it was', async () => {
+    // Another tool's table and route exist before addrmap and must survive it.
+    await lab.exec(lab.guest, 'nft', ['-f', '-'], 'table inet other { chain c { type filter hook output priority 0; policy accept; counter; } }\n');
+    await lab.exec(lab.guest, 'ip', ['-6', 'route', 'add', 'fdcc::/64', 'via', ADDR.peer6]);
+    await writeFile(lab.paths.config, JSON.stringify({ enabled: false }));
+    await lab.push(mappingFile(1, [[ADDR.staleUnrouted6, ADDR.new6], [ADDR.staleUnrouted4, ADDR.new4]]));
+    const rulesetBefore = await lab.ruleset();
+    const routesBefore = await lab.routes();
+
+    agent = await lab.watch({ ADDRMAP_ENABLED: '' });
+    await agent.waitFor((e) => e.event === 'watching');
+    expect(await lab.ruleset()).not.toContain('addrmap');
+
+    await writeFile(lab.paths.config, JSON.stringify({ enabled: true }));
+    await agent.waitFor(applied(1));
+    expect(await lab.tcp(ADDR.staleUnrouted6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
+    expect(await lab.routes()).not.toBe(routesBefore);
+
+    await writeFile(lab.paths.config, JSON.stringify({ enabled: false }));
+    await agent.waitFor((e) => e.event === 'disabled');
+    expect(await lab.ruleset()).toBe(rulesetBefore);
+    expect(await lab.routes()).toBe(routesBefore);
+    expect(await lab.tcp(ADDR.staleUnrouted6)).toEqual({ ok: false, error: 'ENETUNREACH' });
+    const status = JSON.parse((await lab.addrmap(['status', '--json'], { ADDRMAP_ENABLED: '' })).stdout);
+    expect(status).toMatchObject({ enabled: false, flagSource: 'config file' });
+  });
+
+  it('reads addrmap.enabled from the kernel command line, over the config file and under the environment', async () => {
+    await writeFile(lab.paths.config, JSON.stringify({ enabled: false }));
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+    await writeFile(lab.paths.cmdline, 'console=ttyS0 addrmap.enabled=1 quiet\n');
+    expect((await lab.addrmap(['apply'], { ADDRMAP_ENABLED: '' })).code).toBe(0);
+    expect(await lab.ruleset()).toContain('table inet addrmap');
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
+
+    // The environment wins over the kernel command line.
+    expect((await lab.addrmap(['apply'], { ADDRMAP_ENABLED: '0' })).code).toBe(0);
+    expect(await lab.ruleset()).not.toContain('addrmap');
+
+    await writeFile(lab.paths.cmdline, 'addrmap.enabled=0\n');
+    await writeFile(lab.paths.config, JSON.stringify({ enabled: true }));
+    expect((await lab.addrmap(['apply'], { ADDRMAP_ENABLED: '' })).code).toBe(0);
+    expect(await lab.ruleset()).not.toContain('addrmap');
+    const status = JSON.parse((await lab.addrmap(['status', '--json'], { ADDRMAP_ENABLED: '' })).stdout);
+    expect(status).toMatchObject({ enabled: false, flagSource: 'kernel command line' });
+  });
+});
