@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    reporters: ['default', './test/support/summary-reporter.ts'],
     // Kernel tests spawn processes in network namespaces and wait for real
     // traffic; they are slow compared with unit tests but bounded.
     testTimeout: 60_000,

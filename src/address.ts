@@ -50,6 +50,7 @@ function parse4(input: string): IpAddress {
   try {
     a = new Address4(input);
   } catch (e) {
+    if (!/^[\d.]+$/.test(input)) throw new AddressError('not a valid IP address');
     throw new AddressError(`not a valid IPv4 address (${(e as Error).message})`);
   }
   const text = a.correctForm();

@@ -117,7 +117,8 @@ export class Agent {
       await this.record({
         flag,
         applied: { generation: file.generation, at: now(), mappings },
-        push: { at: now(), outcome, generation },
+        // Re-reading an unchanged file is not news: keep the push that mattered.
+        ...(outcome === 'applied' ? { push: { at: now(), outcome, generation } } : {}),
         warnings: sync.warnings,
       });
       return { outcome, flag, sync };
