@@ -78,3 +78,48 @@ export function canonicalOrNull(input: string): string | null {
 export function normalizeIp(text: string): string {
   return text.includes(':') ? new Address6(text).correctForm() : new Address4(text).correctForm();
 }
+
+export interface IpPrefix {
+  family: IpFamily;
+  /** Canonical "address/length". */
+  text: string;
+  length: number;
+  /** The network address as a bigint, for containment checks. */
+  network: bigint;
+}
+
+/** Parses "fc00::/7" or "198.51.100.0/24"; host bits must be zero. */
+export function parsePrefix(input: string): IpPrefix {
+  if (typeof input !== 'string' || !/^[^/\s]+\/\d{1,3}$/.test(input)) throw new AddressError(`${JSON.stringify(input)} is not a prefix (address/length)`);
+  const [addrText, lenText] = input.split('/') as [string, string];
+  const family: IpFamily = addrText.includes(':') ? 6 : 4;
+  const bits = family === 6 ? 128 : 32;
+  const length = Number(lenText);
+  if (length > bits) throw new AddressError(`${input}: length ${length} is over ${bits}`);
+  let value: bigint;
+  let text: string;
+  try {
+    if (family === 6) {
+      const a = new Address6(addrText);
+      if (a.zone || a.subnetMask !== 128) throw new Error('unexpected zone or prefix');
+      value = a.bigInt();
+      text = a.correctForm();
+    } else {
+      const a = new Address4(addrText);
+      value = a.bigInt();
+      text = a.correctForm();
+    }
+  } catch (e) {
+    throw new AddressError(`${input}: not a valid IPv${family} prefix (${(e as Error).message})`);
+  }
+  const hostMask = (1n << BigInt(bits - length)) - 1n;
+  if (value & hostMask) throw new AddressError(`${input}: host bits are set`);
+  return { family, text: `${text}/${length}`, length, network: value };
+}
+
+export function prefixContains(prefix: IpPrefix, addr: IpAddress): boolean {
+  if (prefix.family !== addr.family) return false;
+  const bits = addr.family === 6 ? 128 : 32;
+  const value = addr.family === 6 ? new Address6(addr.text).bigInt() : new Address4(addr.text).bigInt();
+  return value >> BigInt(bits - prefix.length) === prefix.network >> BigInt(bits - prefix.length);
+}

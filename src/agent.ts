@@ -2,8 +2,8 @@
 // mappings -> desired state -> reconcile -> snapshot. Shared by `apply` (one
 // pass, then exit) and `watch` (a pass per change). A refused or failed pass
 // never changes the kernel: the last known good state stays.
-import { readFile } from 'node:fs/promises';
-import { loadConfig, type Config } from './config.js';
+import { loadConfig, ownUid, type Config } from './config.js';
+import { readTrustedFile, UntrustedFileError, DEFAULT_MAX_BYTES } from './trusted-file.js';
 import { readKernelCmdline, resolveFlag, type Flag } from './flag.js';
 import { parseMappingFile, MappingFileError } from './mapping-file.js';
 import { resolveChains, countMappings } from './resolve.js';
@@ -65,21 +65,17 @@ export class Agent {
       return { outcome: 'disabled', flag };
     }
 
-    let text: string;
-    try {
-      text = await readFile(paths.mappings, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      // No file (yet, or deleted): keep whatever is installed. On a first
-      // boot there is nothing installed and nothing to do.
-      log.warn({ event: 'no_mapping_file', file: paths.mappings }, 'mapping file absent; current mappings kept');
-      await this.record({ flag, warnings: [`mapping file ${paths.mappings} is absent; current mappings kept`] });
-      return { outcome: 'no-file', flag };
-    }
-
     let generation: number | undefined;
     try {
-      const file = parseMappingFile(text);
+      const text = await readMappingFile(paths.mappings);
+      if (text === null) {
+        // No file (yet, or deleted): keep whatever is installed. On a first
+        // boot there is nothing installed and nothing to do.
+        log.warn({ event: 'no_mapping_file', file: paths.mappings }, 'mapping file absent; current mappings kept');
+        await this.record({ flag, warnings: [`mapping file ${paths.mappings} is absent; current mappings kept`] });
+        return { outcome: 'no-file', flag };
+      }
+      const file = parseMappingFile(text, { allowedTargets: config.allowedTargets });
       generation = file.generation;
       const applied = this.snapshot?.applied?.generation;
       if (applied !== undefined && file.generation < applied) {
@@ -158,6 +154,16 @@ export class Agent {
       // Status goes stale, but the data plane must not suffer for it.
       this.o.log.error({ event: 'state_write_failed', reason: (e as Error).message }, 'cannot write status snapshot');
     }
+  }
+}
+
+/** Trust and size failures are refusals like any other bad file. */
+async function readMappingFile(path: string): Promise<string | null> {
+  try {
+    return await readTrustedFile(path, { maxBytes: DEFAULT_MAX_BYTES, extraOwners: ownUid() });
+  } catch (e) {
+    if (e instanceof UntrustedFileError) throw new MappingFileError(null, e.message);
+    throw e;
   }
 }
 

@@ -3,7 +3,8 @@
 // schema cannot say (address syntax, duplicates) and names the offending entry.
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import schema from './mapping-file.schema.json' with { type: 'json' };
-import { parseAddress, AddressError, type IpFamily } from './address.js';
+import { parseAddress, parsePrefix, prefixContains, AddressError, type IpFamily, type IpPrefix } from './address.js';
+import { strictJsonProblem } from './strict-json.js';
 
 export interface Mapping {
   family: IpFamily;
@@ -31,7 +32,17 @@ export const mappingFileSchema = schema;
 
 const validate = new Ajv2020({ allErrors: false, strict: true }).compile(schema);
 
-export function parseMappingFile(text: string): MappingFile {
+export interface ParseOptions {
+  /** Targets must lie in one of these; the config's allowedTargets. */
+  allowedTargets: readonly IpPrefix[];
+}
+
+/** The IPv6 ULA range, fc00::/7, and nothing else. */
+export const DEFAULT_ALLOWED_TARGETS: readonly IpPrefix[] = [parsePrefix('fc00::/7')];
+
+export function parseMappingFile(text: string, options: ParseOptions = { allowedTargets: DEFAULT_ALLOWED_TARGETS }): MappingFile {
+  const problem = strictJsonProblem(text);
+  if (problem) throw new MappingFileError(null, `invalid JSON: ${problem}`);
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -61,6 +72,10 @@ export function parseMappingFile(text: string): MappingFile {
       throw new MappingFileError(entry, `mixes address families: from ${m.from} is IPv${from.family}, to ${m.to} is IPv${to.family}`);
     }
     if (from.text === to.text) throw new MappingFileError(entry, `from and to are the same address (${from.text})`);
+    if (!options.allowedTargets.some((p) => prefixContains(p, to))) {
+      const allowed = options.allowedTargets.map((p) => p.text).join(', ') || 'none';
+      throw new MappingFileError(entry, `to ${to.text} is outside the allowed target ranges (${allowed}); see allowedTargets in the config file`);
+    }
     const seen = byFrom.get(from.text);
     if (seen) {
       if (seen.to === to.text) return; // an exact repeat says nothing new

@@ -136,7 +136,7 @@ describe('feature flag', () => {
     // Another tool's table and route exist before addrmap and must survive it.
     await lab.exec(lab.guest, 'nft', ['-f', '-'], 'table inet other { chain c { type filter hook output priority 0; policy accept; counter; } }\n');
     await lab.exec(lab.guest, 'ip', ['-6', 'route', 'add', 'fdcc::/64', 'via', ADDR.peer6]);
-    await writeFile(lab.paths.config, JSON.stringify({ enabled: false }));
+    await lab.writeConfig({ enabled: false });
     await lab.push(mappingFile(1, [[ADDR.staleUnrouted6, ADDR.new6], [ADDR.staleUnrouted4, ADDR.new4]]));
     const rulesetBefore = await lab.ruleset();
     const routesBefore = await lab.routes();
@@ -145,12 +145,12 @@ describe('feature flag', () => {
     await agent.waitFor((e) => e.event === 'watching');
     expect(await lab.ruleset()).not.toContain('addrmap');
 
-    await writeFile(lab.paths.config, JSON.stringify({ enabled: true }));
+    await lab.writeConfig({ enabled: true });
     await agent.waitFor(applied(1));
     expect(await lab.tcp(ADDR.staleUnrouted6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
     expect(await lab.routes()).not.toBe(routesBefore);
 
-    await writeFile(lab.paths.config, JSON.stringify({ enabled: false }));
+    await lab.writeConfig({ enabled: false });
     await agent.waitFor((e) => e.event === 'disabled');
     expect(await lab.ruleset()).toBe(rulesetBefore);
     expect(await lab.routes()).toBe(routesBefore);
@@ -160,7 +160,7 @@ describe('feature flag', () => {
   });
 
   it('reads addrmap.enabled from the kernel command line, over the config file and under the environment', async () => {
-    await writeFile(lab.paths.config, JSON.stringify({ enabled: false }));
+    await lab.writeConfig({ enabled: false });
     await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
     await writeFile(lab.paths.cmdline, 'console=ttyS0 addrmap.enabled=1 quiet\n');
     expect((await lab.addrmap(['apply'], { ADDRMAP_ENABLED: '' })).code).toBe(0);
@@ -172,7 +172,7 @@ describe('feature flag', () => {
     expect(await lab.ruleset()).not.toContain('addrmap');
 
     await writeFile(lab.paths.cmdline, 'addrmap.enabled=0\n');
-    await writeFile(lab.paths.config, JSON.stringify({ enabled: true }));
+    await lab.writeConfig({ enabled: true });
     expect((await lab.addrmap(['apply'], { ADDRMAP_ENABLED: '' })).code).toBe(0);
     expect(await lab.ruleset()).not.toContain('addrmap');
     const status = JSON.parse((await lab.addrmap(['status', '--json'], { ADDRMAP_ENABLED: '' })).stdout);

@@ -64,6 +64,7 @@ export class Lab {
     const id = `am${process.pid}x${counter++}`;
     const lab = new Lab(`${id}g`, `${id}p`, opts.container ? `${id}c` : null, await mkdtemp(join(tmpdir(), 'addrmap-lab-')));
     await writeFile(lab.paths.cmdline, 'console=ttyS0 quiet\n');
+    await lab.writeConfig({});
     const { guest: g, peer: p } = lab;
     await must('ip', ['netns', 'add', g]);
     await must('ip', ['netns', 'add', p]);
@@ -93,6 +94,11 @@ export class Lab {
     }
     await lab.setPeerAddresses([ADDR.new6, ADDR.new4]);
     return lab;
+  }
+
+  /** Writes the config file; the lab's IPv4 targets are always allowed besides the default ULA range. */
+  async writeConfig(settings: Record<string, unknown>): Promise<void> {
+    await writeAtomically(this.paths.config, JSON.stringify({ allowedTargets: ['fc00::/7', '198.51.100.0/24'], ...settings }));
   }
 
   /** The peer "migrates": it has exactly these addresses (besides its link address) from now on. */
