@@ -1,0 +1,107 @@
+import { describe, expect, test } from 'vitest';
+import fc from 'fast-check';
+import { AddressError, canonicalOrNull, normalizeIp, parseAddress, parsePrefix, prefixContains } from '../../src/address.js';
+
+/** Eight 16-bit groups, written in a random but valid way. */
+function spell(groups: number[], style: { upper: boolean; pad: boolean; compressAt: number | null }): string {
+  const hex = groups.map((g) => {
+    let h = g.toString(16);
+    if (style.pad) h = h.padStart(4, '0');
+    return style.upper ? h.toUpperCase() : h;
+  });
+  if (style.compressAt === null) return hex.join(':');
+  // Compress one run of zero groups starting at compressAt, if there is one.
+  let end = style.compressAt;
+  while (end < 8 && groups[end] === 0) end++;
+  if (end === style.compressAt) return hex.join(':');
+  return `${hex.slice(0, style.compressAt).join(':')}::${hex.slice(end).join(':')}`;
+}
+
+describe('parseAddress', () => {
+  test('IPv6 and IPv4 families', () => {
+    expect(parseAddress('fd00::1')).toEqual({ family: 6, text: 'fd00::1' });
+    expect(parseAddress('192.0.2.1')).toEqual({ family: 4, text: '192.0.2.1' });
+  });
+
+  test('errors are AddressErrors', () => {
+    expect(() => parseAddress('nope')).toThrow(AddressError);
+    expect(() => parseAddress('::1')).toThrow(AddressError);
+  });
+
+  test('property: every spelling of a ULA address canonicalises to the same text', () => {
+    const groups = fc.tuple(fc.integer({ min: 0xfc00, max: 0xfdff }), fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffff })), { minLength: 7, maxLength: 7 }));
+    const style = fc.record({ upper: fc.boolean(), pad: fc.boolean(), compressAt: fc.option(fc.integer({ min: 1, max: 7 })) });
+    fc.assert(
+      fc.property(groups, style, style, ([first, rest], s1, s2) => {
+        const g = [first, ...rest];
+        const a = parseAddress(spell(g, s1));
+        const b = parseAddress(spell(g, s2));
+        expect(a).toEqual(b);
+        // Canonical text is a fixed point and lower case.
+        expect(parseAddress(a.text)).toEqual(a);
+        expect(a.text).toBe(a.text.toLowerCase());
+        expect(normalizeIp(spell(g, s1))).toBe(a.text);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('canonicalOrNull', () => {
+    expect(canonicalOrNull('FDAA::0001')).toBe('fdaa::1');
+    expect(canonicalOrNull('::1')).toBeNull();
+    expect(canonicalOrNull('garbage')).toBeNull();
+  });
+
+  test('normalizeIp does not apply policy (the kernel may list anything)', () => {
+    expect(normalizeIp('::1')).toBe('::1');
+    expect(normalizeIp('FE80:0::1')).toBe('fe80::1');
+    expect(normalizeIp('127.0.0.1')).toBe('127.0.0.1');
+  });
+});
+
+describe('parsePrefix / prefixContains', () => {
+  test('IPv6 and IPv4 prefixes', () => {
+    expect(parsePrefix('fc00::/7')).toMatchObject({ family: 6, text: 'fc00::/7', length: 7 });
+    expect(parsePrefix('198.51.100.0/24')).toMatchObject({ family: 4, text: '198.51.100.0/24', length: 24 });
+  });
+
+  test('containment at the edges of the range', () => {
+    const ula = parsePrefix('fc00::/7');
+    expect(prefixContains(ula, parseAddress('fc00::1'))).toBe(true);
+    expect(prefixContains(ula, parseAddress('fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'))).toBe(true);
+    expect(prefixContains(ula, parseAddress('fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'))).toBe(false);
+    expect(prefixContains(ula, parseAddress('fe00::1'))).toBe(false);
+    const net = parsePrefix('198.51.100.0/24');
+    expect(prefixContains(net, parseAddress('198.51.100.255'))).toBe(true);
+    expect(prefixContains(net, parseAddress('198.51.101.0'))).toBe(false);
+  });
+
+  test('a prefix never contains an address of the other family', () => {
+    expect(prefixContains(parsePrefix('0.0.0.0/0'), parseAddress('fd00::1'))).toBe(false);
+    expect(prefixContains(parsePrefix('::/0'), parseAddress('10.0.0.1'))).toBe(false);
+  });
+
+  test('/0 contains everything of its family, a host prefix only its address', () => {
+    expect(prefixContains(parsePrefix('::/0'), parseAddress('2001:db8::1'))).toBe(true);
+    expect(prefixContains(parsePrefix('0.0.0.0/0'), parseAddress('203.0.113.9'))).toBe(true);
+    expect(prefixContains(parsePrefix('fd00::1/128'), parseAddress('fd00::1'))).toBe(true);
+    expect(prefixContains(parsePrefix('fd00::1/128'), parseAddress('fd00::2'))).toBe(false);
+    expect(prefixContains(parsePrefix('10.0.0.1/32'), parseAddress('10.0.0.1'))).toBe(true);
+  });
+
+  test.each([
+    ['fc00::', /is not a prefix/],
+    ['fc00::/', /is not a prefix/],
+    ['fc00:: /7', /is not a prefix/],
+    ['fc00::/7/8', /is not a prefix/],
+    ['10.0.0.0/8 ', /is not a prefix/],
+    ['fc00::1/7', /host bits are set/],
+    ['10.0.0.1/8', /host bits are set/],
+    ['fc00::/200', /is over 128/],
+    ['10.0.0.0/33', /is over 32/],
+    ['fe80::%eth0/64', /not a valid IPv6 prefix/],
+  ])('%j is refused', (input, message) => {
+    expect(() => parsePrefix(input)).toThrow(AddressError);
+    expect(() => parsePrefix(input)).toThrow(message);
+  });
+});
