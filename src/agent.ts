@@ -6,7 +6,7 @@ import { loadConfig, ownUid, type Config } from './config.js';
 import { readTrustedFile, UntrustedFileError, DEFAULT_MAX_BYTES } from './trusted-file.js';
 import { readKernelCmdline, resolveFlag, type Flag } from './flag.js';
 import { parseMappingFile, MappingFileError } from './mapping-file.js';
-import { resolveChains, countMappings } from './resolve.js';
+import { resolveChains, countMappings, type DesiredMappings } from './resolve.js';
 import type { Reconciler, SyncResult } from './reconciler.js';
 import type { Logger } from './logger.js';
 import type { Paths } from './settings.js';
@@ -32,6 +32,9 @@ export interface AgentOptions {
 export class Agent {
   private snapshot: Snapshot | null = null;
   private startedAt = new Date().toISOString();
+  /** The last state this process applied: what drift repair restores, whatever the file says now. */
+  private lastGood: DesiredMappings | null = null;
+  private driftRepairs = 0;
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -59,6 +62,7 @@ export class Agent {
     }
 
     if (!flag.enabled) {
+      this.lastGood = null;
       const r = await this.o.reconciler.disable();
       if (r.removedTable || r.routesRemoved) log.info({ event: 'disabled', flagSource: flag.source, ...r }, 'feature off: table and routes removed');
       await this.record({ flag, applied: null });
@@ -91,6 +95,7 @@ export class Agent {
         await this.record({ flag, push: { at: now(), outcome: 'failed', generation, reason } });
         return { outcome: 'failed', flag, message: reason };
       }
+      this.lastGood = desired;
       const outcome = sync.kind === 'none' && applied === file.generation ? 'unchanged' : 'applied';
       const mappings = countMappings(desired);
       log.info(
@@ -129,6 +134,40 @@ export class Agent {
     }
   }
 
+  /** Whether this process has a state the kernel should hold (and drift can be measured against). */
+  get holdsState(): boolean {
+    return this.lastGood !== null;
+  }
+
+  /**
+   * Re-reads the kernel and restores the last applied state, after another
+   * tool changed addrmap's table. The mapping file is not read: a bad file
+   * pushed meanwhile must not stop the repair.
+   */
+  async repair(reason: string): Promise<SyncResult | null> {
+    if (!this.lastGood) return null;
+    const started = performance.now();
+    this.o.reconciler.invalidate();
+    let sync: SyncResult;
+    try {
+      sync = await this.o.reconciler.sync(this.lastGood);
+    } catch (e) {
+      this.o.log.error({ event: 'drift_repair_failed', reason: (e as Error).message, drift: reason }, 'could not repair the table');
+      throw e;
+    }
+    if (sync.kind !== 'none') {
+      this.driftRepairs++;
+      this.o.log.warn(
+        { event: 'drift_repaired', drift: reason, kind: sync.kind, added: sync.added, removed: sync.removed, retargeted: sync.retargeted, durationMs: ms(started), repairs: this.driftRepairs },
+        `kernel state changed by another tool (${reason}); repaired`,
+      );
+      if (this.snapshot) await this.record({ flag: this.snapshot.flag });
+    } else {
+      this.o.log.debug({ event: 'drift_checked', drift: reason, durationMs: ms(started) }, 'kernel state matches');
+    }
+    return sync;
+  }
+
   /** Marks the agent as stopped in the snapshot. */
   async stopped(): Promise<void> {
     if (this.snapshot) await writeSnapshot(this.o.paths.stateDir, { ...this.snapshot, pid: null, updatedAt: now() });
@@ -146,6 +185,7 @@ export class Agent {
       applied: u.applied === undefined ? (prev?.applied ?? null) : u.applied,
       lastPush: u.push ?? prev?.lastPush ?? null,
       warnings: u.warnings ?? prev?.warnings ?? [],
+      driftRepairs: this.driftRepairs,
     };
     this.snapshot = snap;
     try {

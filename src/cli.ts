@@ -4,8 +4,10 @@ import { parseArgs } from 'node:util';
 import { Agent } from './agent.js';
 import { ConntrackTool } from './conntrack.js';
 import { createLogger } from './logger.js';
+import { DriftDetector } from './drift.js';
 import { ExecNft } from './nft/index.js';
 import { Reconciler } from './reconciler.js';
+import { planSync, EMPTY_VIEW } from './plan.js';
 import { IpRoutes } from './routes.js';
 import { resolvePaths, DEFAULT_PATHS } from './settings.js';
 import { collectStatus, formatStatus } from './status.js';
@@ -99,13 +101,17 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   const nft = new ExecNft();
   try {
     const info = await nft.check();
-    log.debug({ event: 'nft', version: info.version }, 'nft is usable');
+    await nft.validate(planSync(EMPTY_VIEW, { v4: new Map(), v6: new Map() }, true).tx);
+    log.debug({ event: 'nft', version: info.version }, 'nft is usable and the kernel accepts the table');
   } catch (e) {
     log.fatal({ event: 'nft_unusable', reason: (e as Error).message }, 'cannot start');
     process.stderr.write(`addrmap: ${(e as Error).message}\n`);
     return EXIT.failed;
   }
-  const reconciler = new Reconciler({ nft, routes: new IpRoutes(), conntrack: new ConntrackTool() });
+  // The daemon sees the kernel through the drift detector, which discounts
+  // the echoes of addrmap's own transactions.
+  const drift = command === 'watch' ? new DriftDetector(nft, { log, listChains: () => nft.listChains() }) : null;
+  const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: new ConntrackTool() });
   const agent = new Agent({ paths, env: process.env, reconciler, log, daemon: command === 'watch' });
   await agent.init();
 
@@ -115,7 +121,7 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     return r.outcome === 'refused' ? EXIT.refused : r.outcome === 'failed' ? EXIT.failed : EXIT.ok;
   }
 
-  const watcher = await startWatching(agent, [paths.mappings, paths.config], log);
+  const watcher = await startWatching(agent, { files: [paths.mappings, paths.config], log, drift: drift! });
   const stop = (signal: string) => {
     log.info({ event: 'stopping', signal }, 'stopping; kernel state left in place for the next start');
     void watcher.stop();

@@ -26,6 +26,8 @@ export interface Snapshot {
   applied: { generation: number; at: string; mappings: number } | null;
   lastPush: PushOutcome | null;
   warnings: string[];
+  /** Repairs of the table after another tool changed it, since the agent started. */
+  driftRepairs?: number;
 }
 
 export const SNAPSHOT_FILE = 'status.json';

@@ -15,6 +15,7 @@ export interface StatusReport {
   mappings: number;
   lastPush: Snapshot['lastPush'];
   warnings: string[];
+  driftRepairs: number;
   /** From the kernel, when readable (root); null otherwise. */
   kernel: { table: boolean; layoutOk: boolean; mappings: number } | null;
 }
@@ -41,6 +42,7 @@ export async function collectStatus(stateDir: string, nft: NftInterface | null):
     mappings: snap?.applied?.mappings ?? 0,
     lastPush: snap?.lastPush ?? null,
     warnings: snap?.warnings ?? [],
+    driftRepairs: snap?.driftRepairs ?? 0,
     kernel,
   };
 }
@@ -73,6 +75,7 @@ export function formatStatus(s: StatusReport): string {
   } else {
     lines.push('kernel:      not read (run as root for live kernel data)');
   }
+  if (s.driftRepairs) lines.push(`repairs:     ${s.driftRepairs} (another tool changed addrmap's table)`);
   for (const w of s.warnings) lines.push(`warning:     ${w}`);
   return lines.join('\n');
 }

@@ -1,9 +1,12 @@
-// The daemon loop: one pass once watching, then a pass whenever the mapping file or
-// the config file changes. Passes never overlap; events that arrive during a
-// pass are coalesced into one more pass, which reads the file as it is then,
-// so a burst of pushes costs at most two passes and ends on the last file.
+// The daemon loop: one pass once watching, then a pass whenever the mapping
+// file or the config file changes, and a repair whenever another tool changes
+// addrmap's table. Passes never overlap; events that arrive during a pass are
+// coalesced into one more pass, which reads the file as it is then, so a
+// burst of pushes costs at most two passes and ends on the last file.
+import { stat } from 'node:fs/promises';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import type { Agent } from './agent.js';
+import type { DriftDetector } from './drift.js';
 import type { Logger } from './logger.js';
 
 export interface Watcher {
@@ -14,9 +17,19 @@ export interface Watcher {
   trigger(reason: string): void;
 }
 
-export async function startWatching(agent: Agent, files: string[], log: Logger): Promise<Watcher> {
+export interface WatchOptions {
+  files: string[];
+  log: Logger;
+  drift?: DriftDetector;
+  /** Period of the fallback check of the files' identity (inode, size, times). */
+  pollMs?: number;
+}
+
+export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watcher> {
+  const { log, drift } = o;
   let running = false;
   let again = false;
+  let repairReason: string | null = null;
   let stopped = false;
   let idle: Promise<void> = Promise.resolve();
 
@@ -24,36 +37,70 @@ export async function startWatching(agent: Agent, files: string[], log: Logger):
     running = true;
     try {
       do {
+        const doPass = again || repairReason === null;
         again = false;
         try {
-          await agent.pass();
+          if (repairReason !== null) {
+            const reason = repairReason;
+            repairReason = null;
+            await agent.repair(reason);
+          }
+          if (doPass) await agent.pass();
         } catch (e) {
           log.error({ event: 'pass_error', reason: (e as Error).message }, 'unexpected error; will retry on the next change');
         }
-      } while (again && !stopped);
+        if (drift) drift.tableExpected = agent.holdsState;
+      } while ((again || repairReason !== null) && !stopped);
     } finally {
       running = false;
     }
   };
 
+  const schedule = () => {
+    if (!running) idle = runPasses();
+  };
   const trigger = (reason: string) => {
     if (stopped) return;
     log.debug({ event: 'trigger', reason }, 'change detected');
-    if (running) {
-      again = true;
-      return;
-    }
-    idle = runPasses();
+    again = true;
+    schedule();
+  };
+  const repair = (reason: string, certain: boolean) => {
+    if (stopped) return;
+    if (certain) log.info({ event: 'drift_detected', drift: reason }, `kernel state changed: ${reason}`);
+    repairReason = reason;
+    schedule();
   };
 
   // atomic: a rename over the file shows up as a change, not unlink + add.
-  const watcher: FSWatcher = chokidarWatch(files, { ignoreInitial: true, atomic: true, persistent: true });
+  const watcher: FSWatcher = chokidarWatch(o.files, { ignoreInitial: true, atomic: true, persistent: true });
   watcher.on('add', (p) => trigger(`added ${p}`));
   watcher.on('change', (p) => trigger(`changed ${p}`));
   watcher.on('unlink', (p) => trigger(`removed ${p}`));
   watcher.on('error', (e) => log.error({ event: 'watch_error', reason: String(e) }, 'file watcher error'));
   await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
-  log.info({ event: 'watching', files }, 'watching for pushes');
+
+  // File events can be lost, e.g. when the directory holding the file is
+  // replaced; a cheap identity check catches what the watcher missed.
+  const identities = new Map<string, string>();
+  const identity = async (f: string) => stat(f).then((s) => `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`, () => 'absent');
+  for (const f of o.files) identities.set(f, await identity(f));
+  const poll = setInterval(async () => {
+    for (const f of o.files) {
+      const id = await identity(f);
+      if (identities.get(f) !== id) {
+        identities.set(f, id);
+        trigger(`poll: ${f} changed`);
+      }
+    }
+  }, o.pollMs ?? 1000);
+  poll.unref();
+
+  if (drift) {
+    drift.setOnDrift(repair);
+    drift.start();
+  }
+  log.info({ event: 'watching', files: o.files }, 'watching for pushes');
   // The first pass starts only once the watcher is ready, so a push landing
   // during start-up is never missed.
   trigger('start');
@@ -66,6 +113,8 @@ export async function startWatching(agent: Agent, files: string[], log: Logger):
     trigger,
     async stop() {
       stopped = true;
+      clearInterval(poll);
+      await drift?.stop();
       await watcher.close();
       await idle;
       resolveDone();

@@ -1,18 +1,20 @@
 // The real nftables client: runs the nft binary with an argument vector and
-// sends each transaction as one JSON batch file, which libnftables commits as
-// one kernel transaction (all or nothing). A file rather than stdin: nft opens
-// "-" as /dev/stdin, which fails on the socket Node gives a child as stdin,
-// and a command-line argument is capped at 128 KiB.
+// sends each transaction as one JSON batch, which libnftables commits as one
+// kernel transaction (all or nothing). Not on stdin: nft opens "-" as
+// /dev/stdin, which fails on the socket Node gives a child as stdin.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from '../exec.js';
-import { decodeListing, encodeBatch } from './json.js';
-import { NftError, type NftInterface, type TableFamily, type TableListing, type Transaction } from './types.js';
+import { decodeChains, decodeListing, encodeBatch } from './json.js';
+import { NftError, type Chain, type NftInterface, type TableFamily, type TableListing, type Transaction } from './types.js';
 
 export interface NftInfo {
   version: string;
 }
+
+/** Linux caps one argument at 128 KiB (MAX_ARG_STRLEN); stay well under. */
+const MAX_ARG_BATCH = 100 * 1024;
 
 /** Oldest nft whose JSON input accepts everything addrmap sends (rule comments, map counters). */
 const MIN_VERSION = [0, 9, 7];
@@ -50,15 +52,43 @@ export class ExecNft implements NftInterface {
 
   async run(tx: Transaction): Promise<void> {
     if (tx.size === 0) return;
+    const res = await this.send(JSON.stringify(encodeBatch(tx)), []);
+    if (res.code !== 0) throw new NftError('nft transaction failed, nothing was changed', res.stderr.trim());
+  }
+
+  /**
+   * Asks the kernel to validate a transaction without committing it (nft
+   * --check): proves at start that it accepts addrmap's table, NAT included.
+   */
+  async validate(tx: Transaction): Promise<void> {
+    const res = await this.send(JSON.stringify(encodeBatch(tx)), ['-c']);
+    if (res.code !== 0) {
+      throw new NftError(
+        "the kernel rejects addrmap's table; it needs nf_tables with NAT (CONFIG_NF_TABLES, CONFIG_NF_NAT, nft_chain_nat)",
+        res.stderr.trim(),
+      );
+    }
+  }
+
+  private async send(json: string, flags: string[]) {
+    // Small batches (every ordinary push) travel as an argument and touch no
+    // disk, so a full /tmp cannot stop them; large ones go through a file.
+    if (Buffer.byteLength(json) <= MAX_ARG_BATCH) return execFile(this.binary, [...flags, '-j', json]);
     const dir = await mkdtemp(join(this.scratchParent, 'addrmap-nft-'));
     try {
       const file = join(dir, 'batch.json');
-      await writeFile(file, JSON.stringify(encodeBatch(tx)), { mode: 0o600 });
-      const res = await execFile(this.binary, ['-j', '-f', file]);
-      if (res.code !== 0) throw new NftError('nft transaction failed, nothing was changed', res.stderr.trim());
+      await writeFile(file, json, { mode: 0o600 });
+      return await execFile(this.binary, [...flags, '-j', '-f', file]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  /** Every chain of every table, without rules or set elements: cheap at any map size. */
+  async listChains(): Promise<Chain[]> {
+    const res = await execFile(this.binary, ['-j', 'list', 'chains']);
+    if (res.code !== 0) throw new NftError('cannot list chains', res.stderr.trim());
+    return decodeChains(JSON.parse(res.stdout));
   }
 
   async listTable(family: TableFamily, name: string): Promise<TableListing | null> {

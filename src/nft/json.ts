@@ -79,15 +79,7 @@ export function decodeListing(doc: unknown): TableListing | null {
       const t = item.table as Json;
       table = { family: t.family as Table['family'], name: String(t.name) };
     } else if ('chain' in item) {
-      const c = item.chain as Json;
-      const chain: Chain = { family: c.family as Chain['family'], table: String(c.table), name: String(c.name) };
-      if (c.hook !== undefined) {
-        chain.type = c.type as Chain['type'];
-        chain.hook = c.hook as Chain['hook'];
-        chain.prio = Number(c.prio);
-        chain.policy = c.policy as Chain['policy'];
-      }
-      chains.push(chain);
+      chains.push(decodeChain(item.chain as Json));
     } else if ('rule' in item) {
       const r = item.rule as Json;
       const rule: Rule = { family: r.family as Rule['family'], table: String(r.table), chain: String(r.chain), expr: r.expr as unknown[], handle: Number(r.handle) };
@@ -108,6 +100,24 @@ export function decodeListing(doc: unknown): TableListing | null {
     }
   }
   return table ? { table, chains, rules, maps } : null;
+}
+
+/** Parses `nft -j list chains` output. */
+export function decodeChains(doc: unknown): Chain[] {
+  const items = (doc as { nftables?: Json[] })?.nftables;
+  if (!Array.isArray(items)) throw new Error('nft output has no "nftables" array');
+  return items.filter((i) => 'chain' in i).map((i) => decodeChain(i.chain as Json));
+}
+
+function decodeChain(c: Json): Chain {
+  const chain: Chain = { family: c.family as Chain['family'], table: String(c.table), name: String(c.name) };
+  if (c.hook !== undefined) {
+    chain.type = c.type as Chain['type'];
+    chain.hook = c.hook as Chain['hook'];
+    chain.prio = Number(c.prio);
+    chain.policy = c.policy as Chain['policy'];
+  }
+  return chain;
 }
 
 function decodeElement(ref: { family: Element['family']; table: string; name: string }, raw: unknown): Element {

@@ -1,0 +1,177 @@
+// Noticing when another tool changes addrmap's table: someone deletes it,
+// flushes the whole ruleset, or edits the map. Two sources, both cheap:
+//  - `nft -j monitor`, the kernel's own change notifications. addrmap's own
+//    changes are announced too, so every transaction it runs is registered
+//    first and its echoes are discounted; anything else touching the table
+//    is drift.
+//  - a periodic `nft -j list chains` (no set elements, so it stays cheap at
+//    100k mappings), in case the monitor missed something or died.
+// Either calls onDrift; the agent then re-reads the kernel and repairs.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { normalizeIp } from './address.js';
+import type { Logger } from './logger.js';
+import { CHAINS, TABLE } from './ruleset.js';
+import type { Chain, NftInterface, TableFamily, TableListing, Transaction } from './nft/index.js';
+
+export interface DriftOptions {
+  log: Logger;
+  binary?: string;
+  /** Period of the chain check. */
+  checkIntervalMs?: number;
+  listChains: () => Promise<Chain[]>;
+}
+
+/** How long an expected echo of our own change may take to arrive. */
+const ECHO_MS = 5000;
+/**
+ * A table rebuild's echoes are too many to match one by one; they are let
+ * through for this long, and if anything arrived then, the table is verified
+ * afterwards, so another tool's change in that window is still caught.
+ */
+const REBUILD_QUIET_MS = 200;
+
+export class DriftDetector implements NftInterface {
+  private expected = new Map<string, number[]>();
+  private quietUntil = 0;
+  private suppressed = false;
+  private monitor: ChildProcess | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  /** Whether the table should exist now (feature on and applied). */
+  tableExpected = false;
+  /** certain: a foreign change was seen; otherwise the table just needs a look. */
+  private onDrift: (reason: string, certain: boolean) => void = () => {};
+
+  constructor(
+    private readonly inner: NftInterface,
+    private readonly o: DriftOptions,
+  ) {}
+
+  async run(tx: Transaction): Promise<void> {
+    const rebuild = tx.operations.some((op) => 'table' in op.object);
+    if (rebuild) this.quietUntil = Infinity;
+    const expires = Date.now() + ECHO_MS;
+    for (const op of tx.operations) {
+      if (!('element' in op.object)) continue;
+      const k = `${op.verb} ${op.object.element.name} ${normalizeIp(op.object.element.key)}`;
+      const list = this.expected.get(k) ?? [];
+      list.push(expires);
+      this.expected.set(k, list);
+    }
+    try {
+      await this.inner.run(tx);
+    } finally {
+      if (rebuild) {
+        this.quietUntil = Date.now() + REBUILD_QUIET_MS;
+        setTimeout(() => {
+          if (!this.suppressed || Date.now() < this.quietUntil) return;
+          this.suppressed = false;
+          this.onDrift('verification after a table rebuild', false);
+        }, REBUILD_QUIET_MS + 10).unref();
+      }
+    }
+  }
+
+  listTable(family: TableFamily, name: string): Promise<TableListing | null> {
+    return this.inner.listTable(family, name);
+  }
+
+  setOnDrift(fn: (reason: string, certain: boolean) => void): void {
+    this.onDrift = fn;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.startMonitor();
+    this.timer = setInterval(() => void this.checkChains(), this.o.checkIntervalMs ?? 1000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.monitor?.kill('SIGTERM');
+  }
+
+  /** Handles one line of `nft -j monitor`; exported for tests. */
+  handleEvent(line: string): void {
+    let ev: Record<string, Record<string, Record<string, unknown>>>;
+    try {
+      ev = JSON.parse(line);
+    } catch {
+      return;
+    }
+    const verb = Object.keys(ev)[0];
+    if (!verb || !ev[verb]) return;
+    const kind = Object.keys(ev[verb]!)[0]!;
+    const obj = ev[verb]![kind]!;
+    const table = kind === 'table' ? obj.name : obj.table;
+    if (table !== TABLE.name || obj.family !== TABLE.family) return;
+    if (Date.now() < this.quietUntil) {
+      this.suppressed = true;
+      return;
+    }
+    if (kind === 'element') {
+      const items = ((obj.elem as { set?: unknown[] })?.set ?? []) as unknown[];
+      const foreign = items.map(elementKey).filter((key) => !this.consume(`${verb} ${obj.name} ${key}`));
+      if (foreign.length) this.onDrift(`${verb} element ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''} in map ${obj.name} by another tool`, true);
+      return;
+    }
+    this.onDrift(`${verb} ${kind} ${kind === 'rule' ? `in chain ${obj.chain}` : (obj.name ?? '')} by another tool`.replace(/ +/g, ' '), true);
+  }
+
+  private consume(key: string): boolean {
+    const list = this.expected.get(key);
+    const now = Date.now();
+    while (list?.length && list[0]! < now) list.shift();
+    if (!list?.length) {
+      this.expected.delete(key);
+      return false;
+    }
+    list.shift();
+    if (!list.length) this.expected.delete(key);
+    return true;
+  }
+
+  private startMonitor(): void {
+    const child = spawn(this.o.binary ?? 'nft', ['-j', 'monitor'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.monitor = child;
+    createInterface({ input: child.stdout! }).on('line', (l) => this.handleEvent(l));
+    child.stderr!.resume();
+    child.on('error', (e) => this.o.log.warn({ event: 'monitor_error', reason: e.message }, 'nft monitor failed'));
+    child.on('close', (code) => {
+      if (this.stopped) return;
+      // Events may have been lost: restart, and have the kernel checked.
+      this.o.log.warn({ event: 'monitor_restart', code }, 'nft monitor exited; restarting');
+      setTimeout(() => {
+        if (this.stopped) return;
+        this.startMonitor();
+        this.onDrift('nft monitor restarted', false);
+      }, 1000).unref();
+    });
+  }
+
+  private async checkChains(): Promise<void> {
+    if (!this.tableExpected) return;
+    let chains: Chain[];
+    try {
+      chains = await this.o.listChains();
+    } catch {
+      return; // a transient nft failure is not drift
+    }
+    const ours = chains.filter((c) => c.family === TABLE.family && c.table === TABLE.name);
+    const missing = CHAINS.filter((want) => !ours.some((c) => c.name === want.name && c.hook === want.hook && c.prio === want.prio));
+    if (missing.length) this.onDrift(`chain ${missing.map((c) => c.name).join(', ')} missing or changed`, true);
+  }
+}
+
+function elementKey(item: unknown): string {
+  const key = Array.isArray(item) ? item[0] : item;
+  const val = typeof key === 'object' && key !== null && 'elem' in key ? (key as { elem: { val: unknown } }).elem.val : key;
+  try {
+    return normalizeIp(String(val));
+  } catch {
+    return String(val);
+  }
+}
