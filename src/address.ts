@@ -36,7 +36,9 @@ function parse6(input: string): IpAddress {
   } catch (e) {
     throw new AddressError(`not a valid IPv6 address (${(e as Error).message})`);
   }
-  if (a.is4()) throw new AddressError('IPv4-mapped IPv6 address; write the IPv4 address instead');
+  // By value, not by spelling: ::ffff:a00:1 is as IPv4-mapped as ::ffff:10.0.0.1,
+  // and fd00::10.0.0.1 is an ordinary IPv6 address.
+  if (a.bigInt() >> 32n === 0xffffn) throw new AddressError('IPv4-mapped IPv6 address; write the IPv4 address instead');
   const text = a.correctForm();
   if (text === '::') throw new AddressError('unspecified address');
   if (a.isLoopback()) throw new AddressError('loopback address');

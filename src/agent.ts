@@ -40,7 +40,12 @@ export class Agent {
 
   /** Loads the previous snapshot, so a restarted agent keeps refusing older generations. */
   async init(): Promise<void> {
-    this.snapshot = await readSnapshot(this.o.paths.stateDir).catch(() => null);
+    try {
+      this.snapshot = await readSnapshot(this.o.paths.stateDir);
+    } catch (e) {
+      this.o.log.warn({ event: 'snapshot_unreadable', reason: (e as Error).message }, 'previous status snapshot unreadable; generation check starts afresh');
+      this.snapshot = null;
+    }
   }
 
   async pass(): Promise<PassResult> {
@@ -81,7 +86,7 @@ export class Agent {
       }
       const file = parseMappingFile(text, { allowedTargets: config.allowedTargets });
       generation = file.generation;
-      const applied = this.snapshot?.applied?.generation;
+      const applied = this.snapshot?.acceptedGeneration ?? this.snapshot?.applied?.generation;
       if (applied !== undefined && file.generation < applied) {
         throw new MappingFileError('generation', `generation ${file.generation} is older than the applied generation ${applied}`);
       }
@@ -187,6 +192,8 @@ export class Agent {
       warnings: u.warnings ?? prev?.warnings ?? [],
       driftRepairs: this.driftRepairs,
     };
+    const accepted = Math.max(prev?.acceptedGeneration ?? -1, prev?.applied?.generation ?? -1, snap.applied?.generation ?? -1);
+    if (accepted >= 0) snap.acceptedGeneration = accepted;
     this.snapshot = snap;
     try {
       await writeSnapshot(this.o.paths.stateDir, snap);

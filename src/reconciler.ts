@@ -52,12 +52,24 @@ export class Reconciler {
     this.view = viewOf(desired);
     this.forceFull = false;
 
+    // The mappings are live from here on. What follows only helps them work
+    // (routes, conntrack); its failures are warnings, never "failed", since
+    // "failed" promises that nothing changed.
     const warnings: string[] = [];
-    const routes = await this.syncRoutes(desired, plan, warnings);
+    let routes = { added: 0, removed: 0 };
+    try {
+      routes = await this.syncRoutes(desired, plan, warnings);
+    } catch (e) {
+      this.routeView = null;
+      warnings.push(`routes not updated: ${(e as Error).message}`);
+    }
     const changed = [...plan.added, ...plan.retargeted];
-    // A full rebuild after a failure may re-add mappings whose conntrack state
-    // is stale as well, so every change is checked, not only the delta.
-    const ct = await this.deps.conntrack.clear(changed.map(({ family, from, to }) => ({ family, from, to })));
+    let ct: { removed: number; warning?: string } = { removed: 0 };
+    try {
+      ct = await this.deps.conntrack.clear(changed.map(({ family, from, to }) => ({ family, from, to })));
+    } catch (e) {
+      ct = { removed: 0, warning: `conntrack cleanup failed: ${(e as Error).message}` };
+    }
     if (ct.warning) warnings.push(ct.warning);
     return {
       kind: plan.kind,

@@ -14,8 +14,9 @@ export const DEFAULT_PATHS: Paths = {
 
 export function resolvePaths(flags: Partial<Paths>, env: NodeJS.ProcessEnv): Paths {
   return {
-    config: flags.config ?? env.ADDRMAP_CONFIG ?? DEFAULT_PATHS.config,
-    mappings: flags.mappings ?? env.ADDRMAP_MAPPINGS ?? DEFAULT_PATHS.mappings,
-    stateDir: flags.stateDir ?? env.ADDRMAP_STATE_DIR ?? DEFAULT_PATHS.stateDir,
+    // An empty variable counts as unset, as for ADDRMAP_ENABLED.
+    config: flags.config || env.ADDRMAP_CONFIG || DEFAULT_PATHS.config,
+    mappings: flags.mappings || env.ADDRMAP_MAPPINGS || DEFAULT_PATHS.mappings,
+    stateDir: flags.stateDir || env.ADDRMAP_STATE_DIR || DEFAULT_PATHS.stateDir,
   };
 }

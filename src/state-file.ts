@@ -24,6 +24,8 @@ export interface Snapshot {
   flag: Flag;
   mappingsFile: string;
   applied: { generation: number; at: string; mappings: number } | null;
+  /** The highest generation ever applied, kept while the feature is off: older files stay refused. */
+  acceptedGeneration?: number;
   lastPush: PushOutcome | null;
   warnings: string[];
   /** Repairs of the table after another tool changed it, since the agent started. */

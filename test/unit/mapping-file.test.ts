@@ -158,13 +158,14 @@ describe('parseMappingFile: refusals name the offending entry', () => {
     const doc: Record<string, unknown> = { version: 1, generation: 1, mappings: [] };
     delete doc[field];
     const err = refusal(doc);
-    // The entry is the document itself (null); the message names the field.
-    expect(err.entry).toBeNull();
+    // The missing field itself is the entry, so status can show it.
+    expect(err.entry).toBe(field);
     expect(err.reason).toBe(`missing field "${field}"`);
   });
 
   test('an unknown top-level field is named', () => {
     const err = refusal(file([], { enabled: true }));
+    expect(err.entry).toBe('enabled');
     expect(err.reason).toBe('unknown field "enabled"');
     expect(err.message).toContain('"enabled"');
   });
