@@ -200,7 +200,7 @@ export class Lab {
   }
 
   async destroy(): Promise<void> {
-    for (const c of this.children) if (c.exitCode === null) c.kill('SIGKILL');
+    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     for (const ns of [this.guest, this.peer, this.ctr]) if (ns) await execFile('ip', ['netns', 'del', ns]);
     await rm(this.dir, { recursive: true, force: true });
   }
@@ -258,7 +258,7 @@ export class AgentProcess {
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    if (this.child.exitCode !== null) return this.child.exitCode;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
     const closed = new Promise<number | null>((r) => this.child.on('close', (code) => r(code)));
     this.child.kill(signal);
     return closed;

@@ -1,0 +1,205 @@
+// Faults survived with the last good state kept: nft missing or failing
+// mid-transaction, a kernel without NAT, an unusable state directory, the
+// mapping file's directory replaced, SIGKILL at any point, a burst of pushes.
+import { execFileSync } from 'node:child_process';
+import { mkdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { execFile } from '../../src/exec.js';
+import { ADDR, Lab, ROOT, mappingFile, writeAtomically, type AgentProcess } from '../support/lab.js';
+
+const REAL_NFT = execFileSync('bash', ['-c', 'command -v nft']).toString().trim();
+
+let lab: Lab;
+let agents: AgentProcess[];
+let mounts: string[];
+beforeEach(async () => {
+  lab = await Lab.create();
+  await lab.startPeer();
+  agents = [];
+  mounts = [];
+});
+afterEach(async () => {
+  for (const a of agents) await a.stop('SIGKILL');
+  for (const m of mounts) await execFile('umount', ['-l', m]);
+  await lab?.destroy();
+});
+
+/** Environment that puts the faulty nft wrapper in front of the real one. */
+async function faultyNft(): Promise<{ env: NodeJS.ProcessEnv; setFault: (f: string) => Promise<void> }> {
+  const bin = join(lab.dir, 'bin');
+  await mkdir(bin, { recursive: true });
+  await symlink(join(ROOT, 'test/support/nft-wrapper.sh'), join(bin, 'nft'));
+  const faultFile = join(lab.dir, 'fault');
+  await writeFile(faultFile, 'none\n');
+  return {
+    env: { PATH: `${bin}:${process.env.PATH}`, REAL_NFT, NFT_FAULT_FILE: faultFile },
+    setFault: (f) => writeFile(faultFile, `${f}\n`),
+  };
+}
+
+async function watch(env: NodeJS.ProcessEnv = {}) {
+  const a = await lab.watch(env);
+  agents.push(a);
+  return a;
+}
+
+const appliedOrSame = (g: number) => (e: Record<string, unknown>) => e.generation === g && (e.event === 'applied' || e.event === 'unchanged');
+
+describe('faults', () => {
+  it('refuses to start without nft, with a clear message', async () => {
+    const bin = join(lab.dir, 'bin-no-nft');
+    await mkdir(bin);
+    for (const tool of ['ip', 'conntrack']) {
+      await symlink(execFileSync('bash', ['-c', `command -v ${tool}`]).toString().trim(), join(bin, tool));
+    }
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+    const r = await lab.addrmap(['apply'], { PATH: bin });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/nftables is not usable: nft: command not found .*install the nftables package/);
+    expect(await lab.ruleset()).toBe('');
+  });
+
+  it('refuses to start on a kernel without nf_tables NAT, with a clear message (kernel answer simulated)', async () => {
+    const { env, setFault } = await faultyNft();
+    await setFault('no-nat');
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+    for (const cmd of ['apply', 'watch']) {
+      const r = await lab.addrmap([cmd], env);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/the kernel rejects addrmap's table; it needs nf_tables with NAT/);
+    }
+    expect(await lab.ruleset()).toBe('');
+  });
+
+  it('keeps the last good state when nft fails in the middle of a transaction, then rebuilds whole', async () => {
+    const { env, setFault } = await faultyNft();
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+    const agent = await watch(env);
+    await agent.waitFor(appliedOrSame(1));
+    const good = await lab.ruleset();
+
+    await setFault('fail-batch');
+    await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.newer6], [ADDR.staleUnrouted6, ADDR.new6]]));
+    const failed = await agent.waitFor((e) => e.event === 'apply_failed');
+    expect(failed.reason).toMatch(/nft transaction failed, nothing was changed/);
+    expect(await lab.ruleset()).toBe(good); // nothing half applied
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
+    const status = JSON.parse((await lab.addrmap(['status', '--json'])).stdout);
+    expect(status).toMatchObject({ generation: 1, lastPush: { outcome: 'failed', generation: 2 } });
+
+    await setFault('none');
+    await lab.setPeerAddresses([ADDR.new6, ADDR.newer6]);
+    await lab.push(mappingFile(3, [[ADDR.stale6, ADDR.newer6], [ADDR.staleUnrouted6, ADDR.new6]]));
+    expect(await agent.waitFor(appliedOrSame(3))).toMatchObject({ kind: 'full' });
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.newer6}` });
+    expect(await lab.tcp(ADDR.staleUnrouted6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
+  });
+
+  it('keeps applying pushes when the state directory is full, then read-only', async () => {
+    const state = lab.paths.stateDir;
+    await mkdir(state, { recursive: true });
+    expect((await execFile('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'addrmap-test', state])).code).toBe(0);
+    mounts.push(state);
+    await execFile('dd', ['if=/dev/zero', `of=${join(state, 'filler')}`, 'bs=4k', 'count=64']); // fills it (ENOSPC)
+
+    const agent = await watch();
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+    await agent.waitFor(appliedOrSame(1));
+    await agent.waitFor((e) => e.event === 'state_write_failed');
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
+
+    expect((await execFile('mount', ['-o', 'remount,ro', state])).code).toBe(0);
+    const n = agent.events.filter((e) => e.event === 'state_write_failed').length;
+    await lab.setPeerAddresses([ADDR.newer6]);
+    await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.newer6]]));
+    await agent.waitFor(appliedOrSame(2));
+    await agent.waitFor(() => agent.events.filter((e) => e.event === 'state_write_failed').length > n);
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.newer6}` });
+  });
+
+  it('follows the mapping file when its directory is replaced', async () => {
+    const pushDir = join(lab.dir, 'push');
+    await mkdir(pushDir);
+    const mappings = join(pushDir, 'mappings.json');
+    await writeAtomically(mappings, JSON.stringify(mappingFile(1, [[ADDR.stale6, ADDR.new6]])));
+    const agent = await watch({ ADDRMAP_MAPPINGS: mappings });
+    await agent.waitFor(appliedOrSame(1));
+
+    await rename(pushDir, `${pushDir}.old`);
+    await mkdir(pushDir);
+    await lab.setPeerAddresses([ADDR.newer6]);
+    await writeAtomically(mappings, JSON.stringify(mappingFile(2, [[ADDR.stale6, ADDR.newer6]])));
+    await agent.waitFor(appliedOrSame(2), 5000);
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.newer6}` });
+  });
+
+  it('survives SIGKILL at any point: each restart adopts the table, no connection fails, the end state is the last file', async () => {
+    await lab.setPeerAddresses([ADDR.new6, ADDR.newer6]);
+    const target = (g: number) => (g % 2 ? ADDR.new6 : ADDR.newer6);
+    const file = (g: number) => mappingFile(g, [[ADDR.staleUnrouted6, ADDR.new6], [ADDR.stale6, target(g)]]);
+    await lab.push(file(1));
+    let agent = await watch();
+    await agent.waitFor(appliedOrSame(1));
+
+    let stop = false;
+    let probes = 0;
+    const failures: unknown[] = [];
+    const prober = (async () => {
+      while (!stop) {
+        const r = await lab.tcp(ADDR.staleUnrouted6, lab.guest, 1000);
+        probes++;
+        if (!r.ok) failures.push(r);
+      }
+    })();
+
+    const kills = 12;
+    for (let g = 2; g <= kills + 1; g++) {
+      await lab.push(file(g));
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 120))); // anywhere in the pass, or after it
+      await agent.stop('SIGKILL');
+      agent = await watch();
+      await agent.waitFor(appliedOrSame(g), 10_000);
+    }
+    stop = true;
+    await prober;
+
+    console.log(`${kills} SIGKILLs, ${probes} probes during them, ${failures.length} failed`);
+    expect(probes).toBeGreaterThan(kills);
+    expect(failures).toEqual([]);
+    const last = kills + 1;
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${target(last)}` });
+    expect(await lab.ruleset()).toContain(`${ADDR.stale6} counter packets - bytes - : ${target(last)}`);
+  });
+
+  it('takes 1,000 pushes within one second: ends on the last file, no crash, memory bounded', async () => {
+    await lab.setPeerAddresses([ADDR.new6, ADDR.newer6]);
+    const agent = await watch();
+    const rss = async () => Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${agent.child.pid}/status`, 'utf8'))![1]) / 1024;
+    // Warm up the code paths so the comparison is about growth, not start-up.
+    for (let g = 1; g <= 20; g++) await lab.push(mappingFile(g, [[ADDR.stale6, g % 2 ? ADDR.new6 : ADDR.newer6]]));
+    await agent.waitFor(appliedOrSame(20));
+    const before = await rss();
+
+    const start = Date.now();
+    const last = 1020;
+    for (let g = 21; g <= last; g++) {
+      const many: [string, string][] = [[ADDR.stale6, g % 2 ? ADDR.new6 : ADDR.newer6]];
+      for (let i = 0; i < g % 50; i++) many.push([`fdaa:0:18:a7b:7d::${(i + 1).toString(16)}`, ADDR.new6]);
+      await lab.push(mappingFile(g, many));
+    }
+    const pushMs = Date.now() - start;
+    await agent.waitFor(appliedOrSame(last), 20_000);
+    const after = await rss();
+    const passes = agent.events.filter((e) => e.event === 'applied' && Number(e.generation) > 20).length;
+    console.log(`1000 pushes in ${pushMs} ms -> ${passes} passes; RSS ${before.toFixed(1)} MiB -> ${after.toFixed(1)} MiB`);
+
+    expect(pushMs).toBeLessThan(1500);
+    expect(agent.child.exitCode).toBeNull();
+    expect(after - before).toBeLessThan(40);
+    const listing = JSON.parse((await lab.exec(lab.guest, 'nft', ['-j', 'list', 'map', 'inet', 'addrmap', 'dnat6'])).stdout);
+    const elems = listing.nftables.find((x: Record<string, unknown>) => 'map' in x).map.elem as unknown[];
+    expect(elems).toHaveLength(1 + (last % 50));
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.newer6}` });
+  });
+});
