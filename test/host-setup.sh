@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# Installs the host tools addrmap's demo and kernel tests need, when missing:
-# nftables (the nft binary), iproute2 (ip, network namespaces) and conntrack.
-# Debian or Ubuntu, as root. Uses the machine's configured apt sources.
+# Installs the host tools addrmap needs, when missing, from the machine's
+# configured apt sources (Debian or Ubuntu, as root).
+#   test/host-setup.sh        what the agent and the demo need: nftables (nft),
+#                             iproute2 (ip, network namespaces), conntrack
+#   test/host-setup.sh test   also what the kernel tests run inside their guest
+#                             namespaces to check coexistence: iptables,
+#                             firewalld with its D-Bus, and Docker's engine
 set -euo pipefail
 
 need=()
-command -v nft >/dev/null 2>&1 || need+=(nftables)
-command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
+have() { command -v "$1" >/dev/null 2>&1; }
+have nft || need+=(nftables)
+have ip || need+=(iproute2)
+have conntrack || need+=(conntrack)
+if [ "${1:-}" = test ]; then
+  have iptables || need+=(iptables)
+  have firewalld || need+=(firewalld)
+  have dbus-daemon || need+=(dbus)
+  have dockerd || need+=(docker.io)
+  have nsenter || need+=(util-linux)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -16,5 +28,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "host-setup: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Installing a daemon package must not start it on the host.
+policy=/usr/sbin/policy-rc.d
+[ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; trap 'rm -f "$policy"' EXIT; }
 apt-get update -q >&2
 apt-get install -y -q --no-install-recommends "${need[@]}" >&2
