@@ -217,14 +217,14 @@ describe('FakeNft tables, maps, chains and rules', () => {
 
   test('a map can be deleted once the rules referring to it are gone', async () => {
     const rules = (await list())!.rules.filter((r) => JSON.stringify(r.expr).includes('@dnat6'));
-    expect(rules).toHaveLength(2);
+    expect(rules).toHaveLength(4); // two DNAT and two count rules
     const tx = new Transaction();
     for (const r of rules) tx.delete({ rule: r });
     tx.delete({ map: MAPS[1]! });
     await nft.run(tx);
     const after = (await list())!;
     expect(after.maps.map((m) => m.name)).toEqual(['dnat4']);
-    expect(after.rules).toHaveLength(2);
+    expect(after.rules).toHaveLength(4);
   });
 
   test('deleting a rule by a handle that does not exist fails', async () => {
@@ -242,9 +242,9 @@ describe('FakeNft tables, maps, chains and rules', () => {
 
   test('rules get increasing handles', async () => {
     const handles = (await list())!.rules.map((r) => r.handle!);
-    expect(handles).toHaveLength(4);
+    expect(handles).toHaveLength(8);
     expect([...handles].sort((a, b) => a - b)).toEqual(handles);
-    expect(new Set(handles).size).toBe(4);
+    expect(new Set(handles).size).toBe(8);
   });
 
   test('creating an existing map or chain fails; adding one with the same definition is a no-op', async () => {
@@ -269,7 +269,7 @@ describe('FakeNft tables, maps, chains and rules', () => {
     await nft.run(new Transaction().flush({ map: MAPS[1]! }));
     const after = (await list())!;
     expect(elementsOf(after)).toEqual({ dnat4: ['10.0.0.1 -> 10.9.0.1'], dnat6: [] });
-    expect(after.rules).toHaveLength(4);
+    expect(after.rules).toHaveLength(8);
   });
 
   test('externalDeleteTable removes the table outside any transaction', async () => {

@@ -13,6 +13,14 @@ const ref = { family: 'inet', table: 'addrmap' } as const;
 const el = (name: string, key: string, value?: string) => ({ element: { ...ref, name, key, ...(value === undefined ? {} : { value }) } });
 
 describe('encodeBatch', () => {
+  // As `nft -j list chain` prints `ct status dnat ct direction original ct state established ct original ip6 daddr @dnat6`.
+  const countExpr = (proto: string, map: string) => [
+    { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
+    { match: { op: '==', left: { ct: { key: 'direction' } }, right: 'original' } },
+    { match: { op: 'in', left: { ct: { key: 'state' } }, right: 'established' } },
+    { match: { op: '==', left: { ct: { key: `${proto} daddr`, dir: 'original' } }, right: `@${map}` } },
+  ];
+
   test('a full plan encodes to the exact libnftables JSON batch', () => {
     const plan = planSync(EMPTY_VIEW, desired({ 'fd00::1': 'fdaa::1', 'fd00::2': 'fdaa::2' }, { '10.0.0.1': '10.9.0.1' }));
     const expected = {
@@ -25,10 +33,16 @@ describe('encodeBatch', () => {
         { add: { map: { family: 'inet', table: 'addrmap', name: 'dnat6', type: 'ipv6_addr', map: 'ipv6_addr', stmt: [{ counter: null }] } } },
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'dnat_output', type: 'nat', hook: 'output', prio: -100, policy: 'accept' } } },
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'dnat_prerouting', type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept' } } },
+        { add: { chain: { family: 'inet', table: 'addrmap', name: 'count_output', type: 'filter', hook: 'output', prio: 0, policy: 'accept' } } },
+        { add: { chain: { family: 'inet', table: 'addrmap', name: 'count_forward', type: 'filter', hook: 'forward', prio: 0, policy: 'accept' } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_output', expr: DNAT4_EXPR } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_output', expr: DNAT6_EXPR } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_prerouting', expr: DNAT4_EXPR } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_prerouting', expr: DNAT6_EXPR } } },
+        { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_output', expr: countExpr('ip', 'dnat4') } } },
+        { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_output', expr: countExpr('ip6', 'dnat6') } } },
+        { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_forward', expr: countExpr('ip', 'dnat4') } } },
+        { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_forward', expr: countExpr('ip6', 'dnat6') } } },
         { add: { element: { family: 'inet', table: 'addrmap', name: 'dnat4', elem: [['10.0.0.1', '10.9.0.1']] } } },
         {
           add: {

@@ -46,7 +46,7 @@ describe('planSync', () => {
     expect(plan.removed).toEqual([]);
   });
 
-  test('the ruleset has both maps with counters and a DNAT rule per family in each of the output and prerouting chains', () => {
+  test('the ruleset: both maps with counters, DNAT per family in output and prerouting, counting per family in output and forward', () => {
     expect(MAPS.map((m) => [m.name, m.type, m.map, m.counter])).toEqual([
       ['dnat4', 'ipv4_addr', 'ipv4_addr', true],
       ['dnat6', 'ipv6_addr', 'ipv6_addr', true],
@@ -54,12 +54,21 @@ describe('planSync', () => {
     expect(CHAINS.map((c) => [c.name, c.type, c.hook, c.prio, c.policy])).toEqual([
       ['dnat_output', 'nat', 'output', -100, 'accept'],
       ['dnat_prerouting', 'nat', 'prerouting', -100, 'accept'],
+      ['count_output', 'filter', 'output', 0, 'accept'],
+      ['count_forward', 'filter', 'forward', 0, 'accept'],
     ]);
+    const count = (proto: string, map: string) =>
+      `[{"match":{"op":"in","left":{"ct":{"key":"status"}},"right":"dnat"}},{"match":{"op":"==","left":{"ct":{"key":"direction"}},"right":"original"}},` +
+      `{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":"established"}},{"match":{"op":"==","left":{"ct":{"key":"${proto} daddr","dir":"original"}},"right":"@${map}"}}]`;
     expect(RULES.map((r) => [r.chain, JSON.stringify(r.expr)])).toEqual([
       ['dnat_output', '[{"dnat":{"family":"ip","addr":{"map":{"key":{"payload":{"protocol":"ip","field":"daddr"}},"data":"@dnat4"}}}}]'],
       ['dnat_output', '[{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@dnat6"}}}}]'],
       ['dnat_prerouting', '[{"dnat":{"family":"ip","addr":{"map":{"key":{"payload":{"protocol":"ip","field":"daddr"}},"data":"@dnat4"}}}}]'],
       ['dnat_prerouting', '[{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@dnat6"}}}}]'],
+      ['count_output', count('ip', 'dnat4')],
+      ['count_output', count('ip6', 'dnat6')],
+      ['count_forward', count('ip', 'dnat4')],
+      ['count_forward', count('ip6', 'dnat6')],
     ]);
   });
 
