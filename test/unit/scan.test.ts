@@ -1,0 +1,364 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { findAddresses, MAX_FILE_BYTES, scanPaths, type Occurrence, type ScanStats } from '../../src/scan.js';
+
+const V6 = 'fdaa:0:18::2';
+const V6_TO = 'fdaa:0:19::2';
+const V4 = '198.51.100.10';
+const V4_TO = '198.51.100.20';
+const stale: ReadonlyMap<string, string> = new Map([
+  [V6, V6_TO],
+  [V4, V4_TO],
+]);
+
+/** [line, text as written, canonical address, 0-based start]. */
+const positives: [string, string, string, number][] = [
+  ['fdaa:0:18::2', 'fdaa:0:18::2', V6, 0],
+  ['host fdaa:0000:0018:0000:0000:0000:0000:0002 end', 'fdaa:0000:0018:0000:0000:0000:0000:0002', V6, 5],
+  ['x FDAA:0:18:0:0:0:0:2', 'FDAA:0:18:0:0:0:0:2', V6, 2],
+  ['mixed FdAa:0:018::0002', 'FdAa:0:018::0002', V6, 6],
+  ['host = "[FDAA:0:18::2]:5432"', '[FDAA:0:18::2]:5432', V6, 8],
+  ['[fdaa:0:18::2]', '[fdaa:0:18::2]', V6, 0],
+  ['url: postgres://[fdaa:0:18::2]:5432/db', '[fdaa:0:18::2]:5432', V6, 16],
+  ['url: http://user@[fdaa:0:18::2]/path', '[fdaa:0:18::2]', V6, 17],
+  ['ping fdaa:0:18::2%eth0', 'fdaa:0:18::2%eth0', V6, 5],
+  ['http://[fdaa:0:18::2%25eth0]:80/', '[fdaa:0:18::2%25eth0]:80', V6, 7],
+  ["peer='fdaa:0:18::2'", 'fdaa:0:18::2', V6, 6],
+  ['a,fdaa:0:18::2,b', 'fdaa:0:18::2', V6, 2],
+  ['ADDR=fdaa:0:18::2;', 'fdaa:0:18::2', V6, 5],
+  ['listen fdaa:0:18::2/64', 'fdaa:0:18::2', V6, 7],
+  ['key:fdaa:0:18::2', 'fdaa:0:18::2', V6, 4],
+  ['see fdaa:0:18::2.', 'fdaa:0:18::2', V6, 4],
+  ['embedded fdaa:0:18::0.0.0.2', 'fdaa:0:18::0.0.0.2', V6, 9],
+  ['expanded with port fdaa:0:18:0:0:0:0:2:5432', 'fdaa:0:18:0:0:0:0:2:5432', V6, 19],
+  ['198.51.100.10', '198.51.100.10', V4, 0],
+  ['db = 198.51.100.10:5432', '198.51.100.10:5432', V4, 5],
+  ['"198.51.100.10",', '198.51.100.10', V4, 1],
+  ['server=198.51.100.10', '198.51.100.10', V4, 7],
+  ['jdbc:postgresql://198.51.100.10:5432/db', '198.51.100.10:5432', V4, 18],
+  ['udp:198.51.100.10:53', '198.51.100.10:53', V4, 4],
+  ['reach it at 198.51.100.10.', '198.51.100.10', V4, 12],
+  ['range 198.51.100.9-198.51.100.10', '198.51.100.10', V4, 19],
+  ['cidr 198.51.100.10/32', '198.51.100.10', V4, 5],
+  ['yaml: 198.51.100.10:', '198.51.100.10', V4, 6],
+];
+
+describe('findAddresses: every textual form', () => {
+  test.each(positives)('%s', (line, text, address, start) => {
+    const found = findAddresses(line).filter((f) => f.address === address);
+    expect(found).toEqual([{ start, text, address }]);
+    expect(line.slice(start, start + text.length)).toBe(text);
+  });
+
+  test('several on one line, both families, in order', () => {
+    const line = `a=198.51.100.10 b=[fdaa:0:18::2]:1 c=FDAA:0:18::2,198.51.100.10:80`;
+    expect(findAddresses(line)).toEqual([
+      { start: 2, text: '198.51.100.10', address: V4 },
+      { start: 18, text: '[fdaa:0:18::2]:1', address: V6 },
+      { start: 37, text: 'FDAA:0:18::2', address: V6 },
+      { start: 50, text: '198.51.100.10:80', address: V4 },
+    ]);
+  });
+
+  test('unbracketed "addr:port" is ambiguous and read as one address', () => {
+    // fdaa:0:18::2:5432 is itself a valid address; it is not fdaa:0:18::2 port 5432.
+    expect(findAddresses('fdaa:0:18::2:5432')).toEqual([{ start: 0, text: 'fdaa:0:18::2:5432', address: 'fdaa:0:18::2:5432' }]);
+  });
+
+  test('IPv4-mapped IPv6 keeps its IPv6 canonical form; the embedded quad is not reported on its own', () => {
+    expect(findAddresses('::ffff:198.51.100.10')).toEqual([{ start: 0, text: '::ffff:198.51.100.10', address: '::ffff:c633:640a' }]);
+    expect(findAddresses('[::FFFF:c633:640A]:5432')).toEqual([{ start: 0, text: '[::FFFF:c633:640A]:5432', address: '::ffff:c633:640a' }]);
+  });
+});
+
+describe('findAddresses: what is not an address', () => {
+  test.each([
+    ['MAC address', 'ether aa:bb:cc:dd:ee:ff brd ff:ff:ff:ff:ff:ff'],
+    ['MAC address, upper case', 'hwaddr=FD:AA:00:18:00:02'],
+    ['MAC address, dashes', 'aa-bb-cc-dd-ee-ff'],
+    ['Cisco MAC', 'fdaa.0018.0002'],
+    ['hex words', 'dead:beef cafe:babe'],
+    ['version string', 'version 1.2.3.4.5 and 198.51.100.10.1'],
+    ['version with v', 'v198.51.100.10'],
+    ['quad in hex literal', '0x198.51.100.10'],
+    ['quad as part of a word', 'ab_198.51.100.10 198.51.100.10_x 198.51.100.10é'],
+    ['reverse DNS name', '10.100.51.198.in-addr.arpa'],
+    ['octet out of range', '198.51.100.256 198.51.256.10'],
+    ['leading zeros in IPv4', '198.051.100.010'],
+    ['three octets', '198.51.100'],
+    ['time of day', '12:30:45.123'],
+    ['C++ and Haskell', 'std::vector<int> x; f :: Int -> Int'],
+    ['too many groups', 'fdaa:0:18:0:0:0:0:0:2:1'],
+    ['group too long', 'fdaa0:0:18::2'],
+    ['IPv6 inside a longer word', 'xfdaa:0:18::2g'],
+    ['triple colon', 'fdaa:::2'],
+  ])('%s', (_name, line) => {
+    const found = findAddresses(line);
+    expect(found.filter((f) => stale.has(f.address))).toEqual([]);
+  });
+
+  test('MAC addresses yield no candidate at all, so no key can be hit by them', () => {
+    for (const mac of ['aa:bb:cc:dd:ee:ff', '00:1A:2b:3C:4d:5E', 'fd:aa:00:18:00:02', 'ff:ff:ff:ff:ff:ff']) {
+      expect(findAddresses(`link/ether ${mac} brd ff:ff:ff:ff:ff:ff`)).toEqual([]);
+      expect(findAddresses(mac)).toEqual([]);
+    }
+  });
+
+  test('longer numbers are different addresses, never substrings', () => {
+    expect(findAddresses('198.51.100.101 1198.51.100.10 98.51.100.10').map((f) => f.address)).toEqual(['198.51.100.101', '98.51.100.10']);
+    expect(findAddresses('fdaa:0:18::22 1fdaa:0:18::2').map((f) => f.address)).toEqual(['fdaa:0:18::22']);
+    expect(findAddresses('0:fdaa:0:18::2').map((f) => f.address)).toEqual(['0:fdaa:0:18::2']);
+  });
+
+  test('lines without candidates', () => {
+    expect(findAddresses('')).toEqual([]);
+    expect(findAddresses('no addresses here: just words. And :: and ...')).toEqual([]);
+    expect(findAddresses('a'.repeat(100_000))).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'addrmap-scan-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function scan(paths: string[], keys: ReadonlyMap<string, string> = stale): Promise<{ found: Occurrence[]; stats: ScanStats }> {
+  const stats: ScanStats = { files: 0, skipped: [] };
+  const found: Occurrence[] = [];
+  for await (const o of scanPaths(paths, keys, stats)) found.push(o);
+  return { found, stats };
+}
+
+const brief = (o: Occurrence) => `${o.file.slice(dir.length + 1)}:${o.line}:${o.column} ${o.text} -> ${o.target}`;
+
+describe('scanPaths', () => {
+  test('finds every form with file, 1-based line and column, target and line text', async () => {
+    const file = join(dir, 'app.conf');
+    await writeFile(
+      file,
+      [
+        '# database',
+        'host = "[FDAA:0:18::2]:5432"',
+        '  replica=fdaa:0000:0018:0000:0000:0000:0000:0002 , other=fdaa:0:18::3',
+        'url=postgres://[fdaa:0:18::2]:5432/db',
+        'iface fdaa:0:18::2%eth0',
+        'v4 198.51.100.10:5432 and 198.51.100.11',
+        'mac aa:bb:cc:dd:ee:ff version 198.51.100.10.1',
+        'mapped ::ffff:198.51.100.10',
+        '',
+      ].join('\n'),
+    );
+    const { found, stats } = await scan([file]);
+    expect(found.map(brief)).toEqual([
+      `app.conf:2:9 [FDAA:0:18::2]:5432 -> ${V6_TO}`,
+      `app.conf:3:11 fdaa:0000:0018:0000:0000:0000:0000:0002 -> ${V6_TO}`,
+      `app.conf:4:16 [fdaa:0:18::2]:5432 -> ${V6_TO}`,
+      `app.conf:5:7 fdaa:0:18::2%eth0 -> ${V6_TO}`,
+      `app.conf:6:4 198.51.100.10:5432 -> ${V4_TO}`,
+    ]);
+    expect(found[0]).toEqual({
+      file,
+      line: 2,
+      column: 9,
+      text: '[FDAA:0:18::2]:5432',
+      address: V6,
+      target: V6_TO,
+      lineText: 'host = "[FDAA:0:18::2]:5432"',
+    });
+    expect(found[1]!.lineText).toBe('  replica=fdaa:0000:0018:0000:0000:0000:0000:0002 , other=fdaa:0:18::3');
+    expect(found[4]!.address).toBe(V4);
+    expect(stats).toEqual({ files: 1, skipped: [] });
+  });
+
+  test('several occurrences on one line, in column order', async () => {
+    const file = join(dir, 'one-line');
+    await writeFile(file, 'x 198.51.100.10 [fdaa:0:18::2]:1 FDAA:0:18::2 198.51.100.10\n');
+    const { found } = await scan([file]);
+    expect(found.map((o) => [o.line, o.column, o.text])).toEqual([
+      [1, 3, '198.51.100.10'],
+      [1, 17, '[fdaa:0:18::2]:1'],
+      [1, 34, 'FDAA:0:18::2'],
+      [1, 47, '198.51.100.10'],
+    ]);
+  });
+
+  test('CRLF line endings: same lines and columns, no CR in the line text', async () => {
+    const file = join(dir, 'windows.ini');
+    await writeFile(file, '[db]\r\nhost=198.51.100.10\r\n\r\naddr=[fdaa:0:18::2]:5432\r\nlast fdaa:0:18::2');
+    const { found } = await scan([file]);
+    expect(found.map((o) => [o.line, o.column, o.text, o.lineText])).toEqual([
+      [2, 6, '198.51.100.10', 'host=198.51.100.10'],
+      [4, 6, '[fdaa:0:18::2]:5432', 'addr=[fdaa:0:18::2]:5432'],
+      [5, 6, 'fdaa:0:18::2', 'last fdaa:0:18::2'],
+    ]);
+  });
+
+  test('a UTF-8 byte order mark does not shift the first line', async () => {
+    const file = join(dir, 'bom.txt');
+    await writeFile(file, '\ufeff198.51.100.10\n');
+    const { found } = await scan([file]);
+    expect(found.map((o) => [o.line, o.column, o.lineText])).toEqual([[1, 1, '198.51.100.10']]);
+  });
+
+  test('a long line is clipped to 300 characters around the match', async () => {
+    const file = join(dir, 'minified.json');
+    const line = `{"pad":"${'x'.repeat(5000)}","host":"198.51.100.10","more":"${'y'.repeat(5000)}"}`;
+    const head = `{"host":"[fdaa:0:18::2]:5432","pad":"${'z'.repeat(1000)}"}`;
+    await writeFile(file, `${line}\n${head}\n`);
+    const { found } = await scan([file]);
+    expect(found).toHaveLength(2);
+    const [mid, first] = found as [Occurrence, Occurrence];
+    expect(mid.column).toBe(line.indexOf('198.51.100.10') + 1);
+    expect(mid.lineText.length).toBeLessThanOrEqual(300);
+    expect(mid.lineText).toContain('"host":"198.51.100.10"');
+    expect(mid.lineText.startsWith('…') && mid.lineText.endsWith('…')).toBe(true);
+    expect(first.lineText.length).toBeLessThanOrEqual(300);
+    expect(first.lineText.startsWith('{"host":"[fdaa:0:18::2]:5432"')).toBe(true);
+  });
+
+  test('a big file is streamed, with right line numbers at the end', async () => {
+    const file = join(dir, 'big.log');
+    const lines = Array.from({ length: 200_000 }, (_, i) => `${i} connect 198.51.100.${i % 10} ok`);
+    lines.push('tail [fdaa:0:18::2]:1');
+    await writeFile(file, lines.join('\n') + '\n');
+    const { found, stats } = await scan([file], new Map([[V6, V6_TO]]));
+    expect(found.map((o) => [o.line, o.column])).toEqual([[200_001, 6]]);
+    expect(stats.files).toBe(1);
+  });
+
+  test('keys are compared canonically even if the caller did not canonicalise them', async () => {
+    const file = join(dir, 'f');
+    await writeFile(file, 'fdaa:0:18::2\n');
+    const { found } = await scan([file], new Map([['FDAA:0000:0018::0002', V6_TO]]));
+    expect(found.map((o) => o.address)).toEqual([V6]);
+  });
+
+  test('IPv4-mapped spelling does not match the IPv4 key', async () => {
+    const file = join(dir, 'f');
+    await writeFile(file, '::ffff:198.51.100.10\n[::ffff:c633:640a]:80\n');
+    expect((await scan([file])).found).toEqual([]);
+  });
+
+  test('walks directories recursively in sorted order; skips what it cannot or must not read', async () => {
+    const root = join(dir, 'etc');
+    await mkdir(join(root, 'b', 'deeper'), { recursive: true });
+    await mkdir(join(root, 'a'));
+    await writeFile(join(root, 'z.conf'), 'z=198.51.100.10\n');
+    await writeFile(join(root, 'a', 'x.yaml'), 'hosts:\n  - "fdaa:0:18::2"\n');
+    await writeFile(join(root, 'b', 'deeper', 'y.env'), 'DB=198.51.100.10:5432\nOTHER=198.51.100.11\n');
+    await writeFile(join(root, 'b', 'B.txt'), 'nothing here\n');
+    await writeFile(join(root, 'b', 'empty'), '');
+    // Binary: a NUL within the first 8 KiB, with an address in it.
+    await writeFile(join(root, 'b', 'data.bin'), Buffer.concat([Buffer.from('198.51.100.10\n'), Buffer.from([0, 1, 2])]));
+    // Over the size cap (sparse, so cheap).
+    const big = await open(join(root, 'huge.log'), 'w');
+    await big.truncate(MAX_FILE_BYTES + 1);
+    await big.close();
+    // A symlink loop back to the top: must not be followed.
+    await symlink('..', join(root, 'b', 'loop'));
+    await symlink(root, join(root, 'a', 'abs-loop'));
+    // A link that points at itself, and one that points nowhere.
+    await symlink('self', join(root, 'self'));
+    await symlink('no-such-file', join(root, 'dangling'));
+    // A symlink to a file is read.
+    await symlink('z.conf', join(root, 'link-to-file'));
+    // A FIFO: opening it for reading would wait for a writer forever.
+    execFileSync('mkfifo', [join(root, 'fifo')]);
+
+    const { found, stats } = await scan([root, join(dir, 'missing')]);
+    expect(found.map(brief)).toEqual([
+      `etc/a/x.yaml:2:6 fdaa:0:18::2 -> ${V6_TO}`,
+      `etc/b/deeper/y.env:1:4 198.51.100.10:5432 -> ${V4_TO}`,
+      `etc/link-to-file:1:3 198.51.100.10 -> ${V4_TO}`,
+      `etc/z.conf:1:3 198.51.100.10 -> ${V4_TO}`,
+    ]);
+    // a/x.yaml, b/B.txt, b/deeper/y.env, b/empty, link-to-file, z.conf
+    expect(stats.files).toBe(6);
+    const rel = (f: string) => f.slice(dir.length + 1);
+    expect(stats.skipped.map((s) => [rel(s.file), s.reason])).toEqual([
+      ['etc/a/abs-loop', 'symbolic link to a directory; not followed'],
+      ['etc/b/data.bin', 'binary file (NUL byte in the first 8 KiB)'],
+      ['etc/b/loop', 'symbolic link to a directory; not followed'],
+      ['etc/dangling', 'dangling symbolic link (its target does not exist)'],
+      ['etc/fifo', 'not a regular file (FIFO)'],
+      ['etc/huge.log', `larger than 64 MiB (${MAX_FILE_BYTES + 1} bytes)`],
+      ['etc/self', 'symbolic link loop'],
+      ['missing', 'no such file or directory'],
+    ]);
+  });
+
+  test('paths named on the command line: a file, a symlink to a directory (followed), a FIFO, a dangling link', async () => {
+    await mkdir(join(dir, 'real'));
+    await writeFile(join(dir, 'real', 'f'), '198.51.100.10\n');
+    await writeFile(join(dir, 'g'), '[fdaa:0:18::2]\n');
+    await symlink('real', join(dir, 'via-link'));
+    await symlink('gone', join(dir, 'dangling'));
+    execFileSync('mkfifo', [join(dir, 'fifo')]);
+    const { found, stats } = await scan([join(dir, 'g'), join(dir, 'via-link'), join(dir, 'fifo'), join(dir, 'dangling')]);
+    expect(found.map(brief)).toEqual([`g:1:1 [fdaa:0:18::2] -> ${V6_TO}`, `via-link/f:1:1 198.51.100.10 -> ${V4_TO}`]);
+    expect(stats.files).toBe(2);
+    expect(stats.skipped.map((s) => [s.file.slice(dir.length + 1), s.reason])).toEqual([
+      ['fifo', 'not a regular file (FIFO)'],
+      ['dangling', 'dangling symbolic link (its target does not exist)'],
+    ]);
+  });
+
+  test.skipIf(process.geteuid?.() === 0)('an unreadable file is skipped, not thrown (non-root only)', async () => {
+    const file = join(dir, 'secret');
+    await writeFile(file, '198.51.100.10\n', { mode: 0o000 });
+    const { found, stats } = await scan([file]);
+    expect(found).toEqual([]);
+    expect(stats.skipped).toEqual([{ file, reason: 'permission denied' }]);
+  });
+
+  test.skipIf(!existsSync('/proc/self/mem'))('a read error is recorded with its reason, not thrown', async () => {
+    // Offset 0 of a process's memory is never mapped: reading it fails with EIO.
+    const { found, stats } = await scan(['/proc/self/mem', '/dev/null']);
+    expect(found).toEqual([]);
+    expect(stats.files).toBe(0);
+    expect(stats.skipped).toEqual([
+      { file: '/proc/self/mem', reason: expect.stringMatching(/^EIO: /) },
+      { file: '/dev/null', reason: 'not a regular file (character device)' },
+    ]);
+  });
+
+  test('stats are optional', async () => {
+    await writeFile(join(dir, 'f'), '198.51.100.10\n');
+    const found: Occurrence[] = [];
+    for await (const o of scanPaths([dir, join(dir, 'missing')], stale)) found.push(o);
+    expect(found).toHaveLength(1);
+  });
+
+  test('stopping early closes the file and leaves everything as it was', async () => {
+    const file = join(dir, 'many');
+    const content = '198.51.100.10\n'.repeat(10_000);
+    await writeFile(file, content);
+    const before = await stat(file);
+    let n = 0;
+    for await (const _ of scanPaths([file], stale)) {
+      if (++n === 3) break;
+    }
+    expect(n).toBe(3);
+    // Read-only: content and modification time untouched, nothing new in the directory.
+    expect(await readFile(file, 'utf8')).toBe(content);
+    expect((await stat(file)).mtimeMs).toBe(before.mtimeMs);
+    const { found } = await scan([dir]);
+    expect(found).toHaveLength(10_000);
+  });
+
+  test('an empty map finds nothing but still walks', async () => {
+    await writeFile(join(dir, 'f'), '198.51.100.10\n');
+    const { found, stats } = await scan([dir], new Map());
+    expect(found).toEqual([]);
+    expect(stats.files).toBe(1);
+  });
+});
