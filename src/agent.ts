@@ -10,7 +10,8 @@ import { resolveChains, countMappings, type DesiredMappings } from './resolve.js
 import type { Reconciler, SyncResult } from './reconciler.js';
 import type { Logger } from './logger.js';
 import type { Paths } from './settings.js';
-import { readSnapshot, writeSnapshot, type PushOutcome, type Snapshot } from './state-file.js';
+import { AgentStats } from './metrics.js';
+import { APPLIED_FILE, readSnapshot, writeSnapshot, writeState, type AppliedState, type PushOutcome, type Snapshot } from './state-file.js';
 
 export interface PassResult {
   /** What happened to the mapping file (or the flag). */
@@ -35,6 +36,11 @@ export class Agent {
   /** The last state this process applied: what drift repair restores, whatever the file says now. */
   private lastGood: DesiredMappings | null = null;
   private driftRepairs = 0;
+  /** Counters for metrics; the daemon renders them. */
+  readonly stats = new AgentStats();
+  private appliedWritten = false;
+  /** The config of the last pass, for the daemon's timers and metrics. */
+  config: Config | null = null;
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -57,17 +63,21 @@ export class Agent {
     try {
       config = await loadConfig(paths.config);
       flag = resolveFlag(this.o.env, await readKernelCmdline(this.o.env), config.enabled);
+      this.config = config;
     } catch (e) {
       // A broken config must not flip the feature either way: keep the state.
       const flagNow = this.snapshot?.flag ?? { enabled: false, source: 'default' as const };
       const message = (e as Error).message;
+      this.stats.refusedPushes++;
       log.error({ event: 'config_refused', reason: message }, 'config refused; kernel state unchanged');
       await this.record({ flag: flagNow, push: { at: now(), outcome: 'refused', reason: message } });
       return { outcome: 'refused', flag: flagNow, message };
     }
 
+    this.stats.enabled = flag.enabled;
     if (!flag.enabled) {
       this.lastGood = null;
+      this.stats.mappings = 0;
       const r = await this.o.reconciler.disable();
       if (r.removedTable || r.routesRemoved) log.info({ event: 'disabled', flagSource: flag.source, ...r }, 'feature off: table and routes removed');
       await this.record({ flag, applied: null });
@@ -96,12 +106,33 @@ export class Agent {
         sync = await this.o.reconciler.sync(desired);
       } catch (e) {
         const reason = (e as Error).message;
+        this.stats.syncFailures++;
         log.error({ event: 'apply_failed', generation, reason, durationMs: ms(started) }, 'apply failed; kernel state unchanged');
         await this.record({ flag, push: { at: now(), outcome: 'failed', generation, reason } });
         return { outcome: 'failed', flag, message: reason };
       }
       this.lastGood = desired;
       const outcome = sync.kind === 'none' && applied === file.generation ? 'unchanged' : 'applied';
+      this.stats.recordSync((performance.now() - started) / 1000);
+      this.stats.generation = file.generation;
+      this.stats.mappings = countMappings(desired);
+      if (outcome === 'applied' || !this.appliedWritten) {
+        const state: AppliedState = {
+          schema: 1,
+          generation: file.generation,
+          at: now(),
+          file: paths.mappings,
+          entries: file.mappings.map(({ from, to }) => ({ from, to })),
+          resolved: [
+            ...[...desired.v4].map(([from, to]) => ({ family: 4 as const, from, to })),
+            ...[...desired.v6].map(([from, to]) => ({ family: 6 as const, from, to })),
+          ],
+        };
+        this.appliedWritten = await writeState(paths.stateDir, APPLIED_FILE, state).then(
+          () => true,
+          (e: Error) => (log.error({ event: 'state_write_failed', reason: e.message }, 'cannot write applied mappings'), false),
+        );
+      }
       const mappings = countMappings(desired);
       log.info(
         {
@@ -130,6 +161,7 @@ export class Agent {
       return { outcome, flag, sync };
     } catch (e) {
       if (!(e instanceof MappingFileError)) throw e;
+      this.stats.refusedPushes++;
       log.error(
         { event: 'refused', generation, entry: e.entry, reason: e.reason, file: paths.mappings, durationMs: ms(started) },
         `mapping file refused; kernel state unchanged: ${e.message}`,
@@ -162,6 +194,7 @@ export class Agent {
     }
     if (sync.kind !== 'none') {
       this.driftRepairs++;
+      this.stats.driftRepairs = this.driftRepairs;
       this.o.log.warn(
         { event: 'drift_repaired', drift: reason, kind: sync.kind, added: sync.added, removed: sync.removed, retargeted: sync.retargeted, durationMs: ms(started), repairs: this.driftRepairs },
         `kernel state changed by another tool (${reason}); repaired`,

@@ -7,11 +7,17 @@ import { createLogger } from './logger.js';
 import { DriftDetector } from './drift.js';
 import { ExecNft } from './nft/index.js';
 import { Reconciler } from './reconciler.js';
-import { planSync, EMPTY_VIEW } from './plan.js';
+import { planSync, viewFromListing, EMPTY_VIEW } from './plan.js';
 import { IpRoutes } from './routes.js';
 import { resolvePaths, DEFAULT_PATHS } from './settings.js';
-import { collectStatus, formatStatus } from './status.js';
+import { collectStatus, formatStatus, STATUS_EXIT } from './status.js';
+import { explain, ExplainInputError } from './explain.js';
+import { scanPaths, type ScanStats } from './scan.js';
+import { APPLIED_FILE, readState, type AppliedState } from './state-file.js';
+import { TABLE } from './ruleset.js';
 import { startWatching } from './watch.js';
+import { Telemetry } from './telemetry.js';
+import { UsageTracker } from './usage.js';
 
 declare const ADDRMAP_VERSION: string;
 const VERSION = typeof ADDRMAP_VERSION === 'string' ? ADDRMAP_VERSION : 'dev';
@@ -24,24 +30,33 @@ with nftables DNAT driven by a mapping file the control plane pushes.
 Usage: addrmap <command> [options]
 
 Commands:
-  apply     Apply the mapping file once and exit (run by init before the application).
-  watch     Apply, then follow the mapping and config files and apply every change.
-  status    Show what is mapped and what went wrong; read-only. --json for tools.
-  help      Show this help.
-  version   Print the version.
+  apply            Apply the mapping file once and exit (run by init before the application).
+  watch            Apply, then follow the mapping and config files and apply every change.
+  status           What is mapped, what is still used and by whom, what is wrong. Read-only;
+                   works without root (from the agent's snapshot), live kernel data as root.
+  explain ADDRESS  Whether and why an address is translated (any textual form).
+  scan PATH...     Every occurrence of a mapped stale address in files or directories.
+  help             Show this help.
+  version          Print the version.
 
 Options:
   --config PATH      config file     (env ADDRMAP_CONFIG, default ${DEFAULT_PATHS.config})
   --mappings PATH    mapping file    (env ADDRMAP_MAPPINGS, default ${DEFAULT_PATHS.mappings})
   --state-dir PATH   state directory (env ADDRMAP_STATE_DIR, default ${DEFAULT_PATHS.stateDir})
-  --json             status: print JSON
+  --json             status, explain, scan: print JSON
+  --all              status: list every mapping, not the 50 most recently used
 
 Feature flag (off by default; first found wins):
   ADDRMAP_ENABLED=1|0 in the environment, addrmap.enabled=1|0 on the kernel
   command line, "enabled": true|false in the config file.
 
-Exit codes: 0 success (also: feature off), 1 failure (kernel or tool error),
-2 usage error, 3 mapping or config file refused (kernel state unchanged).
+Exit codes:
+  apply, watch  0 success (also: feature off), 1 failure (kernel or tool error),
+                2 usage error, 3 mapping or config file refused (kernel state unchanged)
+  status        0 healthy, 1 degraded (drift, refused or failed push, warnings),
+                2 usage error, 3 agent not running, 4 disabled
+  explain       0 translated, 1 not translated, 2 usage error
+  scan          0 no stale address found, 1 found, 2 usage error
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -55,6 +70,7 @@ export async function main(argv: string[]): Promise<number> {
         mappings: { type: 'string' },
         'state-dir': { type: 'string' },
         json: { type: 'boolean' },
+        all: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -65,8 +81,13 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { values, positionals } = parsed;
   const command = values.help ? 'help' : values.version ? 'version' : positionals[0];
-  if (positionals.length > 1) {
-    process.stderr.write(`addrmap: unexpected argument ${JSON.stringify(positionals[1])}\n`);
+  const args = positionals.slice(1);
+  const arity: Record<string, [number, number]> = { explain: [1, 1], scan: [1, Infinity] };
+  const [min, max] = arity[command ?? ''] ?? [0, 0];
+  if (args.length < min || args.length > max) {
+    process.stderr.write(
+      args.length < min ? `addrmap: ${command} needs ${min === max ? 'an address' : 'at least one path'}\n` : `addrmap: unexpected argument ${JSON.stringify(args[max])}\n`,
+    );
     return EXIT.usage;
   }
   const paths = resolvePaths(
@@ -83,10 +104,15 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${VERSION}\n`);
       return EXIT.ok;
     case 'status': {
-      const report = await collectStatus(paths.stateDir, process.getuid?.() === 0 ? new ExecNft() : null);
-      process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatStatus(report) + '\n');
-      return EXIT.ok;
+      const root = process.geteuid?.() === 0;
+      const report = await collectStatus({ stateDir: paths.stateDir, nft: root ? new ExecNft() : null, conntrack: root ? new ConntrackTool() : null });
+      process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatStatus(report, { all: !!values.all }) + '\n');
+      return STATUS_EXIT[report.health];
     }
+    case 'explain':
+      return explainCommand(args[0]!, paths.stateDir, !!values.json);
+    case 'scan':
+      return scanCommand(args, paths.stateDir, !!values.json);
     case 'apply':
     case 'watch':
       return run(command, paths);
@@ -121,7 +147,9 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     return r.outcome === 'refused' ? EXIT.refused : r.outcome === 'failed' ? EXIT.failed : EXIT.ok;
   }
 
-  const watcher = await startWatching(agent, { files: [paths.mappings, paths.config], log, drift: drift! });
+  const telemetry = new Telemetry(agent, new UsageTracker(drift!), paths.stateDir, log);
+  await telemetry.start();
+  const watcher = await startWatching(agent, { files: [paths.mappings, paths.config], log, drift: drift!, afterPass: () => telemetry.afterPass() });
   const stop = (signal: string) => {
     log.info({ event: 'stopping', signal }, 'stopping; kernel state left in place for the next start');
     void watcher.stop();
@@ -130,6 +158,49 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => watcher.trigger('SIGHUP'));
   await watcher.done;
+  await telemetry.stop();
   await agent.stopped();
   return EXIT.ok;
+}
+
+async function explainCommand(input: string, stateDir: string, json: boolean): Promise<number> {
+  const applied = await readState<AppliedState>(stateDir, APPLIED_FILE);
+  let kernel: Map<string, string> | undefined;
+  if (process.geteuid?.() === 0) {
+    const view = await new ExecNft()
+      .listTable(TABLE.family, TABLE.name)
+      .then(viewFromListing)
+      .catch(() => null);
+    if (view) kernel = new Map([...view.v4, ...view.v6]);
+  }
+  try {
+    const e = explain(input, applied, kernel);
+    process.stdout.write(json ? JSON.stringify(e, null, 2) + '\n' : e.lines.join('\n') + '\n');
+    return e.translated ? EXIT.ok : 1;
+  } catch (err) {
+    if (!(err instanceof ExplainInputError)) throw err;
+    process.stderr.write(`addrmap: ${err.message}\n`);
+    return EXIT.usage;
+  }
+}
+
+async function scanCommand(paths: string[], stateDir: string, json: boolean): Promise<number> {
+  const applied = await readState<AppliedState>(stateDir, APPLIED_FILE);
+  if (!applied) {
+    process.stderr.write(`addrmap: no applied mappings in ${stateDir}; nothing to look for\n`);
+    return EXIT.usage;
+  }
+  const stale = new Map(applied.resolved.map((m) => [m.from, m.to]));
+  const stats: ScanStats = { files: 0, skipped: [] };
+  const found = [];
+  for await (const o of scanPaths(paths, stale, stats)) {
+    found.push(o);
+    if (!json) process.stdout.write(`${o.file}:${o.line}:${o.column}: ${o.text} is stale, now ${o.target}: ${o.lineText}\n`);
+  }
+  if (json) process.stdout.write(JSON.stringify({ generation: applied.generation, occurrences: found, ...stats }, null, 2) + '\n');
+  else {
+    for (const s of stats.skipped) process.stderr.write(`addrmap: skipped ${s.file}: ${s.reason}\n`);
+    process.stderr.write(`${found.length} occurrence(s) of ${stale.size} stale address(es) in ${stats.files} file(s)\n`);
+  }
+  return found.length ? 1 : EXIT.ok;
 }

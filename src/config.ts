@@ -11,9 +11,23 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   /** Ranges a mapping's target must lie in. */
   allowedTargets: readonly IpPrefix[];
+  /** Prometheus textfile; written only when its directory exists. null: off. */
+  metricsFile: string | null;
+  /** host:port to serve /metrics on; null (the default): off. */
+  metricsListen: string | null;
+  /** How often the daemon samples the kernel's per-mapping counters. */
+  usageIntervalSeconds: number;
 }
 
-export const DEFAULT_CONFIG: Config = { enabled: null, logLevel: 'info', allowedTargets: DEFAULT_ALLOWED_TARGETS };
+export const DEFAULT_CONFIG: Config = {
+  enabled: null,
+  logLevel: 'info',
+  allowedTargets: DEFAULT_ALLOWED_TARGETS,
+  // Debian's prometheus-node-exporter reads its textfile collector from here.
+  metricsFile: '/var/lib/prometheus/node-exporter/addrmap.prom',
+  metricsListen: null,
+  usageIntervalSeconds: 30,
+};
 
 const MAX_CONFIG_BYTES = 64 * 1024;
 
@@ -70,6 +84,20 @@ export function parseConfig(text: string, path = 'config'): Config {
           if (e instanceof AddressError) throw new ConfigError(`${path}: allowedTargets: ${e.message}`);
           throw e;
         }
+        break;
+      case 'metricsFile':
+        if (v !== null && (typeof v !== 'string' || !v.startsWith('/'))) throw new ConfigError(`${path}: "metricsFile" must be an absolute path or null`);
+        cfg.metricsFile = v;
+        break;
+      case 'metricsListen':
+        if (v !== null && (typeof v !== 'string' || !/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(v))) {
+          throw new ConfigError(`${path}: "metricsListen" must be host:port (e.g. "127.0.0.1:9851") or null`);
+        }
+        cfg.metricsListen = v;
+        break;
+      case 'usageIntervalSeconds':
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 86400) throw new ConfigError(`${path}: "usageIntervalSeconds" must be a whole number from 1 to 86400`);
+        cfg.usageIntervalSeconds = v;
         break;
       default:
         // A typo such as "enable" must not silently leave the feature off.

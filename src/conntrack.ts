@@ -26,23 +26,50 @@ export interface Conntrack {
 }
 
 export interface FlowEntry {
+  proto: string;
+  /** TCP state (ESTABLISHED, SYN_SENT, ...); absent for other protocols. */
+  state?: string;
+  origSrc: string;
   origDst: string;
+  sport?: number;
+  dport?: number;
+  /** Who answers: the stale address itself if untranslated, the target if translated. */
   replySrc: string;
 }
 
-/** Parses `conntrack -L` lines: the first dst= is the original destination, the second src= the reply source. */
+/**
+ * Parses `conntrack -L` lines: protocol first, then the original tuple
+ * (src=, dst=, sport=, dport=) and the reply tuple, whose src= says who
+ * answers.
+ */
 export function parseConntrackList(text: string): FlowEntry[] {
   const out: FlowEntry[] = [];
   for (const line of text.split('\n')) {
     const srcs = [...line.matchAll(/\bsrc=(\S+)/g)].map((m) => m[1]!);
     const dst = /\bdst=(\S+)/.exec(line)?.[1];
-    if (dst && srcs.length >= 2) out.push({ origDst: normalizeIp(dst), replySrc: normalizeIp(srcs[1]!) });
+    if (!dst || srcs.length < 2) continue;
+    const words = line.trim().split(/\s+/);
+    const e: FlowEntry = { proto: words[0]!, origSrc: normalizeIp(srcs[0]!), origDst: normalizeIp(dst), replySrc: normalizeIp(srcs[1]!) };
+    const state = words.find((w, i) => i > 0 && /^[A-Z_]+$/.test(w));
+    if (state) e.state = state;
+    const sport = /\bsport=(\d+)/.exec(line)?.[1];
+    const dport = /\bdport=(\d+)/.exec(line)?.[1];
+    if (sport) e.sport = Number(sport);
+    if (dport) e.dport = Number(dport);
+    out.push(e);
   }
   return out;
 }
 
 export class ConntrackTool implements Conntrack {
   constructor(private readonly binary = 'conntrack') {}
+
+  /** Every tracked flow of one family (read-only). */
+  async list(family: IpFamily): Promise<FlowEntry[]> {
+    const res = await execFile(this.binary, ['-L', '-f', family === 4 ? 'ipv4' : 'ipv6']);
+    if (res.code !== 0) throw new Error(`conntrack -L failed: ${res.stderr.trim()}`);
+    return parseConntrackList(res.stdout);
+  }
 
   async clear(targets: StaleTarget[]): Promise<ConntrackResult> {
     if (targets.length === 0) return { removed: 0 };

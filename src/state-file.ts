@@ -1,6 +1,8 @@
-// The snapshot the agent keeps in its state directory: what it last applied
-// and what went wrong. World-readable, replaced atomically, so `addrmap
-// status` can read it without root and never sees half a file.
+// What the agent keeps in its state directory, for `addrmap status` and
+// friends: status.json (flag, agent, last push), applied.json (the mappings
+// of the applied generation) and usage.json (hits per mapping, sampled from
+// the kernel's counters). World-readable and replaced atomically, so readers
+// need no root and never see half a file.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Flag } from './flag.js';
@@ -32,24 +34,54 @@ export interface Snapshot {
   driftRepairs?: number;
 }
 
-export const SNAPSHOT_FILE = 'status.json';
+/** The mappings in force: the file's entries and what they resolve to. */
+export interface AppliedState {
+  schema: 1;
+  generation: number;
+  at: string;
+  file: string;
+  /** The file's mappings, canonical, in file order. */
+  entries: { from: string; to: string }[];
+  /** Installed in the kernel: chains resolved. */
+  resolved: { family: 4 | 6; from: string; to: string }[];
+}
 
-export async function readSnapshot(stateDir: string): Promise<Snapshot | null> {
+export interface MappingUsage {
+  packets: number;
+  bytes: number;
+  /** When the counters were last seen to grow; null if never since sampling began. */
+  lastSeen: string | null;
+}
+
+export interface UsageState {
+  schema: 1;
+  sampledAt: string;
+  /** Keyed by stale address. */
+  mappings: Record<string, MappingUsage>;
+}
+
+export const SNAPSHOT_FILE = 'status.json';
+export const APPLIED_FILE = 'applied.json';
+export const USAGE_FILE = 'usage.json';
+
+export const readSnapshot = (stateDir: string) => readState<Snapshot>(stateDir, SNAPSHOT_FILE);
+export const writeSnapshot = (stateDir: string, snap: Snapshot) => writeState(stateDir, SNAPSHOT_FILE, snap);
+
+export async function readState<T>(stateDir: string, name: string): Promise<T | null> {
   try {
-    return JSON.parse(await readFile(join(stateDir, SNAPSHOT_FILE), 'utf8')) as Snapshot;
+    return JSON.parse(await readFile(join(stateDir, name), 'utf8')) as T;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
 }
 
-export async function writeSnapshot(stateDir: string, snap: Snapshot): Promise<void> {
+export async function writeState(stateDir: string, name: string, doc: unknown): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o755 });
-  const target = join(stateDir, SNAPSHOT_FILE);
+  const target = join(stateDir, name);
   const tmp = `${target}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(snap, null, 2) + '\n', { mode: 0o644 });
-  // fsync is skipped on purpose: the state dir is tmpfs (/run), and a stale
-  // snapshot after a power loss is harmless because the kernel table is gone too.
+  await writeFile(tmp, JSON.stringify(doc) + '\n', { mode: 0o644 });
+  // fsync is skipped on purpose: the state dir is tmpfs (/run), and stale
+  // state after a power loss is harmless because the kernel table is gone too.
   await rename(tmp, target);
 }
-

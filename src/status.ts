@@ -1,50 +1,157 @@
-// `addrmap status`: read-only. It reads the agent's snapshot and, when it may,
-// the kernel table, and never writes, locks or changes anything.
-import { readSnapshot, type Snapshot } from './state-file.js';
-import { TABLE, MAP_NAMES } from './ruleset.js';
+// `addrmap status`: is the bridge on, what is mapped, is the kernel really in
+// that state, which stale addresses are still used (and by whom), and what
+// went wrong. Read-only: it reads the agent's state files and, when
+// privileged, the kernel; it never writes, locks or changes anything.
+import { ConntrackTool } from './conntrack.js';
+import { listFlows, type Flow } from './flows.js';
 import type { NftInterface } from './nft/index.js';
 import { viewFromListing } from './plan.js';
+import { TABLE } from './ruleset.js';
+import { APPLIED_FILE, readSnapshot, readState, USAGE_FILE, type AppliedState, type Snapshot, type UsageState } from './state-file.js';
 
-export interface StatusReport {
-  enabled: boolean;
-  flagSource: string;
-  agent: { running: boolean; pid: number | null; since: string | null };
-  mappingsFile: string | null;
-  generation: number | null;
-  appliedAt: string | null;
-  mappings: number;
-  lastPush: Snapshot['lastPush'];
-  warnings: string[];
-  driftRepairs: number;
-  /** From the kernel, when readable (root); null otherwise. */
-  kernel: { table: boolean; layoutOk: boolean; mappings: number } | null;
+export type Health = 'healthy' | 'degraded' | 'agent-not-running' | 'disabled';
+
+/** Exit codes of `addrmap status`, for monitoring. */
+export const STATUS_EXIT: Record<Health, number> = { healthy: 0, degraded: 1, 'agent-not-running': 3, disabled: 4 };
+
+export interface MappingReport {
+  from: string;
+  to: string;
+  packets: number | null;
+  bytes: number | null;
+  lastSeen: string | null;
+  /** Current flows to this stale address; null when flows could not be read. */
+  flows: number | null;
+  /** Whether the kernel holds exactly this mapping; null when the kernel was not read. */
+  inKernel: boolean | null;
 }
 
-export async function collectStatus(stateDir: string, nft: NftInterface | null): Promise<StatusReport> {
-  const snap = await readSnapshot(stateDir);
-  let kernel: StatusReport['kernel'] = null;
-  if (nft) {
+/** The `--json` document. Stable: fields are only ever added. */
+export interface StatusReport {
+  schema: 1;
+  health: Health;
+  /** Why the health is not "healthy". */
+  problems: string[];
+  enabled: boolean;
+  flagSource: string;
+  agent: { running: boolean; pid: number | null; since: string | null; uptimeSeconds: number | null };
+  mappingFile: string | null;
+  generation: number | null;
+  appliedAt: string | null;
+  lastPush: Snapshot['lastPush'];
+  /** "kernel": counters, drift and flows read live; "snapshot": from the agent's files only. */
+  source: 'kernel' | 'snapshot';
+  usageSampledAt: string | null;
+  mappings: MappingReport[];
+  /** Differences between the kernel and the applied mappings; null when the kernel was not read. */
+  drift: string[] | null;
+  driftRepairs: number;
+  flows: Flow[] | null;
+  warnings: string[];
+}
+
+export interface StatusSources {
+  stateDir: string;
+  /** null when not privileged. */
+  nft: NftInterface | null;
+  conntrack: ConntrackTool | null;
+  now?: Date;
+}
+
+export async function collectStatus(src: StatusSources): Promise<StatusReport> {
+  const now = src.now ?? new Date();
+  const [snap, applied, usage] = await Promise.all([
+    readSnapshot(src.stateDir),
+    readState<AppliedState>(src.stateDir, APPLIED_FILE),
+    readState<UsageState>(src.stateDir, USAGE_FILE),
+  ]);
+  const enabled = snap?.flag.enabled ?? false;
+  const running = snap?.pid ? alive(snap.pid) : false;
+  const resolved = enabled && snap?.applied ? (applied?.resolved ?? []) : [];
+
+  let kernel: ReturnType<typeof viewFromListing> | null = null;
+  let tablePresent = false;
+  const live = new Map<string, { packets: number; bytes: number }>();
+  if (src.nft) {
     try {
-      const listing = await nft.listTable(TABLE.family, TABLE.name);
-      const view = viewFromListing(listing);
-      kernel = { table: listing !== null, layoutOk: view.layoutOk, mappings: view.v4.size + view.v6.size };
+      const listing = await src.nft.listTable(TABLE.family, TABLE.name);
+      tablePresent = listing !== null;
+      kernel = viewFromListing(listing);
+      for (const m of listing?.maps ?? []) for (const e of m.elements) if (e.counter) live.set(e.key, e.counter);
     } catch {
-      kernel = null; // not privileged: the snapshot is all we have
+      kernel = null; // not privileged after all
     }
   }
+
+  let flows: Flow[] | null = null;
+  if (kernel && src.conntrack && resolved.length) {
+    flows = await listFlows(new Map(resolved.map((m) => [m.from, m.to])), src.conntrack).catch(() => null);
+  }
+
+  const drift = kernel ? driftOf(resolved, kernel, tablePresent, enabled) : null;
+  const mappings: MappingReport[] = resolved.map((m) => {
+    const counters = kernel ? live.get(m.from) : usage?.mappings[m.from];
+    const have = kernel ? (m.family === 4 ? kernel.v4 : kernel.v6).get(m.from) : undefined;
+    return {
+      from: m.from,
+      to: m.to,
+      packets: counters?.packets ?? null,
+      bytes: counters?.bytes ?? null,
+      lastSeen: usage?.mappings[m.from]?.lastSeen ?? null,
+      flows: flows ? flows.filter((f) => f.dst === m.from).length : null,
+      inKernel: kernel ? have === m.to : null,
+    };
+  });
+
+  const problems: string[] = [];
+  if (drift?.length) problems.push(...drift.map((d) => `drift: ${d}`));
+  const push = snap?.lastPush;
+  if (push && (push.outcome === 'refused' || push.outcome === 'failed')) {
+    problems.push(`last push ${push.outcome}: ${push.entry ? `${push.entry}: ` : ''}${push.reason}`);
+  }
+  for (const w of snap?.warnings ?? []) problems.push(w);
+  const health: Health = !enabled ? 'disabled' : !running ? 'agent-not-running' : problems.length ? 'degraded' : 'healthy';
+  const since = snap?.startedAt ?? null;
+
   return {
-    enabled: snap?.flag.enabled ?? false,
-    flagSource: snap?.flag.source ?? 'unknown (agent never ran)',
-    agent: { running: snap?.pid ? alive(snap.pid) : false, pid: snap?.pid ?? null, since: snap?.startedAt ?? null },
-    mappingsFile: snap?.mappingsFile ?? null,
-    generation: snap?.applied?.generation ?? null,
-    appliedAt: snap?.applied?.at ?? null,
-    mappings: snap?.applied?.mappings ?? 0,
+    schema: 1,
+    health,
+    problems: health === 'agent-not-running' ? ['the addrmap watch agent is not running: pushes are not applied', ...problems] : problems,
+    enabled,
+    flagSource: snap?.flag.source ?? 'unknown (the agent has never run)',
+    agent: {
+      running,
+      pid: running ? (snap?.pid ?? null) : null,
+      since: running ? since : null,
+      uptimeSeconds: running && since ? Math.round((now.getTime() - Date.parse(since)) / 1000) : null,
+    },
+    mappingFile: snap?.mappingsFile ?? null,
+    generation: enabled ? (snap?.applied?.generation ?? null) : null,
+    appliedAt: enabled ? (snap?.applied?.at ?? null) : null,
     lastPush: snap?.lastPush ?? null,
-    warnings: snap?.warnings ?? [],
+    source: kernel ? 'kernel' : 'snapshot',
+    usageSampledAt: usage?.sampledAt ?? null,
+    mappings,
+    drift,
     driftRepairs: snap?.driftRepairs ?? 0,
-    kernel,
+    flows,
+    warnings: snap?.warnings ?? [],
   };
+}
+
+function driftOf(resolved: AppliedState['resolved'], kernel: ReturnType<typeof viewFromListing>, present: boolean, enabled: boolean): string[] {
+  if (!enabled) return present ? [`table ${TABLE.family} ${TABLE.name} exists although the feature is off`] : [];
+  if (!present) return resolved.length ? [`table ${TABLE.family} ${TABLE.name} is missing`] : [];
+  const out: string[] = [];
+  if (!kernel.layoutOk) out.push(`table ${TABLE.family} ${TABLE.name} has been altered (chains, rules or maps differ)`);
+  const want = new Map(resolved.map((m) => [m.from, m.to]));
+  for (const m of resolved) {
+    const have = (m.family === 4 ? kernel.v4 : kernel.v6).get(m.from);
+    if (have === undefined) out.push(`${m.from} -> ${m.to} is missing from the kernel`);
+    else if (have !== m.to) out.push(`${m.from} goes to ${have} in the kernel, not ${m.to}`);
+  }
+  for (const [from, to] of [...kernel.v4, ...kernel.v6]) if (!want.has(from)) out.push(`${from} -> ${to} is in the kernel but not in the applied mappings`);
+  return out;
 }
 
 function alive(pid: number): boolean {
@@ -56,26 +163,86 @@ function alive(pid: number): boolean {
   }
 }
 
-export function formatStatus(s: StatusReport): string {
-  const lines: string[] = [];
-  lines.push(`enabled:     ${s.enabled ? 'yes' : 'no'} (from ${s.flagSource})`);
-  lines.push(`agent:       ${s.agent.running ? `running, pid ${s.agent.pid}, since ${s.agent.since}` : 'not running'}`);
-  lines.push(`mapping file: ${s.mappingsFile ?? '-'}`);
-  lines.push(`generation:  ${s.generation ?? 'none applied'}${s.appliedAt ? ` (applied ${s.appliedAt})` : ''}`);
-  lines.push(`mappings:    ${s.mappings}`);
+const HEALTH_TEXT: Record<Health, string> = {
+  healthy: 'HEALTHY: the bridge is on and the kernel matches the applied mappings',
+  degraded: 'DEGRADED: see problems below',
+  'agent-not-running': 'AGENT NOT RUNNING: mappings in the kernel stay, but pushes are not applied',
+  disabled: 'DISABLED: the feature flag is off; no addresses are translated',
+};
+
+export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date } = {}): string {
+  const now = opts.now ?? new Date();
+  const L: string[] = [];
+  L.push(`addrmap ${HEALTH_TEXT[s.health]}`, '');
+  L.push(`enabled:      ${s.enabled ? 'yes' : 'no'} (from ${s.flagSource})`);
+  L.push(`agent:        ${s.agent.running ? `running, pid ${s.agent.pid}, up ${duration(s.agent.uptimeSeconds ?? 0)}` : 'not running'}`);
+  L.push(`mapping file: ${s.mappingFile ?? '-'}`);
+  L.push(`generation:   ${s.generation ?? 'none applied'}${s.appliedAt ? `, applied ${s.appliedAt} (${ago(s.appliedAt, now)})` : ''}`);
   if (s.lastPush) {
     const p = s.lastPush;
-    const what = p.outcome === 'refused' || p.outcome === 'failed' ? `${p.outcome}: ${p.entry ? `${p.entry}: ` : ''}${p.reason}` : p.outcome;
-    lines.push(`last push:   ${what} (generation ${p.generation ?? '?'}, ${p.at})`);
+    const gen = p.generation === undefined ? '' : ` generation ${p.generation}`;
+    const why = p.outcome === 'refused' || p.outcome === 'failed' ? `: ${p.entry ? `${p.entry}: ` : ''}${p.reason}` : '';
+    L.push(`last push:    ${p.outcome}${gen} at ${p.at} (${ago(p.at, now)})${why}`);
   }
-  if (s.kernel) {
-    const k = s.kernel;
-    const state = !k.table ? (s.enabled ? 'table MISSING' : 'no table') : !k.layoutOk ? 'table present but MODIFIED' : `table ${TABLE.family} ${TABLE.name}, ${k.mappings} mappings in ${MAP_NAMES[4]}/${MAP_NAMES[6]}`;
-    lines.push(`kernel:      ${state}`);
-  } else {
-    lines.push('kernel:      not read (run as root for live kernel data)');
+  if (s.drift === null) L.push('kernel:       not read; run as root for live counters, drift and flows');
+  else L.push(`kernel:       ${s.drift.length ? `${s.drift.length} difference(s) from the applied mappings` : 'matches the applied mappings'}`);
+  if (s.driftRepairs) L.push(`repairs:      ${s.driftRepairs} since the agent started (another tool changed addrmap's table)`);
+  if (s.problems.length) {
+    L.push('', 'PROBLEMS');
+    for (const p of s.problems) L.push(`  ${p}`);
   }
-  if (s.driftRepairs) lines.push(`repairs:     ${s.driftRepairs} (another tool changed addrmap's table)`);
-  for (const w of s.warnings) lines.push(`warning:     ${w}`);
-  return lines.join('\n');
+
+  if (s.mappings.length) {
+    // Used mappings first (most recent first): those are the configs to rewrite.
+    const rows = [...s.mappings].sort((a, b) => (b.lastSeen ?? '').localeCompare(a.lastSeen ?? '') || (b.packets ?? 0) - (a.packets ?? 0));
+    const shown = opts.all ? rows : rows.slice(0, 50);
+    const src = s.source === 'kernel' ? 'live' : `sampled ${s.usageSampledAt ? ago(s.usageSampledAt, now) : 'never'}`;
+    L.push('', `MAPPINGS (${s.mappings.length}; hits ${src})`);
+    const table = [['FROM (stale)', 'TO (now)', 'PACKETS', 'BYTES', 'LAST SEEN', 'FLOWS', 'KERNEL']];
+    for (const m of shown) {
+      table.push([
+        m.from,
+        m.to,
+        m.packets === null ? '-' : String(m.packets),
+        m.bytes === null ? '-' : bytes(m.bytes),
+        m.lastSeen ? ago(m.lastSeen, now) : 'never',
+        m.flows === null ? '-' : String(m.flows),
+        m.inKernel === null ? '-' : m.inKernel ? 'ok' : 'MISSING',
+      ]);
+    }
+    L.push(...columns(table));
+    if (shown.length < rows.length) L.push(`  ... and ${rows.length - shown.length} more (--all, or --json)`);
+  }
+  if (s.flows?.length) {
+    L.push('', `FLOWS TO STALE ADDRESSES (${s.flows.length})`);
+    for (const f of s.flows) {
+      const ep = (a: string, p?: number) => (p === undefined ? a : a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
+      const who = f.pid ? `  pid ${f.pid} (${f.command})` : '';
+      L.push(`  ${f.proto} ${ep(f.src, f.sport)} -> ${ep(f.dst, f.dport)} ${f.translated ? `answered by ${f.answeredBy}` : 'NOT TRANSLATED'}${f.state ? ` ${f.state}` : ''}${who}`);
+    }
+  }
+  return L.join('\n');
+}
+
+function columns(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => '  ' + r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+}
+
+function ago(iso: string, now: Date): string {
+  return `${duration(Math.max(0, Math.round((now.getTime() - Date.parse(iso)) / 1000)))} ago`;
+}
+
+function duration(sec: number): string {
+  if (sec < 60) return `${sec}s`;
+  if (sec < 3600) return `${Math.floor(sec / 60)}m${String(sec % 60).padStart(2, '0')}s`;
+  if (sec < 86400) return `${Math.floor(sec / 3600)}h${String(Math.floor((sec % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor(sec / 86400)}d${String(Math.floor((sec % 86400) / 3600)).padStart(2, '0')}h`;
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(1)} GiB`;
 }

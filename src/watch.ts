@@ -23,6 +23,8 @@ export interface WatchOptions {
   drift?: DriftDetector;
   /** Period of the fallback check of the files' identity (inode, size, times). */
   pollMs?: number;
+  /** Called after every pass or repair (metrics, timers). */
+  afterPass?: () => Promise<void>;
 }
 
 export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watcher> {
@@ -50,6 +52,7 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
           log.error({ event: 'pass_error', reason: (e as Error).message }, 'unexpected error; will retry on the next change');
         }
         if (drift) drift.tableExpected = agent.holdsState;
+        await o.afterPass?.().catch((e: Error) => log.warn({ event: 'after_pass_failed', reason: e.message }, 'after-pass hook failed'));
       } while ((again || repairReason !== null) && !stopped);
     } finally {
       running = false;

@@ -56,7 +56,14 @@ describe('resolvePaths', () => {
 describe('parseConfig / loadConfig', () => {
   test('a missing file gives the defaults (feature flag unset)', async () => {
     const cfg = await loadConfig(join(dir, 'nope.json'));
-    expect(cfg).toEqual({ enabled: null, logLevel: 'info', allowedTargets: DEFAULT_ALLOWED_TARGETS });
+    expect(cfg).toEqual({
+      enabled: null,
+      logLevel: 'info',
+      allowedTargets: DEFAULT_ALLOWED_TARGETS,
+      metricsFile: '/var/lib/prometheus/node-exporter/addrmap.prom',
+      metricsListen: null,
+      usageIntervalSeconds: 30,
+    });
     expect(cfg).toEqual(DEFAULT_CONFIG);
     // A copy, not the shared default object.
     expect(cfg).not.toBe(DEFAULT_CONFIG);

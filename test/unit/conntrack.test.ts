@@ -11,16 +11,22 @@ const TCP_TRANSLATED =
   'tcp      6 431999 ESTABLISHED src=fd00:1::1 dst=fdbb::1 sport=41000 dport=7000 src=fdaa:0:18:a7b:c2::2 dst=fd00:1::1 sport=7000 dport=41000 [ASSURED] mark=0 use=1';
 
 describe('parseConntrackList', () => {
+  test('all fields of a translated TCP flow', () => {
+    expect(parseConntrackList(TCP_TRANSLATED)).toEqual([
+      { proto: 'tcp', state: 'ESTABLISHED', origSrc: 'fd00:1::1', origDst: 'fdbb::1', sport: 41000, dport: 7000, replySrc: 'fdaa:0:18:a7b:c2::2' },
+    ]);
+  });
+
   test('an unreplied UDP flow: original destination and reply source are the stale address', () => {
-    expect(parseConntrackList(UDP_UNREPLIED)).toEqual([{ origDst: 'fdbb::1', replySrc: 'fdbb::1' }]);
+    expect(parseConntrackList(UDP_UNREPLIED)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdbb::1' }]);
   });
 
   test('a translated TCP flow: the reply comes from the target', () => {
-    expect(parseConntrackList(TCP_TRANSLATED)).toEqual([{ origDst: 'fdbb::1', replySrc: 'fdaa:0:18:a7b:c2::2' }]);
+    expect(parseConntrackList(TCP_TRANSLATED)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdaa:0:18:a7b:c2::2' }]);
   });
 
   test('several lines, with blank lines and a trailing newline', () => {
-    expect(parseConntrackList(`${UDP_UNREPLIED}\n\n${TCP_TRANSLATED}\n`)).toEqual([
+    expect(parseConntrackList(`${UDP_UNREPLIED}\n\n${TCP_TRANSLATED}\n`)).toMatchObject([
       { origDst: 'fdbb::1', replySrc: 'fdbb::1' },
       { origDst: 'fdbb::1', replySrc: 'fdaa:0:18:a7b:c2::2' },
     ]);
@@ -28,17 +34,17 @@ describe('parseConntrackList', () => {
 
   test('addresses are normalised to canonical form', () => {
     const line = 'udp 17 29 src=FD00:1:0:0:0:0:0:1 dst=FDBB:0000::0001 sport=1 dport=2 src=FDAA::0002 dst=fd00:1::1 sport=2 dport=1 mark=0 use=1';
-    expect(parseConntrackList(line)).toEqual([{ origDst: 'fdbb::1', replySrc: 'fdaa::2' }]);
+    expect(parseConntrackList(line)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdaa::2' }]);
   });
 
   test('IPv4 lines', () => {
     const line = 'tcp      6 117 SYN_SENT src=10.0.0.5 dst=10.1.0.9 sport=50000 dport=5432 [UNREPLIED] src=10.1.0.9 dst=10.0.0.5 sport=5432 dport=50000 mark=0 use=1';
-    expect(parseConntrackList(line)).toEqual([{ origDst: '10.1.0.9', replySrc: '10.1.0.9' }]);
+    expect(parseConntrackList(line)).toMatchObject([{ origDst: '10.1.0.9', replySrc: '10.1.0.9' }]);
   });
 
   test('ICMP lines (type/code/id instead of ports)', () => {
     const line = 'icmpv6   58 29 src=fd00:1::1 dst=fdbb::1 type=128 code=0 id=7 src=fdbb::1 dst=fd00:1::1 type=129 code=0 id=7 mark=0 use=1';
-    expect(parseConntrackList(line)).toEqual([{ origDst: 'fdbb::1', replySrc: 'fdbb::1' }]);
+    expect(parseConntrackList(line)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdbb::1' }]);
   });
 
   test('lines without both directions, and summary lines, are skipped', () => {
@@ -47,11 +53,11 @@ describe('parseConntrackList', () => {
       'udp 17 29 src=fd00:1::1 dst=fdbb::1 sport=1 dport=2',
       '',
     ].join('\n');
-    expect(parseConntrackList(text)).toEqual([]);
+    expect(parseConntrackList(text)).toMatchObject([]);
   });
 
   test('an empty listing has no flows', () => {
-    expect(parseConntrackList('')).toEqual([]);
+    expect(parseConntrackList('')).toMatchObject([]);
   });
 });
 

@@ -1,5 +1,4 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -312,15 +311,7 @@ describe('scanPaths', () => {
     ]);
   });
 
-  test.skipIf(process.geteuid?.() === 0)('an unreadable file is skipped, not thrown (non-root only)', async () => {
-    const file = join(dir, 'secret');
-    await writeFile(file, '198.51.100.10\n', { mode: 0o000 });
-    const { found, stats } = await scan([file]);
-    expect(found).toEqual([]);
-    expect(stats.skipped).toEqual([{ file, reason: 'permission denied' }]);
-  });
-
-  test.skipIf(!existsSync('/proc/self/mem'))('a read error is recorded with its reason, not thrown', async () => {
+  test('a read error is recorded with its reason, not thrown', async () => {
     // Offset 0 of a process's memory is never mapped: reading it fails with EIO.
     const { found, stats } = await scan(['/proc/self/mem', '/dev/null']);
     expect(found).toEqual([]);

@@ -1,0 +1,76 @@
+// The daemon's outputs besides the kernel: usage sampling (usage.json, for
+// status) and Prometheus metrics (a textfile, and optionally a local port).
+import type { Server } from 'node:http';
+import type { Agent } from './agent.js';
+import type { Logger } from './logger.js';
+import { serveMetrics, writeMetricsFile } from './metrics.js';
+import { readState, writeState, USAGE_FILE, APPLIED_FILE, type AppliedState, type UsageState } from './state-file.js';
+import type { UsageTracker } from './usage.js';
+
+export class Telemetry {
+  private timer: NodeJS.Timeout | null = null;
+  private server: Server | null = null;
+  private intervalSeconds = 0;
+
+  constructor(
+    private readonly agent: Agent,
+    private readonly usage: UsageTracker,
+    private readonly stateDir: string,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.usage.restore(await readState<UsageState>(this.stateDir, USAGE_FILE).catch(() => null));
+  }
+
+  /** After every pass: follow config changes, refresh metrics. */
+  async afterPass(): Promise<void> {
+    const cfg = this.agent.config;
+    const interval = cfg?.usageIntervalSeconds ?? 30;
+    if (interval !== this.intervalSeconds) {
+      if (this.timer) clearInterval(this.timer);
+      this.intervalSeconds = interval;
+      this.timer = setInterval(() => void this.sample(), interval * 1000);
+      this.timer.unref();
+    }
+    if (cfg?.metricsListen && !this.server) {
+      try {
+        this.server = await serveMetrics(cfg.metricsListen, this.agent.stats);
+        this.log.info({ event: 'metrics_listening', listen: cfg.metricsListen }, 'serving /metrics');
+      } catch (e) {
+        this.log.error({ event: 'metrics_listen_failed', reason: (e as Error).message }, 'cannot serve metrics');
+      }
+    }
+    await this.writeMetrics();
+  }
+
+  /** Reads the kernel's per-mapping counters; records use and metrics. */
+  async sample(): Promise<void> {
+    if (!this.agent.holdsState) return;
+    try {
+      const state = await this.usage.sample();
+      const applied = await readState<AppliedState>(this.stateDir, APPLIED_FILE).catch(() => null);
+      const target = new Map((applied?.resolved ?? []).map((m) => [m.from, m.to]));
+      this.agent.stats.perMapping = Object.entries(state.mappings).map(([from, u]) => ({ from, to: target.get(from) ?? '', packets: u.packets, bytes: u.bytes }));
+      await writeState(this.stateDir, USAGE_FILE, state);
+      await this.writeMetrics();
+    } catch (e) {
+      this.log.warn({ event: 'usage_sample_failed', reason: (e as Error).message }, 'cannot sample counters');
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  private async writeMetrics(): Promise<void> {
+    const path = this.agent.config?.metricsFile;
+    if (!path) return;
+    try {
+      await writeMetricsFile(path, this.agent.stats);
+    } catch (e) {
+      this.log.warn({ event: 'metrics_write_failed', reason: (e as Error).message }, 'cannot write metrics file');
+    }
+  }
+}

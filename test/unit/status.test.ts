@@ -1,0 +1,243 @@
+// Status, explain and metrics over the state files and the nft fake.
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { explain, parseAddressInput } from '../../src/explain.js';
+import { AgentStats, renderMetrics } from '../../src/metrics.js';
+import { FakeNft, Transaction } from '../../src/nft/index.js';
+import { EMPTY_VIEW, planSync } from '../../src/plan.js';
+import { APPLIED_FILE, USAGE_FILE, writeSnapshot, writeState, type AppliedState, type Snapshot } from '../../src/state-file.js';
+import { collectStatus, formatStatus, STATUS_EXIT } from '../../src/status.js';
+import { UsageTracker } from '../../src/usage.js';
+import { desired, tempDir } from './fakes.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir());
+});
+afterEach(async () => {
+  await cleanup();
+});
+
+const NOW = new Date('2026-01-01T01:00:00.000Z');
+const snap: Snapshot = {
+  schema: 1,
+  pid: process.pid,
+  startedAt: '2026-01-01T00:00:00.000Z',
+  updatedAt: '2026-01-01T00:30:00.000Z',
+  flag: { enabled: true, source: 'kernel command line' },
+  mappingsFile: '/etc/addrmap/mappings.json',
+  applied: { generation: 12, at: '2026-01-01T00:30:00.000Z', mappings: 3 },
+  lastPush: { at: '2026-01-01T00:30:00.000Z', outcome: 'applied', generation: 12 },
+  warnings: [],
+};
+const applied: AppliedState = {
+  schema: 1,
+  generation: 12,
+  at: '2026-01-01T00:30:00.000Z',
+  file: '/etc/addrmap/mappings.json',
+  entries: [
+    { from: 'fd00::1', to: 'fd00::2' },
+    { from: 'fd00::2', to: 'fdaa::2' },
+    { from: '10.0.0.1', to: '10.9.0.1' },
+  ],
+  resolved: [
+    { family: 4, from: '10.0.0.1', to: '10.9.0.1' },
+    { family: 6, from: 'fd00::1', to: 'fdaa::2' },
+    { family: 6, from: 'fd00::2', to: 'fdaa::2' },
+  ],
+};
+const KERNEL = desired({ 'fd00::1': 'fdaa::2', 'fd00::2': 'fdaa::2' }, { '10.0.0.1': '10.9.0.1' });
+
+async function setup(s: Snapshot = snap, kernel = KERNEL): Promise<FakeNft> {
+  await writeSnapshot(dir, s);
+  await writeState(dir, APPLIED_FILE, applied);
+  const nft = new FakeNft();
+  await nft.run(planSync(EMPTY_VIEW, kernel).tx);
+  return nft;
+}
+
+describe('collectStatus', () => {
+  test('healthy: live counters per mapping, no drift, exit code 0', async () => {
+    const nft = await setup();
+    nft.hit('inet', 'addrmap', 'dnat6', 'fd00::1', 10, 1500);
+    const r = await collectStatus({ stateDir: dir, nft, conntrack: null, now: NOW });
+    expect(r).toMatchObject({ schema: 1, health: 'healthy', problems: [], enabled: true, flagSource: 'kernel command line', generation: 12, source: 'kernel', drift: [] });
+    expect(r.agent).toEqual({ running: true, pid: process.pid, since: snap.startedAt, uptimeSeconds: 3600 });
+    expect(r.mappings).toContainEqual({ from: 'fd00::1', to: 'fdaa::2', packets: 10, bytes: 1500, lastSeen: null, flows: null, inKernel: true });
+    expect(STATUS_EXIT[r.health]).toBe(0);
+    const text = formatStatus(r, { now: NOW });
+    expect(text).toContain('addrmap HEALTHY');
+    expect(text).toContain('enabled:      yes (from kernel command line)');
+    expect(text).toContain('agent:        running, pid');
+    expect(text).toMatch(/fd00::1\s+fdaa::2\s+10\s+1\.5 KiB\s+never\s+-\s+ok/);
+  });
+
+  test('without kernel access: the agent sample gives hits and last seen', async () => {
+    await setup();
+    await writeState(dir, USAGE_FILE, { schema: 1, sampledAt: '2026-01-01T00:59:00.000Z', mappings: { 'fd00::2': { packets: 4, bytes: 400, lastSeen: '2026-01-01T00:58:00.000Z' } } });
+    const r = await collectStatus({ stateDir: dir, nft: null, conntrack: null, now: NOW });
+    expect(r).toMatchObject({ health: 'healthy', source: 'snapshot', drift: null, usageSampledAt: '2026-01-01T00:59:00.000Z' });
+    expect(r.mappings.find((m) => m.from === 'fd00::2')).toEqual({ from: 'fd00::2', to: 'fdaa::2', packets: 4, bytes: 400, lastSeen: '2026-01-01T00:58:00.000Z', flows: null, inKernel: null });
+    const text = formatStatus(r, { now: NOW });
+    expect(text).toContain('kernel:       not read; run as root');
+    expect(text).toMatch(/MAPPINGS \(3; hits sampled 1m00s ago\)/);
+    // Used mappings are listed first.
+    expect(text.indexOf('fd00::2 ')).toBeLessThan(text.indexOf('fd00::1 '));
+  });
+
+  test('drift: a missing, a retargeted and a foreign element are each named; exit code 1', async () => {
+    const nft = await setup(snap, desired({ 'fd00::1': 'fdaa::9', 'fd00::7': 'fdaa::7' }, { '10.0.0.1': '10.9.0.1' }));
+    const r = await collectStatus({ stateDir: dir, nft, conntrack: null, now: NOW });
+    expect(r.health).toBe('degraded');
+    expect(r.drift).toEqual([
+      'fd00::1 goes to fdaa::9 in the kernel, not fdaa::2',
+      'fd00::2 -> fdaa::2 is missing from the kernel',
+      'fd00::7 -> fdaa::7 is in the kernel but not in the applied mappings',
+    ]);
+    expect(STATUS_EXIT[r.health]).toBe(1);
+    expect(formatStatus(r, { now: NOW })).toContain('PROBLEMS\n  drift: fd00::1 goes to fdaa::9 in the kernel, not fdaa::2');
+  });
+
+  test('drift: the table missing, or altered', async () => {
+    await setup();
+    const missing = await collectStatus({ stateDir: dir, nft: new FakeNft(), conntrack: null, now: NOW });
+    expect(missing.drift).toEqual(['table inet addrmap is missing']);
+    const nft = await setup();
+    const listing = (await nft.listTable('inet', 'addrmap'))!;
+    await nft.run(new Transaction().delete({ rule: listing.rules[0]! }));
+    const altered = await collectStatus({ stateDir: dir, nft, conntrack: null, now: NOW });
+    expect(altered.drift![0]).toMatch(/has been altered/);
+  });
+
+  test('a refused push makes it degraded, with the entry and reason', async () => {
+    const nft = await setup({ ...snap, lastPush: { at: '2026-01-01T00:59:00.000Z', outcome: 'refused', generation: 13, entry: 'mappings[4]', reason: 'mappings form a cycle: a -> b -> a' } });
+    const r = await collectStatus({ stateDir: dir, nft, conntrack: null, now: NOW });
+    expect(r.health).toBe('degraded');
+    expect(r.problems).toEqual(['last push refused: mappings[4]: mappings form a cycle: a -> b -> a']);
+    expect(formatStatus(r, { now: NOW })).toContain('last push:    refused generation 13 at 2026-01-01T00:59:00.000Z (1m00s ago): mappings[4]: mappings form a cycle');
+  });
+
+  test('agent not running (exit 3) and disabled (exit 4)', async () => {
+    const nft = await setup({ ...snap, pid: 2 ** 22 + 12345 });
+    const down = await collectStatus({ stateDir: dir, nft, conntrack: null, now: NOW });
+    expect(down.health).toBe('agent-not-running');
+    expect(STATUS_EXIT[down.health]).toBe(3);
+    expect(down.agent).toEqual({ running: false, pid: null, since: null, uptimeSeconds: null });
+
+    await writeSnapshot(dir, { ...snap, flag: { enabled: false, source: 'environment' }, applied: null });
+    const off = await collectStatus({ stateDir: dir, nft: new FakeNft(), conntrack: null, now: NOW });
+    expect(off).toMatchObject({ health: 'disabled', enabled: false, generation: null, mappings: [], drift: [] });
+    expect(STATUS_EXIT[off.health]).toBe(4);
+    expect(formatStatus(off, { now: NOW })).toContain('addrmap DISABLED');
+  });
+
+  test('the agent never ran: no files at all', async () => {
+    const r = await collectStatus({ stateDir: join(dir, 'none'), nft: null, conntrack: null, now: NOW });
+    expect(r).toMatchObject({ health: 'disabled', flagSource: 'unknown (the agent has never run)', mappings: [], lastPush: null });
+  });
+
+  test('more than 50 mappings: the table is cut unless --all', async () => {
+    const many: AppliedState = { ...applied, resolved: Array.from({ length: 60 }, (_, i) => ({ family: 6 as const, from: `fd00::${i + 1}`, to: 'fdaa::2' })) };
+    await writeSnapshot(dir, snap);
+    await writeState(dir, APPLIED_FILE, many);
+    const r = await collectStatus({ stateDir: dir, nft: null, conntrack: null, now: NOW });
+    expect(formatStatus(r, { now: NOW })).toContain('... and 10 more (--all, or --json)');
+    expect(formatStatus(r, { now: NOW, all: true })).not.toContain('more (--all');
+  });
+});
+
+describe('explain', () => {
+  test('any textual form of a mapped address, with the chain it resolved through', () => {
+    for (const input of ['fd00::1', 'FD00:0:0:0:0:0:0:1', '[fd00::1]:5432', 'fd00::1%eth0', ' fd00::0001 ']) {
+      const e = explain(input, applied);
+      expect(e).toMatchObject({ address: 'fd00::1', translated: true, to: 'fdaa::2', generation: 12 });
+      expect(e.chain).toEqual([
+        { from: 'fd00::1', to: 'fd00::2' },
+        { from: 'fd00::2', to: 'fdaa::2' },
+      ]);
+      expect(e.lines.join('\n')).toContain('chains fd00::1 -> fd00::2 -> fdaa::2; DNAT applies once');
+    }
+  });
+
+  test('IPv4 with a port; a direct mapping', () => {
+    const e = explain('10.0.0.1:5432', applied);
+    expect(e).toMatchObject({ address: '10.0.0.1', translated: true, to: '10.9.0.1' });
+    expect(e.lines[1]).toBe('The mapping file maps 10.0.0.1 -> 10.9.0.1 directly.');
+  });
+
+  test('a target and an unmapped address are not translated; the target names its stale addresses', () => {
+    const t = explain('fdaa::2', applied);
+    expect(t).toMatchObject({ translated: false, targetOf: ['fd00::1', 'fd00::2'] });
+    expect(t.lines.join('\n')).toContain('fdaa::2 is the current address behind: fd00::1, fd00::2.');
+    expect(explain('fd00::99', applied).lines[0]).toBe('fd00::99 is not translated: no mapping in generation 12 has it as "from".');
+  });
+
+  test('compares with the kernel when given it, naming drift', () => {
+    expect(explain('fd00::1', applied, new Map([['fd00::1', 'fdaa::2']])).lines.join('\n')).toContain('The kernel agrees');
+    expect(explain('fd00::1', applied, new Map()).lines.join('\n')).toContain('DRIFT: the kernel has no entry for fd00::1');
+    expect(explain('fd00::99', applied, new Map([['fd00::99', 'fdaa::1']])).lines.join('\n')).toContain('DRIFT: the kernel still sends fd00::99 to fdaa::1');
+  });
+
+  test('bad input is a usage error', () => {
+    expect(() => parseAddressInput('db.example.com')).toThrow(/is not an IP address/);
+    expect(explain('fd00::1', null).lines[0]).toMatch(/no mappings have been applied/);
+  });
+});
+
+describe('usage sampling', () => {
+  test('last seen moves only when counters grow, or restart after a rebuild', async () => {
+    const nft = new FakeNft();
+    await nft.run(planSync(EMPTY_VIEW, desired({ 'fd00::1': 'fdaa::1', 'fd00::2': 'fdaa::2' })).tx);
+    const u = new UsageTracker(nft);
+    const t = (m: number) => new Date(Date.UTC(2026, 0, 1, 0, m));
+    expect((await u.sample(t(0))).mappings['fd00::1']).toEqual({ packets: 0, bytes: 0, lastSeen: null });
+    nft.hit('inet', 'addrmap', 'dnat6', 'fd00::1', 3, 300);
+    expect((await u.sample(t(1))).mappings['fd00::1']).toEqual({ packets: 3, bytes: 300, lastSeen: t(1).toISOString() });
+    const s2 = await u.sample(t(2));
+    expect(s2.mappings['fd00::1']!.lastSeen).toBe(t(1).toISOString());
+    expect(s2.mappings['fd00::2']!.lastSeen).toBeNull();
+
+    // A rebuild resets counters; traffic after it still counts as use.
+    await nft.run(planSync(EMPTY_VIEW, desired({ 'fd00::1': 'fdaa::1', 'fd00::2': 'fdaa::2' }), true).tx);
+    nft.hit('inet', 'addrmap', 'dnat6', 'fd00::1', 1, 100);
+    expect((await u.sample(t(3))).mappings['fd00::1']).toEqual({ packets: 1, bytes: 100, lastSeen: t(3).toISOString() });
+
+    // A restarted agent continues from the previous sample.
+    const again = new UsageTracker(nft);
+    again.restore(await u.sample(t(4)));
+    expect((await again.sample(t(5))).mappings['fd00::1']!.lastSeen).toBe(t(3).toISOString());
+  });
+});
+
+describe('metrics', () => {
+  test('Prometheus text with every series', () => {
+    const s = new AgentStats();
+    s.enabled = true;
+    s.generation = 7;
+    s.mappings = 2;
+    s.recordSync(0.05);
+    s.recordSync(0.15);
+    s.syncFailures = 1;
+    s.refusedPushes = 3;
+    s.driftRepairs = 2;
+    s.perMapping = [{ from: 'fd00::1', to: 'fdaa::1', packets: 10, bytes: 1000 }];
+    const text = renderMetrics(s);
+    for (const line of [
+      'addrmap_enabled 1',
+      'addrmap_mappings 2',
+      'addrmap_applied_generation 7',
+      'addrmap_sync_duration_seconds_sum 0.2',
+      'addrmap_sync_duration_seconds_count 2',
+      'addrmap_last_sync_duration_seconds 0.15',
+      'addrmap_sync_failures_total 1',
+      'addrmap_refused_pushes_total 3',
+      'addrmap_drift_repairs_total 2',
+      'addrmap_mapping_packets_total{from="fd00::1",to="fdaa::1"} 10',
+      'addrmap_mapping_bytes_total{from="fd00::1",to="fdaa::1"} 1000',
+      '# TYPE addrmap_sync_duration_seconds summary',
+    ]) {
+      expect(text.split('\n')).toContain(line);
+    }
+  });
+});
