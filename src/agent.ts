@@ -39,6 +39,7 @@ export class Agent {
   /** Counters for metrics; the daemon renders them. */
   readonly stats = new AgentStats();
   private appliedWritten = false;
+  private lastRefusal: string | null = null;
   /** The config of the last pass, for the daemon's timers and metrics. */
   config: Config | null = null;
 
@@ -94,6 +95,7 @@ export class Agent {
         await this.record({ flag, warnings: [`mapping file ${paths.mappings} is absent; current mappings kept`] });
         return { outcome: 'no-file', flag };
       }
+      generation = peekGeneration(text);
       const file = parseMappingFile(text, { allowedTargets: config.allowedTargets });
       generation = file.generation;
       const applied = this.snapshot?.acceptedGeneration ?? this.snapshot?.applied?.generation;
@@ -161,7 +163,10 @@ export class Agent {
       return { outcome, flag, sync };
     } catch (e) {
       if (!(e instanceof MappingFileError)) throw e;
-      this.stats.refusedPushes++;
+      // The same bad file read again (a second change event) is one push.
+      const key = `${e.message}\0${generation}`;
+      if (key !== this.lastRefusal) this.stats.refusedPushes++;
+      this.lastRefusal = key;
       log.error(
         { event: 'refused', generation, entry: e.entry, reason: e.reason, file: paths.mappings, durationMs: ms(started) },
         `mapping file refused; kernel state unchanged: ${e.message}`,
@@ -235,6 +240,12 @@ export class Agent {
       this.o.log.error({ event: 'state_write_failed', reason: (e as Error).message }, 'cannot write status snapshot');
     }
   }
+}
+
+/** The generation of a file that may be refused, so the refusal can name it. */
+function peekGeneration(text: string): number | undefined {
+  const m = /"generation"\s*:\s*(\d{1,15})\b/.exec(text.slice(0, 4096));
+  return m ? Number(m[1]) : undefined;
 }
 
 /** Trust and size failures are refusals like any other bad file. */

@@ -2,6 +2,7 @@
 // original destination is a mapped stale address, and for flows of local
 // sockets the process that owns them. A socket never sees the DNAT, so its
 // peer address is the stale literal its process was configured with.
+import { readFile } from 'node:fs/promises';
 import { execFile } from './exec.js';
 import { normalizeIp, type IpFamily } from './address.js';
 import type { ConntrackTool } from './conntrack.js';
@@ -54,10 +55,18 @@ export async function listFlows(stale: ReadonlyMap<string, string>, conntrack: C
     const o = owners.find((s) => s.proto === f.proto && s.local === f.src && s.localPort === f.sport && s.peer === f.dst && s.peerPort === f.dport);
     if (o) {
       f.pid = o.pid;
-      f.command = o.command;
+      f.command = await commandLine(o.pid).catch(() => o.command);
     }
   }
   return flows;
+}
+
+/** The process's command line: ss gives only the thread name (Node's is "MainThread"). */
+async function commandLine(pid: number): Promise<string> {
+  const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+  const text = raw.replace(/\0+$/, '').replace(/\0/g, ' ').trim();
+  if (!text) throw new Error('no command line');
+  return text.length > 200 ? `${text.slice(0, 199)}…` : text;
 }
 
 /** Sockets with their owning processes, from `ss -H -t -u -a -n -p`. */

@@ -1,6 +1,8 @@
 // A peer service for kernel tests: answers every TCP connection and every UDP
 // datagram with "<name> <local address>", so a test can tell which host and
-// which of its addresses it reached. Usage: node echo-server.mjs NAME PORT
+// which of its addresses it reached. TCP on PORT closes at once (and swallows
+// whatever the client sends); TCP on PORT+1 stays open until the client
+// closes, for tests that need a long-lived flow. Usage: node echo-server.mjs NAME PORT
 import net from 'node:net';
 import dgram from 'node:dgram';
 
@@ -11,9 +13,19 @@ const local = (a) => a.replace(/^::ffff:/, '');
 net
   .createServer((s) => {
     s.on('error', () => {});
+    s.resume();
     s.end(`${name} ${local(s.localAddress)}\n`);
   })
   .listen({ port, host: '::', ipv6Only: false }, () => console.log('tcp ready'));
+
+net
+  .createServer((s) => {
+    s.on('error', () => {});
+    s.resume();
+    s.write(`${name} ${local(s.localAddress)}\n`);
+    s.on('end', () => s.end());
+  })
+  .listen({ port: port + 1, host: '::', ipv6Only: false });
 
 // One socket per family bound to the wildcard would not tell the local
 // address; IPV6_PKTINFO is not exposed in Node, so bind dual-stack and answer

@@ -158,6 +158,27 @@ export class Lab {
     return this.probe(from, ['udp', addr, String(PORT), String(timeoutMs)]);
   }
 
+  /** Connects, sends `bytes` bytes, and returns the peer's answer. */
+  async tcpSend(addr: string, bytes: number): Promise<ProbeResult> {
+    return this.probe(this.guest, ['tcp-send', addr, String(PORT), String(bytes)]);
+  }
+
+  /** Opens a TCP connection from the guest and holds it for `ms`; resolves once connected. */
+  async tcpHold(addr: string, ms: number): Promise<{ pid: number; localPort: number; reply: string }> {
+    const child = this.spawnIn(this.guest, process.execPath, [join(SUPPORT, 'probe.mjs'), 'tcp-hold', addr, String(PORT + 1), String(ms)]);
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d) => {
+        out += d;
+        if (out.includes('\n')) resolve(out.split('\n')[0]!);
+      });
+      child.on('close', () => reject(new Error(`tcp-hold ended early: ${out}`)));
+    });
+    const r = JSON.parse(line) as { ok: boolean; reply: string; localPort: number; error?: string };
+    if (!r.ok) throw new Error(`tcp-hold could not connect: ${r.error}`);
+    return { pid: child.pid!, localPort: r.localPort, reply: r.reply };
+  }
+
   /** Starts a long-lived UDP flow from the guest; resolves when its first datagram is sent. */
   async udpStream(addr: string, srcPort: number, durationMs: number, intervalMs = 100) {
     const child = this.spawnIn(this.guest, process.execPath, [join(SUPPORT, 'probe.mjs'), 'udp-stream', addr, String(PORT), String(srcPort), String(durationMs), String(intervalMs)]);

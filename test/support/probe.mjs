@@ -1,6 +1,9 @@
 // A client for kernel tests, run inside a namespace. Prints one JSON line.
 //   probe.mjs tcp ADDR PORT TIMEOUT_MS      -> {"ok":true,"reply":"..."} or {"ok":false,"error":"ECONNREFUSED"}
 //   probe.mjs udp ADDR PORT TIMEOUT_MS      -> same, one datagram and its answer
+//   probe.mjs tcp-send ADDR PORT BYTES      -> connects, sends BYTES bytes, prints the answer
+//   probe.mjs tcp-hold ADDR PORT MS         -> connects (to the peer's holding port), prints
+//       {"ok":true,...} once connected, keeps the connection open for MS ms
 //   probe.mjs udp-stream ADDR PORT SRCPORT DURATION_MS INTERVAL_MS
 //       -> {"sent":n,"replies":[{"t":ms since start,"reply":"..."}],"errors":[...]}
 //       one socket, one source port for the whole run, like a long-lived UDP flow
@@ -28,6 +31,32 @@ if (mode === 'tcp') {
   });
   s.on('error', (e) => {
     clearTimeout(timer);
+    print({ ok: false, error: e.code ?? e.message });
+    process.exit(0);
+  });
+} else if (mode === 'tcp-send') {
+  const s = net.connect({ host: addr, port });
+  let data = '';
+  s.on('connect', () => s.end(Buffer.alloc(Number(rest[0]), 'x')));
+  s.on('data', (d) => (data += d));
+  s.on('close', () => {
+    print({ ok: data.length > 0, reply: data.trim() });
+    process.exit(0);
+  });
+  s.on('error', (e) => {
+    print({ ok: false, error: e.code ?? e.message });
+    process.exit(0);
+  });
+} else if (mode === 'tcp-hold') {
+  const s = net.connect({ host: addr, port });
+  s.once('data', (d) => {
+    print({ ok: true, reply: d.toString().trim(), localPort: s.localPort });
+    setTimeout(() => {
+      s.end();
+      process.exit(0);
+    }, Number(rest[0]));
+  });
+  s.on('error', (e) => {
     print({ ok: false, error: e.code ?? e.message });
     process.exit(0);
   });

@@ -1,0 +1,215 @@
+// addrmap status, explain, scan and metrics on the real kernel, with real
+// counters from real traffic and real flows. Status is read-only: it works as
+// an unprivileged user and against a read-only state directory.
+import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { execFile } from '../../src/exec.js';
+import { ADDR, ADDRMAP, Lab, mappingFile, type AgentProcess } from '../support/lab.js';
+
+let lab: Lab;
+let agent: AgentProcess | null;
+let mounts: string[];
+beforeEach(async () => {
+  lab = await Lab.create();
+  await lab.startPeer();
+  agent = null;
+  mounts = [];
+});
+afterEach(async () => {
+  await agent?.stop('SIGKILL');
+  for (const m of mounts) await execFile('umount', ['-l', m]);
+  await lab?.destroy();
+});
+
+async function status(args: string[] = [], env: NodeJS.ProcessEnv = {}) {
+  const r = await lab.addrmap(['status', '--json', ...args], env);
+  return { code: r.code, report: JSON.parse(r.stdout), stderr: r.stderr };
+}
+
+async function startWithTraffic() {
+  await lab.writeConfig({ usageIntervalSeconds: 1, metricsFile: join(lab.dir, 'metrics', 'addrmap.prom'), metricsListen: '127.0.0.1:9851' });
+  await mkdir(join(lab.dir, 'metrics'));
+  await lab.push(mappingFile(3, [[ADDR.stale6, ADDR.new6], [ADDR.staleUnrouted6, ADDR.new6], [ADDR.stale4, ADDR.new4]]));
+  agent = await lab.watch();
+  await agent.waitFor((e) => e.event === 'applied' && e.generation === 3);
+}
+
+describe('addrmap status', () => {
+  it('as root: live per-mapping counters from real traffic, last use, flows with their process, no drift', async () => {
+    await startWithTraffic();
+    // 100 KiB to one stale address, nothing to another.
+    expect(await lab.tcpSend(ADDR.stale6, 100 * 1024)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
+    const held = await lab.tcpHold(ADDR.stale4, 30_000);
+    await agent!.waitFor((e) => e.event === 'watching'); // (already) — then let a usage sample happen
+    await new Promise((r) => setTimeout(r, 2200));
+
+    const { code, report } = await status();
+    expect(code).toBe(0);
+    expect(report).toMatchObject({ schema: 1, health: 'healthy', problems: [], enabled: true, flagSource: 'environment', generation: 3, source: 'kernel', drift: [] });
+    expect(report.agent.running).toBe(true);
+    const row = (from: string) => report.mappings.find((m: { from: string }) => m.from === from);
+    expect(row(ADDR.stale6).packets).toBeGreaterThan(3); // segmentation offload: few, large packets
+    expect(row(ADDR.stale6).bytes).toBeGreaterThan(100 * 1024);
+    expect(row(ADDR.stale6).lastSeen).not.toBeNull();
+    expect(row(ADDR.stale6).inKernel).toBe(true);
+    expect(row(ADDR.staleUnrouted6)).toMatchObject({ packets: 0, bytes: 0, lastSeen: null, flows: 0, inKernel: true });
+    expect(row(ADDR.stale4).flows).toBe(1);
+    expect(report.flows).toContainEqual(
+      expect.objectContaining({ proto: 'tcp', src: ADDR.guest4, sport: held.localPort, dst: ADDR.stale4, dport: 7001, answeredBy: ADDR.new4, translated: true, pid: held.pid, command: expect.stringMatching(/node .*probe\.mjs tcp-hold 198\.51\.100\.10 7001/) }),
+    );
+
+    const text = (await lab.addrmap(['status'])).stdout;
+    expect(text).toContain('addrmap HEALTHY');
+    expect(text).toMatch(new RegExp(`${ADDR.stale6.replace(/\./g, '\\.')}\\s+${ADDR.new6}\\s+\\d+\\s+\\d+\\.\\d KiB\\s+\\d+s ago\\s+\\d+\\s+ok`)); // FLOWS: the finished connection may linger in TIME_WAIT
+    expect(text).toContain(`tcp ${ADDR.guest4}:${held.localPort} -> ${ADDR.stale4}:7001 answered by ${ADDR.new4} ESTABLISHED  pid ${held.pid} (`);
+  });
+
+  it('without root, and against a read-only state directory, while the agent works: same answers from the snapshot, nothing written', async () => {
+    await startWithTraffic();
+    await lab.tcpSend(ADDR.stale6, 10_000);
+    await new Promise((r) => setTimeout(r, 2200)); // a usage sample
+    await chmod(lab.dir, 0o755); // let "nobody" reach the state directory (it stays root's)
+
+    const ro = join(lab.dir, 'state-ro');
+    await mkdir(ro);
+    expect((await execFile('mount', ['--bind', lab.paths.stateDir, ro])).code).toBe(0);
+    mounts.push(ro);
+    expect((await execFile('mount', ['-o', 'remount,bind,ro', ro])).code).toBe(0);
+
+    const before = await listing(lab.paths.stateDir);
+    const asNobody = await execFile('ip', ['netns', 'exec', lab.guest, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ADDRMAP, 'status', '--json', `--state-dir=${ro}`]);
+    expect(asNobody.stderr).toBe('');
+    expect(asNobody.code).toBe(0);
+    const report = JSON.parse(asNobody.stdout);
+    expect(report).toMatchObject({ health: 'healthy', enabled: true, generation: 3, source: 'snapshot', drift: null, flows: null });
+    const row = report.mappings.find((m: { from: string }) => m.from === ADDR.stale6);
+    expect(row.packets).toBeGreaterThan(5);
+    expect(row.lastSeen).not.toBeNull();
+    expect(row.inKernel).toBeNull();
+    const text = await execFile('ip', ['netns', 'exec', lab.guest, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ADDRMAP, 'status', `--state-dir=${ro}`]);
+    expect(text.stdout).toContain('kernel:       not read; run as root');
+
+    // As root against the read-only copy: works, and writes nothing.
+    const rootRo = await status([`--state-dir=${ro}`]);
+    expect(rootRo.code).toBe(0);
+    await agent!.stop('SIGKILL'); // so that only status could write from here on
+    const quiet = await listing(lab.paths.stateDir);
+    await status();
+    await lab.addrmap(['status']);
+    expect(await listing(lab.paths.stateDir)).toEqual(quiet);
+    expect(Object.keys(before).sort()).toEqual(['applied.json', 'status.json', 'usage.json']);
+  });
+
+  it('exit codes: 0 healthy, 1 degraded, 2 usage, 3 agent not running, 4 disabled', async () => {
+    await startWithTraffic();
+    expect((await status()).code).toBe(0);
+
+    await lab.push(mappingFile(4, [[ADDR.stale6, ADDR.stale6]]));
+    await agent!.waitFor((e) => e.event === 'refused');
+    const degraded = await status();
+    expect(degraded.code).toBe(1);
+    expect(degraded.report.problems).toEqual(['last push refused: mappings[0]: from and to are the same address (fdaa:0:18:a7b:7d:f066:b83b:2)']);
+
+    expect((await lab.addrmap(['status', 'extra'])).code).toBe(2);
+
+    await agent!.stop('SIGKILL');
+    const down = await status();
+    expect(down.code).toBe(3);
+    expect(down.report.health).toBe('agent-not-running');
+
+    // Drift while the agent is down is reported too.
+    await lab.exec(lab.guest, 'nft', ['delete', 'element', 'inet', 'addrmap', 'dnat6', `{ ${ADDR.stale6} }`]);
+    expect((await status()).report.drift).toEqual([`${ADDR.stale6} -> ${ADDR.new6} is missing from the kernel`]);
+
+    expect((await lab.addrmap(['apply'], { ADDRMAP_ENABLED: '0' })).code).toBe(0);
+    const off = await status([], { ADDRMAP_ENABLED: '0' });
+    expect(off.code).toBe(4);
+    expect(off.report).toMatchObject({ health: 'disabled', enabled: false, drift: [] });
+  });
+});
+
+describe('addrmap explain, scan and metrics', () => {
+  it('explain: any textual form, the chain, the kernel; exit 0 translated, 1 not', async () => {
+    await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.new6], [ADDR.new6, ADDR.newer6]]));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    const e = await lab.addrmap(['explain', `[${ADDR.stale6.toUpperCase()}]:5432`]);
+    expect(e.code).toBe(0);
+    expect(e.stdout).toContain(`${ADDR.stale6} is translated to ${ADDR.newer6} (generation 2`);
+    expect(e.stdout).toContain(`The mapping file chains ${ADDR.stale6} -> ${ADDR.new6} -> ${ADDR.newer6}`);
+    expect(e.stdout).toContain(`The kernel agrees: map dnat6 sends ${ADDR.stale6} to ${ADDR.newer6}.`);
+    const target = await lab.addrmap(['explain', ADDR.newer6]);
+    expect(target.code).toBe(1);
+    expect(target.stdout).toContain(`is the current address behind: ${ADDR.stale6}, ${ADDR.new6}`);
+    expect((await lab.addrmap(['explain', 'not-an-address'])).code).toBe(2);
+    const json = JSON.parse((await lab.addrmap(['explain', '--json', ADDR.stale6])).stdout);
+    expect(json).toMatchObject({ address: ADDR.stale6, translated: true, to: ADDR.newer6, kernel: ADDR.newer6 });
+  });
+
+  it('scan: every textual form of a stale address with file, line and column; exit 1 when found, 0 when clean', async () => {
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6], [ADDR.stale4, ADDR.new4]]));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    const etc = join(lab.dir, 'etc');
+    await mkdir(join(etc, 'app'), { recursive: true });
+    await writeFile(join(etc, 'app', 'replication.conf'), [
+      '# peers',
+      `primary_conninfo = 'host=${ADDR.stale6} port=5432'`,
+      'peer = [FDAA:0000:0018:0A7B:007D:F066:B83B:0002]:5432',
+      `legacy = ${ADDR.stale4}:6379`,
+      `fine = ${ADDR.new6}`,
+    ].join('\n'));
+    await writeFile(join(etc, 'clean.conf'), `server = ${ADDR.new6}\n`);
+    const r = await lab.addrmap(['scan', etc]);
+    expect(r.code).toBe(1);
+    const lines = r.stdout.trim().split('\n');
+    const file = join(etc, 'app', 'replication.conf');
+    expect(lines).toEqual([
+      `${file}:2:26: ${ADDR.stale6} is stale, now ${ADDR.new6}: primary_conninfo = 'host=${ADDR.stale6} port=5432'`,
+      `${file}:3:8: [FDAA:0000:0018:0A7B:007D:F066:B83B:0002]:5432 is stale, now ${ADDR.new6}: peer = [FDAA:0000:0018:0A7B:007D:F066:B83B:0002]:5432`,
+      `${file}:4:10: ${ADDR.stale4}:6379 is stale, now ${ADDR.new4}: legacy = ${ADDR.stale4}:6379`,
+    ]);
+    expect(r.stderr).toContain('3 occurrence(s) of 2 stale address(es) in 2 file(s)');
+    expect((await lab.addrmap(['scan', join(etc, 'clean.conf')])).code).toBe(0);
+    expect((await lab.addrmap(['scan'])).code).toBe(2);
+  });
+
+  it('metrics: the textfile and the local port carry every series, with real hits', async () => {
+    await startWithTraffic();
+    await lab.tcpSend(ADDR.stale6, 5000);
+    await lab.push('{"version":1,"generation":9,"mappings":[{"from":"x"}]}');
+    await agent!.waitFor((e) => e.event === 'refused');
+    await new Promise((r) => setTimeout(r, 2200));
+    const file = await readFile(join(lab.dir, 'metrics', 'addrmap.prom'), 'utf8');
+    const served = await lab.exec(lab.guest, process.execPath, ['-e', "fetch('http://127.0.0.1:9851/metrics').then(r => r.text()).then(t => process.stdout.write(t))"]);
+    for (const text of [file, served.stdout]) {
+      expect(text).toContain('addrmap_enabled 1');
+      expect(text).toContain('addrmap_mappings 3');
+      expect(text).toContain('addrmap_applied_generation 3');
+      expect(text).toContain('addrmap_refused_pushes_total 1');
+      expect(text).toContain('addrmap_sync_failures_total 0');
+      expect(text).toContain('addrmap_drift_repairs_total 0');
+      expect(text).toMatch(/addrmap_sync_duration_seconds_count [1-9]/);
+      expect(text).toMatch(new RegExp(`addrmap_mapping_bytes_total\\{from="${ADDR.stale6}",to="${ADDR.new6}"\\} [1-9]\\d{3,}`));
+    }
+  });
+
+  it('logs one event per apply or refusal with generation, counts, duration and reason', async () => {
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+    agent = await lab.watch();
+    const applied = await agent.waitFor((e) => e.event === 'applied');
+    expect(applied).toMatchObject({ level: 30, name: 'addrmap', generation: 1, mappings: 1, kind: 'full', added: 1, removed: 0, retargeted: 0, routesAdded: 1 });
+    expect(typeof applied.durationMs).toBe('number');
+    expect(typeof applied.time).toBe('string');
+    await lab.push(mappingFile(2, [[ADDR.stale6, 'fdaa::zz']]));
+    const refused = await agent.waitFor((e) => e.event === 'refused');
+    expect(refused).toMatchObject({ level: 50, generation: 2, entry: 'mappings[0]', file: lab.paths.mappings });
+    expect(refused.reason).toMatch(/to "fdaa::zz": not a valid IPv6 address/);
+    expect(typeof refused.durationMs).toBe('number');
+  });
+});
+
+async function listing(dir: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const f of await readdir(dir)) out[f] = (await stat(join(dir, f))).mtimeMs;
+  return out;
+}
