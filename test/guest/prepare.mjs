@@ -1,0 +1,138 @@
+// Gets everything the guest tests need, reusing what is current:
+//   1. the host: Docker engine running, debootstrap (docker-setup.sh);
+//   2. the artifacts in out/ (`npm run package`), rebuilt when an input changed;
+//   3. the guest base images (base-image.sh: debootstrap + docker import,
+//      cached by a content hash of the recipe);
+//   4. the guest images with addrmap baked in the way a user bakes it:
+//        addrmap-guest-deb:<hash>     init image + the .deb (dpkg -i), systemd as init
+//        addrmap-guest-noinit:<hash>  base image + the tarball (ADD ... /), no init,
+//                                     addrmap-entrypoint as the entrypoint
+//      tagged by a hash of the artifacts and fixtures.
+// Nothing is pulled from a registry. Prints one JSON line with the image names
+// and timings. Run it alone to warm the caches: node test/guest/prepare.mjs
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inputsHash } from '../../packaging/inputs.mjs';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const HERE = join(ROOT, 'test/guest');
+const OUT = join(ROOT, 'out');
+const t0 = Date.now();
+const secs = (since) => Math.round((Date.now() - since) / 100) / 10;
+const say = (m) => process.stderr.write(`prepare: ${m}\n`);
+
+function run(cmd, args, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (opts.echo) process.stderr.write(d);
+    });
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0 ? resolve(stdout) : reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}\n${stderr.slice(-4000)}${stdout.slice(-2000)}`)),
+    );
+  });
+}
+
+const imageExists = async (tag) => run('docker', ['image', 'inspect', tag]).then(() => true, () => false);
+
+// 1. Host.
+await run('bash', [join(HERE, 'docker-setup.sh')], { echo: true });
+
+// 2. Artifacts.
+let t = Date.now();
+const inputs = await inputsHash(ROOT);
+let info = await readFile(join(OUT, 'BUILD-INFO.json'), 'utf8').then(JSON.parse, () => null);
+let packaged = 'reused';
+if (info?.inputs !== inputs) {
+  say('building the artifacts (npm run package)');
+  await run(process.execPath, [join(ROOT, 'packaging/package.mjs')]);
+  info = JSON.parse(await readFile(join(OUT, 'BUILD-INFO.json'), 'utf8'));
+  packaged = 'built';
+}
+const packageSecs = secs(t);
+const deb = `addrmap_${info.version}_${info.arch.deb}.deb`;
+const tarball = `addrmap-${info.version}-linux-${info.arch.node}.tar.gz`;
+
+// 3. Base images.
+t = Date.now();
+const baseOut = await run('bash', [join(HERE, 'base-image.sh')], { echo: true });
+const base = /^BASE=(.+)$/m.exec(baseOut)?.[1];
+const init = /^INIT=(.+)$/m.exec(baseOut)?.[1];
+if (!base || !init) throw new Error(`base-image.sh printed ${baseOut}`);
+const baseSecs = secs(t);
+
+// 4. Guest images.
+t = Date.now();
+const sums = await readFile(join(OUT, 'SHA256SUMS'), 'utf8');
+const fixtures = ['app', 'app.service', 'guest-boot', 'platform-cmdline.conf'];
+const fixtureText = (await Promise.all(fixtures.map((f) => readFile(join(HERE, 'fixtures', f), 'utf8')))).join('\0');
+
+const dockerfiles = {
+  deb: `FROM ${init}
+# Exactly what an image builder does with the package; systemd does not run
+# during the build, so postinst only enables the unit.
+COPY ${deb} /tmp/
+RUN dpkg -i /tmp/${deb} && rm /tmp/${deb}
+# The test application, started after network-online.target.
+COPY app guest-boot /usr/local/bin/
+COPY app.service /etc/systemd/system/app.service
+COPY platform-cmdline.conf /etc/systemd/system/addrmap.service.d/platform-cmdline.conf
+RUN mkdir -p /etc/app /etc/platform && systemctl enable app.service
+ENV container=docker
+STOPSIGNAL SIGRTMIN+3
+CMD ["/usr/local/bin/guest-boot", "/sbin/init"]
+`,
+  noinit: `FROM ${base}
+# An image with no init system: the tarball unpacked at /, the entrypoint
+# wrapper in front of the application.
+ADD ${tarball} /
+COPY app /usr/local/bin/app
+RUN mkdir -p /etc/app
+ENTRYPOINT ["/usr/bin/addrmap-entrypoint"]
+CMD ["/usr/local/bin/app"]
+`,
+};
+
+const images = {};
+for (const [kind, dockerfile] of Object.entries(dockerfiles)) {
+  const hash = createHash('sha256').update(sums).update(fixtureText).update(dockerfile).digest('hex').slice(0, 16);
+  const repo = `addrmap-guest-${kind}`;
+  const tag = `${repo}:${hash}`;
+  images[kind] = tag;
+  if (await imageExists(tag)) continue;
+  say(`building ${tag}`);
+  const ctx = await mkdtemp(join(tmpdir(), `addrmap-${kind}-`));
+  try {
+    await copyFile(join(OUT, kind === 'deb' ? deb : tarball), join(ctx, kind === 'deb' ? deb : tarball));
+    for (const f of fixtures) await copyFile(join(HERE, 'fixtures', f), join(ctx, f));
+    await writeFile(join(ctx, 'Dockerfile'), dockerfile);
+    // The classic builder: FROM uses the local image and never pulls.
+    await run('docker', ['build', '--label', 'addrmap-guest-test=image', '-t', tag, ctx], { env: { ...process.env, DOCKER_BUILDKIT: '0' } });
+  } finally {
+    await rm(ctx, { recursive: true, force: true });
+  }
+  // Older builds of the same kind are of no further use.
+  const old = (await run('docker', ['image', 'ls', repo, '--format', '{{.Repository}}:{{.Tag}}'])).split('\n').filter((l) => l && l !== tag);
+  if (old.length) await run('docker', ['image', 'rm', ...old]).catch(() => {});
+}
+const imagesSecs = secs(t);
+
+await mkdir(OUT, { recursive: true });
+process.stdout.write(
+  JSON.stringify({
+    base,
+    init,
+    ...images,
+    artifacts: { dir: OUT, deb, tarball, exe: 'addrmap', sizes: info.sizes, installedBytes: info.installedBytes },
+    timings: { packaged, packageSecs, baseSecs, imagesSecs, totalSecs: secs(t0) },
+  }) + '\n',
+);
