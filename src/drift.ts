@@ -51,16 +51,22 @@ export class DriftDetector implements NftInterface {
   async run(tx: Transaction): Promise<void> {
     const rebuild = tx.operations.some((op) => 'table' in op.object);
     if (rebuild) this.quietUntil = Infinity;
+    // A rebuild's echoes are covered by the quiet window and the verification
+    // after it; expecting them one by one as well would let a later foreign
+    // change to the same key pass as an echo.
+    const keys = rebuild ? [] : tx.operations.flatMap((op) => ('element' in op.object ? [`${op.verb} ${op.object.element.name} ${normalizeIp(op.object.element.key)}`] : []));
     const expires = Date.now() + ECHO_MS;
-    for (const op of tx.operations) {
-      if (!('element' in op.object)) continue;
-      const k = `${op.verb} ${op.object.element.name} ${normalizeIp(op.object.element.key)}`;
+    for (const k of keys) {
       const list = this.expected.get(k) ?? [];
       list.push(expires);
       this.expected.set(k, list);
     }
     try {
       await this.inner.run(tx);
+    } catch (e) {
+      // A failed transaction changed nothing and will send no echo.
+      for (const k of keys) this.consume(k, expires);
+      throw e;
     } finally {
       if (rebuild) {
         this.quietUntil = Date.now() + REBUILD_QUIET_MS;
@@ -96,16 +102,21 @@ export class DriftDetector implements NftInterface {
 
   /** Handles one line of `nft -j monitor`; exported for tests. */
   handleEvent(line: string): void {
-    let ev: Record<string, Record<string, Record<string, unknown>>>;
+    let ev: unknown;
     try {
       ev = JSON.parse(line);
     } catch {
       return;
     }
+    // Shapes other than {verb: {kind: {...}}} are not ruleset changes.
+    const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+    if (!isObj(ev)) return;
     const verb = Object.keys(ev)[0];
-    if (!verb || !ev[verb]) return;
-    const kind = Object.keys(ev[verb]!)[0]!;
-    const obj = ev[verb]![kind]!;
+    const body = verb === undefined ? undefined : ev[verb];
+    if (!verb || !isObj(body)) return;
+    const kind = Object.keys(body)[0];
+    const obj = kind === undefined ? undefined : body[kind];
+    if (!kind || !isObj(obj)) return;
     const table = kind === 'table' ? obj.name : obj.table;
     if (table !== TABLE.name || obj.family !== TABLE.family) return;
     if (Date.now() < this.quietUntil) {
@@ -121,15 +132,17 @@ export class DriftDetector implements NftInterface {
     this.onDrift(`${verb} ${kind} ${kind === 'rule' ? `in chain ${obj.chain}` : (obj.name ?? '')} by another tool`.replace(/ +/g, ' '), true);
   }
 
-  private consume(key: string): boolean {
+  /** Uses up one expected echo of key (the one registered with `exact` expiry, if given). */
+  private consume(key: string, exact?: number): boolean {
     const list = this.expected.get(key);
     const now = Date.now();
     while (list?.length && list[0]! < now) list.shift();
-    if (!list?.length) {
-      this.expected.delete(key);
+    const i = exact === undefined ? 0 : (list?.lastIndexOf(exact) ?? -1);
+    if (!list?.length || i < 0) {
+      if (!list?.length) this.expected.delete(key);
       return false;
     }
-    list.shift();
+    list.splice(i, 1);
     if (!list.length) this.expected.delete(key);
     return true;
   }

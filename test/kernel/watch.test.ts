@@ -84,7 +84,8 @@ describe('addrmap watch', () => {
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
 
     const status = JSON.parse((await lab.addrmap(['status', '--json'])).stdout);
-    expect(status).toMatchObject({ enabled: true, generation: 7, mappings: 1, agent: { running: true } });
+    expect(status).toMatchObject({ enabled: true, generation: 7, agent: { running: true }, lastPush: { outcome: 'applied', generation: 7 } });
+    expect(status.mappings).toEqual([expect.objectContaining({ from: ADDR.stale6, to: ADDR.new6, inKernel: true })]);
   });
 
   it('coalesces a burst of pushes and ends on the last file', async () => {
