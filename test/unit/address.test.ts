@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
+import { Address6 } from 'ip-address';
 import { AddressError, canonicalOrNull, normalizeIp, parseAddress, parsePrefix, prefixContains } from '../../src/address.js';
 
 /** Eight 16-bit groups, written in a random but valid way. */
@@ -103,5 +104,46 @@ describe('parsePrefix / prefixContains', () => {
   ])('%j is refused', (input, message) => {
     expect(() => parsePrefix(input)).toThrow(AddressError);
     expect(() => parsePrefix(input)).toThrow(message);
+  });
+});
+
+describe('the fast IPv6 path agrees with ip-address', () => {
+  test('random addresses in random spellings: same canonical text, same refusals', () => {
+    let runs = 0;
+    fc.assert(
+      fc.property(
+        // Many zero groups, so that "::" runs of every length and position occur.
+        fc.array(fc.oneof(fc.constant(0), fc.constant(0), fc.integer({ min: 0, max: 0xffff })), { minLength: 8, maxLength: 8 }),
+        fc.boolean(),
+        fc.boolean(),
+        (groups, upper, pad) => {
+          runs++;
+          let text = groups.map((g) => (pad ? g.toString(16).padStart(4, '0') : g.toString(16))).join(':');
+          if (upper) text = text.toUpperCase();
+          const reference = new Address6(text).correctForm();
+          expect(normalizeIp(text)).toBe(reference);
+          expect(normalizeIp(reference)).toBe(reference);
+          let ours: string;
+          try {
+            ours = parseAddress(text).text;
+          } catch (e) {
+            ours = `refused: ${(e as Error).message}`;
+          }
+          // The slow path, forced through a spelling the fast path does not take.
+          const v4tail = `${(groups[6]! >> 8) & 255}.${groups[6]! & 255}.${(groups[7]! >> 8) & 255}.${groups[7]! & 255}`;
+          const slow = groups.slice(0, 6).map((g) => g.toString(16)).join(':') + ':' + v4tail;
+          let theirs: string;
+          try {
+            theirs = parseAddress(slow).text;
+          } catch (e) {
+            theirs = `refused: ${(e as Error).message}`;
+          }
+          expect(ours).toBe(theirs);
+        },
+      ),
+      { numRuns: 3000 },
+    );
+    console.log(`fast IPv6 path vs ip-address: ${runs} cases`);
+    expect(runs).toBe(3000);
   });
 });
