@@ -9,6 +9,7 @@ import { TABLE } from './ruleset.js';
 import { planSync, viewFromListing, viewOf, type KernelView, type Change, type Plan } from './plan.js';
 import type { DesiredMappings } from './resolve.js';
 import type { Routes, RouteSpec } from './routes.js';
+import { sameVia, type Via } from './route-table.js';
 import type { Conntrack } from './conntrack.js';
 import { normalizeIp, type IpFamily } from './address.js';
 
@@ -33,7 +34,7 @@ export interface ReconcilerDeps {
 export class Reconciler {
   private view: KernelView | null = null;
   private forceFull = false;
-  private routeView: Map<string, RouteSpec> | null = null;
+  private routeView: Map<string, RouteSpec | null> | null = null;
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -104,37 +105,67 @@ export class Reconciler {
   }
 
   private async syncRoutes(desired: DesiredMappings, plan: Plan, warnings: string[]) {
+    // routeView: every stale address already decided on, with its host route
+    // or null when it needs none. Only undecided and retargeted ones are
+    // looked at, so a steady-state change costs only its own addresses.
     if (!this.routeView) {
       this.routeView = new Map((await this.deps.routes.list()).map((r) => [r.dst, r]));
     }
-    const have = this.routeView;
+    const view = this.routeView;
     const wantDst = new Set([...desired.v4.keys(), ...desired.v6.keys()]);
-    const remove = [...have.values()].filter((r) => !wantDst.has(r.dst));
+    const remove: RouteSpec[] = [];
+    for (const [dst, r] of view) {
+      if (wantDst.has(dst)) continue;
+      if (r) remove.push(r);
+      view.delete(dst);
+    }
 
-    // Look up a target only where the route must change: a new or retargeted
-    // mapping, or a mapped address that has lost its route.
     const retargeted = new Set(plan.retargeted.map((c) => c.from));
     const need: Change[] = [];
     for (const family of [4, 6] as const) {
       for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) {
-        if (!have.has(from) || retargeted.has(from)) need.push({ family, from, to });
+        // Decided once; routes read from the kernel at start count as decided.
+        if (!view.has(from) || retargeted.has(from)) need.push({ family, from, to });
       }
     }
-    const found = need.length ? await this.deps.routes.lookup(need.map((c) => ({ family: c.family, address: c.to }))) : new Map();
-    const byTarget = new Map([...found].map(([k, v]) => [normalizeIp(k), v]));
     const replace: RouteSpec[] = [];
-    for (const c of need) {
-      const via = byTarget.get(c.to);
-      if (!via) {
-        warnings.push(`no route to target ${c.to} of ${c.from}: the stale address cannot be reached until the target is`);
-        continue;
+    if (need.length) {
+      const table = await this.deps.routes.snapshot();
+      let targetVia: (c: Change) => Via | null;
+      let staleVia: (c: Change) => Via | null;
+      if (table) {
+        targetVia = (c) => table.lookup(c.family, c.to);
+        staleVia = (c) => table.lookup(c.family, c.from);
+      } else {
+        // Policy routing: ask the kernel about each target, and route every
+        // stale address explicitly rather than guess how it would go.
+        const found = await this.deps.routes.lookup(need.map((c) => ({ family: c.family, address: c.to })));
+        const byTarget = new Map([...found].map(([k, v]) => [normalizeIp(k), v]));
+        targetVia = (c) => byTarget.get(c.to) ?? null;
+        staleVia = () => null;
       }
-      replace.push({ family: c.family as IpFamily, dst: c.from, ...via });
+      for (const c of need) {
+        const via = targetVia(c);
+        const current = view.get(c.from) ?? null;
+        if (!via) {
+          warnings.push(`no route to target ${c.to} of ${c.from}: the stale address cannot be reached until the target is`);
+          continue;
+        }
+        if (sameVia(staleVia(c), via)) {
+          // Routed like its target already: no host route, and none of ours left behind.
+          if (current) remove.push(current);
+          view.set(c.from, null);
+          continue;
+        }
+        const spec: RouteSpec = { family: c.family as IpFamily, dst: c.from, ...via };
+        if (current && current.dev === spec.dev && current.gateway === spec.gateway) continue;
+        replace.push(spec);
+      }
     }
     const errors = await this.deps.routes.apply(replace, remove);
     warnings.push(...errors.map((e) => `route: ${e}`));
-    for (const r of remove) have.delete(r.dst);
-    for (const r of replace) have.set(r.dst, r);
+    for (const r of remove) if (view.get(r.dst) === r) view.delete(r.dst);
+    for (const r of replace) view.set(r.dst, r);
     if (errors.length) this.routeView = null;
     return { added: replace.length, removed: remove.length };
   }

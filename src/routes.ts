@@ -1,11 +1,15 @@
 // Host routes for stale addresses. Output-hook DNAT runs after the route
 // lookup, so a stale address the guest has no route for fails with
-// ENETUNREACH before any rule sees it. Each mapped stale address gets a /128
-// (or /32) route that follows the route of its target, which also makes the
-// kernel pick the source address the target needs. The routes carry a
-// protocol number of their own, so addrmap finds and removes exactly its own.
+// ENETUNREACH before any rule sees it; and the route the kernel finds for the
+// stale address also picks the connection's source address. So a stale
+// address whose route differs from its target's (none at all, or another
+// device or gateway) gets a /128 (or /32) route that follows the target's.
+// The usual case, both routed alike (e.g. by one route for the platform's
+// whole range), needs none. The routes carry a protocol number of their own,
+// so addrmap finds and removes exactly its own.
 import { execFile } from './exec.js';
 import type { IpFamily } from './address.js';
+import { RouteTable, type RouteEntry } from './route-table.js';
 
 /** rtnetlink protocol number marking addrmap's routes (unassigned in rt_protos). */
 export const ROUTE_PROTO = 173;
@@ -23,6 +27,11 @@ export interface Routes {
   list(): Promise<RouteSpec[]>;
   /** How the kernel would reach each target now; targets it cannot reach are absent. */
   lookup(targets: { family: IpFamily; address: string }[]): Promise<Map<string, { dev: string; gateway?: string }>>;
+  /**
+   * The main table without addrmap's own routes, for in-process lookups; null
+   * when routing rules beyond the defaults make such lookups inexact.
+   */
+  snapshot(): Promise<RouteTable | null>;
   /** Replaces or deletes routes; returns one message per route that failed. */
   apply(replace: RouteSpec[], remove: RouteSpec[]): Promise<string[]>;
 }
@@ -32,7 +41,14 @@ interface IpRoute {
   dev?: string;
   gateway?: string;
   type?: string;
+  protocol?: string;
+  metric?: number;
+  from?: string;
+  nexthops?: unknown[];
 }
+
+/** The rules every Linux system starts with; anything else is policy routing. */
+const DEFAULT_RULES = new Set(['0 local', '32766 main', '32767 default']);
 
 export class IpRoutes implements Routes {
   constructor(private readonly binary = 'ip') {}
@@ -66,6 +82,28 @@ export class IpRoutes implements Routes {
       }
     }
     return found;
+  }
+
+  async snapshot(): Promise<RouteTable | null> {
+    const entries: RouteEntry[] = [];
+    for (const family of [4, 6] as const) {
+      const rules = await execFile(this.binary, ['-j', `-${family}`, 'rule', 'show']);
+      if (rules.code !== 0) return null;
+      const custom = (JSON.parse(rules.stdout || '[]') as { priority: number; table?: string; src?: string; [k: string]: unknown }[]).some(
+        (r) => !DEFAULT_RULES.has(`${r.priority} ${r.table}`) || (r.src !== undefined && r.src !== 'all') || Object.keys(r).some((k) => !['priority', 'src', 'table'].includes(k)),
+      );
+      if (custom) return null;
+      const res = await execFile(this.binary, ['-j', `-${family}`, 'route', 'show', 'table', 'main']);
+      if (res.code !== 0) throw new Error(`ip route show failed: ${res.stderr.trim()}`);
+      for (const r of parseJsonLines(res.stdout)) {
+        if (r.protocol === String(ROUTE_PROTO)) continue;
+        // Source-specific and multipath routes are beyond a prefix lookup.
+        if (r.from && r.from !== '::/0') return null;
+        if (r.nexthops) return null;
+        entries.push({ family, dst: r.dst, ...(r.dev ? { dev: r.dev } : {}), ...(r.gateway ? { gateway: r.gateway } : {}), ...(r.type ? { type: r.type } : {}), ...(r.metric !== undefined ? { metric: r.metric } : {}) });
+      }
+    }
+    return new RouteTable(entries);
   }
 
   async apply(replace: RouteSpec[], remove: RouteSpec[]): Promise<string[]> {

@@ -69,7 +69,8 @@ probe "$OLD"
 
 step "What addrmap installed in the guest's kernel"
 ip netns exec "$G" nft list table inet addrmap
-ip -n "$G" -6 route show proto 173
+routes=$(ip -n "$G" -6 route show proto 173)
+echo "host routes added by addrmap: ${routes:-none (the stale address is routed like its new one)}"
 
 step "addrmap status"
 ip netns exec "$G" env ADDRMAP_STATE_DIR="$DIR/state" "$NODE" dist/addrmap.mjs status

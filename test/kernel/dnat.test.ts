@@ -54,6 +54,21 @@ describe('addrmap apply', () => {
     expect(routes).toContain(`${ADDR.staleUnrouted4} via ${ADDR.peer4} dev gv proto 173`);
   });
 
+  it('adds no route for a stale address already routed like its target, and removes routes it no longer needs', async () => {
+    const before = await lab.routes();
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6], [ADDR.stale4, ADDR.new4]]));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    expect(await lab.routes()).toBe(before);
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
+
+    await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.new6], [ADDR.staleUnrouted6, ADDR.new6]]));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    expect(await lab.routes()).toContain(`${ADDR.staleUnrouted6} via ${ADDR.peer6} dev gv proto 173`);
+    await lab.push(mappingFile(3, [[ADDR.stale6, ADDR.new6]]));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    expect(await lab.routes()).toBe(before);
+  });
+
   it('keeps a peer that moved twice reachable at its first address (chains resolve)', async () => {
     await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
     expect((await lab.addrmap(['apply'])).code).toBe(0);

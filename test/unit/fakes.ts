@@ -1,6 +1,7 @@
 // In-memory stand-ins for the host-side dependencies of the reconciler and the
 // agent, plus small helpers shared by the unit tests. The nft side uses the
 // project's own FakeNft (src/nft/fake.ts).
+import { RouteTable, type RouteEntry } from '../../src/route-table.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +38,16 @@ export class FakeRoutes implements Routes {
   };
   /** When set, lookup() throws this (as IpRoutes does when `ip` is missing). */
   throwOnLookup: Error | null = null;
+  /**
+   * The main table for in-process lookups (snapshot()); null stands for a
+   * guest with policy routing, where addrmap asks lookup() and routes every
+   * stale address explicitly.
+   */
+  fib: RouteEntry[] | null = null;
+
+  async snapshot(): Promise<RouteTable | null> {
+    return this.fib ? new RouteTable(this.fib) : null;
+  }
 
   async list(): Promise<RouteSpec[]> {
     this.calls.list++;

@@ -354,3 +354,55 @@ describe('BUG: a sync that fails after the nft commit', () => {
     expect(routes.ours().map((r) => r.dst)).toEqual(['fd00::1', 'fd00::2']);
   });
 });
+
+describe('Reconciler.sync: host routes decided from the routing table', () => {
+  beforeEach(() => {
+    // fdaa::/16 via the platform gateway on eth0; fdcc::/16 via another
+    // gateway; IPv4 198.51.100.0/24 on eth0; nothing else routed.
+    routes.fib = [
+      { family: 6, dst: 'fdaa::/16', dev: 'eth0', gateway: 'fe80::1' },
+      { family: 6, dst: 'fdcc::/16', dev: 'eth1', gateway: 'fe80::2' },
+      { family: 6, dst: 'fdaa:0:18::/48', dev: 'eth0', gateway: 'fe80::1', metric: 50 },
+      { family: 4, dst: '198.51.100.0/24', dev: 'eth0' },
+    ];
+  });
+
+  test('a stale address routed like its target needs no host route; one without a route, or routed elsewhere, gets one following the target', async () => {
+    await rec.sync(desired({ 'fdaa::7': 'fdaa:0:18::2', 'fdbb::7': 'fdaa::2', 'fdcc::7': 'fdaa::2' }, { '203.0.113.7': '198.51.100.20' }));
+    expect(routes.ours()).toEqual([
+      { family: 4, dst: '203.0.113.7', dev: 'eth0' },
+      { family: 6, dst: 'fdbb::7', dev: 'eth0', gateway: 'fe80::1' },
+      { family: 6, dst: 'fdcc::7', dev: 'eth0', gateway: 'fe80::1' },
+    ]);
+    expect(routes.calls.lookup).toEqual([]); // no process per address
+  });
+
+  test('a host route that is no longer needed is removed; a retarget decides again', async () => {
+    await rec.sync(desired({ 'fdbb::7': 'fdaa::2' }));
+    expect(routes.ours().map((r) => r.dst)).toEqual(['fdbb::7']);
+    // The platform gains a route for fdbb::/16 like fdaa's: on the next
+    // decision (a retarget), the host route goes.
+    routes.fib!.push({ family: 6, dst: 'fdbb::/16', dev: 'eth0', gateway: 'fe80::1' });
+    const r = await rec.sync(desired({ 'fdbb::7': 'fdaa::3' }));
+    expect(r.routesRemoved).toBe(1);
+    expect(routes.ours()).toEqual([]);
+    // Retargeted to an address routed elsewhere: a route again.
+    await rec.sync(desired({ 'fdbb::7': 'fdcc::3' }));
+    expect(routes.ours()).toEqual([{ family: 6, dst: 'fdbb::7', dev: 'eth1', gateway: 'fe80::2' }]);
+  });
+
+  test('an unreachable target is a warning and adds nothing', async () => {
+    const r = await rec.sync(desired({ 'fdbb::7': 'fd99::1' }));
+    expect(r.warnings).toEqual(['no route to target fd99::1 of fdbb::7: the stale address cannot be reached until the target is']);
+    expect(routes.ours()).toEqual([]);
+  });
+
+  test('decisions are made once: an unchanged mapping is not looked at again', async () => {
+    await rec.sync(desired({ 'fdaa::7': 'fdaa::2', 'fdbb::7': 'fdaa::2' }));
+    const applies = routes.calls.apply.length;
+    routes.fib = []; // would change every decision if they were made again
+    await rec.sync(desired({ 'fdaa::7': 'fdaa::2', 'fdbb::7': 'fdaa::2', 'fdbb::8': 'fdaa::9' }));
+    expect(routes.calls.apply.length).toBe(applies + 1);
+    expect(routes.ours().map((r) => r.dst)).toEqual(['fdbb::7']); // fdbb::8: target now unroutable, warned
+  });
+});
