@@ -5,7 +5,7 @@
 import { loadConfig, ownUid, type Config } from './config.js';
 import { readTrustedFile, UntrustedFileError, DEFAULT_MAX_BYTES } from './trusted-file.js';
 import { readKernelCmdline, resolveFlag, type Flag } from './flag.js';
-import { parseMappingFile, MappingFileError } from './mapping-file.js';
+import { parseMappingFile, splitExpired, nextExpiry, MappingFileError, type MappingFile } from './mapping-file.js';
 import { resolveChains, countMappings, type DesiredMappings } from './resolve.js';
 import type { Reconciler, SyncResult } from './reconciler.js';
 import type { Logger } from './logger.js';
@@ -35,6 +35,10 @@ export class Agent {
   private startedAt = new Date().toISOString();
   /** The last state this process applied: what drift repair restores, whatever the file says now. */
   private lastGood: DesiredMappings | null = null;
+  /** The file behind lastGood, to re-resolve when one of its mappings expires. */
+  private lastGoodFile: MappingFile | null = null;
+  /** When the next mapping of the applied file expires (epoch ms), or null. */
+  nextExpiry: number | null = null;
   private driftRepairs = 0;
   /** Counters for metrics; the daemon renders them. */
   readonly stats = new AgentStats();
@@ -78,6 +82,8 @@ export class Agent {
     this.stats.enabled = flag.enabled;
     if (!flag.enabled) {
       this.lastGood = null;
+      this.lastGoodFile = null;
+      this.nextExpiry = null;
       this.stats.mappings = 0;
       const r = await this.o.reconciler.disable();
       if (r.removedTable || r.routesRemoved) log.info({ event: 'disabled', flagSource: flag.source, ...r }, 'feature off: table and routes removed');
@@ -102,7 +108,8 @@ export class Agent {
       if (applied !== undefined && file.generation < applied) {
         throw new MappingFileError('generation', `generation ${file.generation} is older than the applied generation ${applied}`);
       }
-      const desired = resolveChains(file.mappings);
+      const { live, expired } = splitExpired(file.mappings, Date.now());
+      const desired = resolveChains(live);
       let sync: SyncResult;
       try {
         sync = await this.o.reconciler.sync(desired);
@@ -114,27 +121,13 @@ export class Agent {
         return { outcome: 'failed', flag, message: reason };
       }
       this.lastGood = desired;
+      this.lastGoodFile = file;
+      this.nextExpiry = nextExpiry(file.mappings, Date.now());
       const outcome = sync.kind === 'none' && applied === file.generation ? 'unchanged' : 'applied';
       this.stats.recordSync((performance.now() - started) / 1000);
       this.stats.generation = file.generation;
       this.stats.mappings = countMappings(desired);
-      if (outcome === 'applied' || !this.appliedWritten) {
-        const state: AppliedState = {
-          schema: 1,
-          generation: file.generation,
-          at: now(),
-          file: paths.mappings,
-          entries: file.mappings.map(({ from, to }) => ({ from, to })),
-          resolved: [
-            ...[...desired.v4].map(([from, to]) => ({ family: 4 as const, from, to })),
-            ...[...desired.v6].map(([from, to]) => ({ family: 6 as const, from, to })),
-          ],
-        };
-        this.appliedWritten = await writeState(paths.stateDir, APPLIED_FILE, state).then(
-          () => true,
-          (e: Error) => (log.error({ event: 'state_write_failed', reason: e.message }, 'cannot write applied mappings'), false),
-        );
-      }
+      if (outcome === 'applied' || !this.appliedWritten) await this.writeApplied(file, desired);
       const mappings = countMappings(desired);
       log.info(
         {
@@ -148,6 +141,7 @@ export class Agent {
           routesAdded: sync.routesAdded,
           routesRemoved: sync.routesRemoved,
           conntrackRemoved: sync.conntrackRemoved,
+          ...(expired.length ? { expired: expired.length } : {}),
           durationMs: ms(started),
         },
         outcome === 'applied' ? `generation ${generation} applied` : `generation ${generation} already in place`,
@@ -209,6 +203,60 @@ export class Agent {
       this.o.log.debug({ event: 'drift_checked', drift: reason, durationMs: ms(started) }, 'kernel state matches');
     }
     return sync;
+  }
+
+  /**
+   * Removes the mappings of the applied file whose time has come, without
+   * waiting for a push (and whatever the file on disk says meanwhile).
+   */
+  async expire(): Promise<SyncResult | null> {
+    const file = this.lastGoodFile;
+    if (!file) return null;
+    const started = performance.now();
+    const nowMs = Date.now();
+    const { live, expired } = splitExpired(file.mappings, nowMs);
+    this.nextExpiry = nextExpiry(file.mappings, nowMs);
+    const desired = resolveChains(live);
+    const before = this.lastGood;
+    const sync = await this.o.reconciler.sync(desired);
+    this.lastGood = desired;
+    this.stats.mappings = countMappings(desired);
+    const wasMapped = (m: { family: number; from: string }) => (m.family === 4 ? before?.v4 : before?.v6)?.has(m.from) ?? false;
+    if (sync.kind !== 'none') {
+      await this.writeApplied(file, desired);
+      this.o.log.info(
+        {
+          event: 'expired',
+          generation: file.generation,
+          mappings: countMappings(desired),
+          expired: expired.filter(wasMapped).map((m) => ({ from: m.from, to: m.to, expires: new Date(m.expires!).toISOString() })),
+          removed: sync.removed,
+          retargeted: sync.retargeted,
+          durationMs: ms(started),
+        },
+        `${sync.removed} mapping(s) expired and removed`,
+      );
+      if (this.snapshot) await this.record({ flag: this.snapshot.flag, applied: { generation: file.generation, at: this.snapshot.applied?.at ?? now(), mappings: countMappings(desired) } });
+    }
+    return sync;
+  }
+
+  private async writeApplied(file: MappingFile, desired: DesiredMappings): Promise<void> {
+    const state: AppliedState = {
+      schema: 1,
+      generation: file.generation,
+      at: now(),
+      file: this.o.paths.mappings,
+      entries: file.mappings.map(({ from, to, expires }) => ({ from, to, ...(expires === undefined ? {} : { expires: new Date(expires).toISOString() }) })),
+      resolved: [
+        ...[...desired.v4].map(([from, to]) => ({ family: 4 as const, from, to })),
+        ...[...desired.v6].map(([from, to]) => ({ family: 6 as const, from, to })),
+      ],
+    };
+    this.appliedWritten = await writeState(this.o.paths.stateDir, APPLIED_FILE, state).then(
+      () => true,
+      (e: Error) => (this.o.log.error({ event: 'state_write_failed', reason: e.message }, 'cannot write applied mappings'), false),
+    );
   }
 
   /** Marks the agent as stopped in the snapshot. */

@@ -2,6 +2,7 @@
 // together and maps outcomes to exit codes.
 import { parseArgs } from 'node:util';
 import { Agent } from './agent.js';
+import { DEFAULT_CONFIG, loadConfig } from './config.js';
 import { ConntrackTool } from './conntrack.js';
 import { createLogger } from './logger.js';
 import { DriftDetector } from './drift.js';
@@ -105,7 +106,13 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.ok;
     case 'status': {
       const root = process.geteuid?.() === 0;
-      const report = await collectStatus({ stateDir: paths.stateDir, nft: root ? new ExecNft() : null, conntrack: root ? new ConntrackTool() : null });
+      const config = await loadConfig(paths.config).catch(() => DEFAULT_CONFIG);
+      const report = await collectStatus({
+        stateDir: paths.stateDir,
+        nft: root ? new ExecNft() : null,
+        conntrack: root ? new ConntrackTool() : null,
+        retireAfterSeconds: config.retireAfterSeconds,
+      });
       process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatStatus(report, { all: !!values.all }) + '\n');
       return STATUS_EXIT[report.health];
     }

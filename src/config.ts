@@ -17,6 +17,8 @@ export interface Config {
   metricsListen: string | null;
   /** How often the daemon samples the kernel's per-mapping counters. */
   usageIntervalSeconds: number;
+  /** A mapping unused for this long is listed by status as safe to retire. */
+  retireAfterSeconds: number;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -27,6 +29,7 @@ export const DEFAULT_CONFIG: Config = {
   metricsFile: '/var/lib/prometheus/node-exporter/addrmap.prom',
   metricsListen: null,
   usageIntervalSeconds: 30,
+  retireAfterSeconds: 7 * 24 * 3600,
 };
 
 const MAX_CONFIG_BYTES = 64 * 1024;
@@ -98,6 +101,10 @@ export function parseConfig(text: string, path = 'config'): Config {
       case 'usageIntervalSeconds':
         if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 86400) throw new ConfigError(`${path}: "usageIntervalSeconds" must be a whole number from 1 to 86400`);
         cfg.usageIntervalSeconds = v;
+        break;
+      case 'retireAfterSeconds':
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ConfigError(`${path}: "retireAfterSeconds" must be a positive whole number`);
+        cfg.retireAfterSeconds = v;
         break;
       default:
         // A typo such as "enable" must not silently leave the feature off.

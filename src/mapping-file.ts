@@ -10,6 +10,8 @@ export interface Mapping {
   family: IpFamily;
   from: string;
   to: string;
+  /** When the mapping retires (epoch milliseconds); absent: never. */
+  expires?: number;
 }
 
 export interface MappingFile {
@@ -29,6 +31,21 @@ export class MappingFileError extends Error {
 }
 
 export const mappingFileSchema = schema;
+
+/** The mappings still in force at `now`, and those that have expired. */
+export function splitExpired(mappings: readonly Mapping[], now: number): { live: Mapping[]; expired: Mapping[] } {
+  const live: Mapping[] = [];
+  const expired: Mapping[] = [];
+  for (const m of mappings) (m.expires !== undefined && m.expires <= now ? expired : live).push(m);
+  return { live, expired };
+}
+
+/** The earliest expiry still to come, or null. */
+export function nextExpiry(mappings: readonly Mapping[], now: number): number | null {
+  let next: number | null = null;
+  for (const m of mappings) if (m.expires !== undefined && m.expires > now && (next === null || m.expires < next)) next = m.expires;
+  return next;
+}
 
 const validate = new Ajv2020({ allErrors: false, strict: true }).compile(schema);
 
@@ -63,9 +80,9 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
     const detail = err ? describeSchemaError(err) : 'does not match the schema';
     throw new MappingFileError(where, detail);
   }
-  const file = doc as { generation: number; mappings: { from: string; to: string }[] };
+  const file = doc as { generation: number; mappings: { from: string; to: string; expires?: string }[] };
 
-  const byFrom = new Map<string, { to: string; index: number }>();
+  const byFrom = new Map<string, { to: string; expires?: number; index: number }>();
   const mappings: Mapping[] = [];
   file.mappings.forEach((m, i) => {
     const entry = `mappings[${i}]`;
@@ -79,16 +96,23 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
       const allowed = options.allowedTargets.map((p) => p.text).join(', ') || 'none';
       throw new MappingFileError(entry, `to ${to.text} is outside the allowed target ranges (${allowed}); see allowedTargets in the config file`);
     }
+    let expires: number | undefined;
+    if (m.expires !== undefined) {
+      expires = Date.parse(m.expires);
+      if (!Number.isFinite(expires)) throw new MappingFileError(entry, `expires ${JSON.stringify(m.expires)} is not a valid time`);
+    }
     const seen = byFrom.get(from.text);
     if (seen) {
-      if (seen.to === to.text) return; // an exact repeat says nothing new
+      if (seen.to === to.text && seen.expires === expires) return; // an exact repeat says nothing new
       throw new MappingFileError(
         entry,
-        `from ${from.text} is already mapped to ${seen.to} by mappings[${seen.index}], here to ${to.text}`,
+        seen.to === to.text
+          ? `from ${from.text} is already mapped by mappings[${seen.index}] with another expiry`
+          : `from ${from.text} is already mapped to ${seen.to} by mappings[${seen.index}], here to ${to.text}`,
       );
     }
-    byFrom.set(from.text, { to: to.text, index: i });
-    mappings.push({ family: from.family, from: from.text, to: to.text });
+    byFrom.set(from.text, { to: to.text, expires, index: i });
+    mappings.push({ family: from.family, from: from.text, to: to.text, ...(expires === undefined ? {} : { expires }) });
   });
   return { generation: file.generation, mappings };
 }
@@ -124,6 +148,8 @@ function describeSchemaError(err: { keyword: string; message?: string; params: R
       return `missing field ${JSON.stringify(err.params.missingProperty)}`;
     case 'const':
       return `unsupported value (expected ${JSON.stringify(err.params.allowedValue)})`;
+    case 'pattern':
+      return 'must be an RFC 3339 time such as "2026-12-31T23:00:00Z"';
     default:
       return err.message ?? err.keyword;
   }

@@ -40,8 +40,8 @@ export interface AppliedState {
   generation: number;
   at: string;
   file: string;
-  /** The file's mappings, canonical, in file order. */
-  entries: { from: string; to: string }[];
+  /** The file's mappings, canonical, in file order; expired ones included. */
+  entries: { from: string; to: string; expires?: string }[];
   /** Installed in the kernel: chains resolved. */
   resolved: { family: 4 | 6; from: string; to: string }[];
 }
@@ -51,6 +51,8 @@ export interface MappingUsage {
   bytes: number;
   /** When the counters were last seen to grow; null if never since sampling began. */
   lastSeen: string | null;
+  /** When sampling first saw this mapping: how long "never seen" has lasted. */
+  since?: string;
 }
 
 export interface UsageState {

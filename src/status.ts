@@ -24,6 +24,8 @@ export interface MappingReport {
   flows: number | null;
   /** Whether the kernel holds exactly this mapping; null when the kernel was not read. */
   inKernel: boolean | null;
+  /** When the mapping retires (RFC 3339), or null. */
+  expires: string | null;
 }
 
 /** The `--json` document. Stable: fields are only ever added. */
@@ -48,10 +50,16 @@ export interface StatusReport {
   driftRepairs: number;
   flows: Flow[] | null;
   warnings: string[];
+  /** Mappings with an expiry still to come, soonest first. */
+  expiring: { from: string; to: string; expires: string }[];
+  /** Mappings without use for `afterSeconds` (or never used in that long): candidates to retire. */
+  safeToRetire: { afterSeconds: number; mappings: string[] };
 }
 
 export interface StatusSources {
   stateDir: string;
+  /** Config setting; the default week when not given. */
+  retireAfterSeconds?: number;
   /** null when not privileged. */
   nft: NftInterface | null;
   conntrack: ConntrackTool | null;
@@ -89,6 +97,7 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
   }
 
   const drift = kernel ? driftOf(resolved, kernel, tablePresent, enabled) : null;
+  const expiresOf = new Map((applied?.entries ?? []).filter((e) => e.expires).map((e) => [e.from, e.expires!]));
   const mappings: MappingReport[] = resolved.map((m) => {
     const counters = kernel ? live.get(m.from) : usage?.mappings[m.from];
     const have = kernel ? (m.family === 4 ? kernel.v4 : kernel.v6).get(m.from) : undefined;
@@ -100,8 +109,24 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
       lastSeen: usage?.mappings[m.from]?.lastSeen ?? null,
       flows: flows ? flows.filter((f) => f.dst === m.from).length : null,
       inKernel: kernel ? have === m.to : null,
+      expires: expiresOf.get(m.from) ?? null,
     };
   });
+  const retireAfter = src.retireAfterSeconds ?? 7 * 24 * 3600;
+  const idleSince = (from: string) => {
+    const u = usage?.mappings[from];
+    return u?.lastSeen ?? u?.since ?? null;
+  };
+  const safeToRetire = resolved
+    .filter((m) => {
+      const t = idleSince(m.from);
+      return t !== null && now.getTime() - Date.parse(t) >= retireAfter * 1000;
+    })
+    .map((m) => m.from);
+  const expiring = mappings
+    .filter((m) => m.expires && Date.parse(m.expires) > now.getTime())
+    .map((m) => ({ from: m.from, to: m.to, expires: m.expires! }))
+    .sort((a, b) => Date.parse(a.expires) - Date.parse(b.expires));
 
   const problems: string[] = [];
   if (drift?.length) problems.push(...drift.map((d) => `drift: ${d}`));
@@ -136,6 +161,8 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
     driftRepairs: snap?.driftRepairs ?? 0,
     flows,
     warnings: snap?.warnings ?? [],
+    expiring,
+    safeToRetire: { afterSeconds: retireAfter, mappings: safeToRetire },
   };
 }
 
@@ -212,6 +239,16 @@ export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date 
     }
     L.push(...columns(table));
     if (shown.length < rows.length) L.push(`  ... and ${rows.length - shown.length} more (--all, or --json)`);
+  }
+  if (s.expiring.length) {
+    L.push('', `EXPIRING (${s.expiring.length})`);
+    for (const e of s.expiring.slice(0, opts.all ? undefined : 20)) L.push(`  ${e.from} -> ${e.to} at ${e.expires} (in ${duration(Math.round((Date.parse(e.expires) - now.getTime()) / 1000))})`);
+    if (!opts.all && s.expiring.length > 20) L.push(`  ... and ${s.expiring.length - 20} more`);
+  }
+  if (s.safeToRetire.mappings.length) {
+    L.push('', `SAFE TO RETIRE (${s.safeToRetire.mappings.length}; no traffic for ${duration(s.safeToRetire.afterSeconds)} or longer)`);
+    for (const m of s.safeToRetire.mappings.slice(0, opts.all ? undefined : 20)) L.push(`  ${m}`);
+    if (!opts.all && s.safeToRetire.mappings.length > 20) L.push(`  ... and ${s.safeToRetire.mappings.length - 20} more`);
   }
   if (s.flows?.length) {
     L.push('', `FLOWS TO STALE ADDRESSES (${s.flows.length})`);

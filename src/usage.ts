@@ -29,7 +29,7 @@ export class UsageTracker {
         // Counters restart at zero when the element or table is recreated;
         // any traffic since then counts as use.
         const grew = prev ? packets > prev.packets || (packets < prev.packets && packets > 0) : packets > 0;
-        next.set(key, { packets, bytes, lastSeen: grew ? now.toISOString() : (prev?.lastSeen ?? null) });
+        next.set(key, { packets, bytes, lastSeen: grew ? now.toISOString() : (prev?.lastSeen ?? null), since: prev?.since ?? now.toISOString() });
       }
     }
     this.last = next;

@@ -32,6 +32,23 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
   let running = false;
   let again = false;
   let repairReason: string | null = null;
+  let expireDue = false;
+  let expiryTimer: NodeJS.Timeout | null = null;
+  // Re-armed after every pass: the applied file decides when the next mapping expires.
+  const armExpiry = () => {
+    if (expiryTimer) clearTimeout(expiryTimer);
+    expiryTimer = null;
+    const at = agent.nextExpiry;
+    if (at === null || stopped) return;
+    // setTimeout holds at most ~24.8 days; a longer wait is taken in steps.
+    const delay = Math.min(Math.max(0, at - Date.now()) + 5, 2 ** 31 - 1);
+    expiryTimer = setTimeout(() => {
+      if (Date.now() < at) return armExpiry();
+      expireDue = true;
+      schedule();
+    }, delay);
+    expiryTimer.unref();
+  };
   let stopped = false;
   let idle: Promise<void> = Promise.resolve();
 
@@ -39,7 +56,7 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
     running = true;
     try {
       do {
-        const doPass = again || repairReason === null;
+        const doPass = again || (repairReason === null && !expireDue);
         again = false;
         try {
           if (repairReason !== null) {
@@ -47,13 +64,18 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
             repairReason = null;
             await agent.repair(reason);
           }
+          if (expireDue) {
+            expireDue = false;
+            await agent.expire();
+          }
           if (doPass) await agent.pass();
         } catch (e) {
           log.error({ event: 'pass_error', reason: (e as Error).message }, 'unexpected error; will retry on the next change');
         }
         if (drift) drift.tableExpected = agent.holdsState;
+        armExpiry();
         await o.afterPass?.().catch((e: Error) => log.warn({ event: 'after_pass_failed', reason: e.message }, 'after-pass hook failed'));
-      } while ((again || repairReason !== null) && !stopped);
+      } while ((again || repairReason !== null || expireDue) && !stopped);
     } finally {
       running = false;
     }
@@ -117,6 +139,7 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
     async stop() {
       stopped = true;
       clearInterval(poll);
+      if (expiryTimer) clearTimeout(expiryTimer);
       await drift?.stop();
       await watcher.close();
       await idle;

@@ -473,3 +473,50 @@ describe('a helper failing after the nft commit', () => {
     expect((await snapshot()).applied?.generation).toBe(2);
   });
 });
+
+describe('expiring mappings', () => {
+  test('an expired mapping is not installed; one expiring later is removed by expire() at its time, whatever the file says then', async () => {
+    const soon = new Date(Date.now() + 200).toISOString();
+    const past = new Date(Date.now() - 1000).toISOString();
+    await writeFile(
+      paths.mappings,
+      JSON.stringify({
+        version: 1,
+        generation: 1,
+        mappings: [
+          { from: 'fd00::1', to: 'fdaa::1', expires: soon },
+          { from: 'fd00::2', to: 'fdaa::2', expires: past },
+          { from: 'fd00::3', to: 'fdaa::3' },
+        ],
+      }),
+    );
+    const agent = await newAgent({ daemon: true });
+    const r = await agent.pass();
+    expect(r.outcome).toBe('applied');
+    expect(elementsOf(await kernel()).dnat6).toEqual(['fd00::1 -> fdaa::1', 'fd00::3 -> fdaa::3']);
+    expect(agent.nextExpiry).toBe(Date.parse(soon));
+    expect(logger.records.at(-1)).toMatchObject({ event: 'applied', expired: 1 });
+
+    await writeFile(paths.mappings, 'not json any more');
+    await new Promise((res) => setTimeout(res, 250));
+    const sync = await agent.expire();
+    expect(sync).toMatchObject({ kind: 'delta', removed: 1 });
+    expect(elementsOf(await kernel()).dnat6).toEqual(['fd00::3 -> fdaa::3']);
+    expect(agent.nextExpiry).toBeNull();
+    expect(lastEvent()).toMatchObject({ event: 'expired', removed: 1, expired: [{ from: 'fd00::1', to: 'fdaa::1', expires: soon }] });
+  });
+
+  test('an expiry breaks a chain: A->B (expiring) and B->C leave B->C', async () => {
+    const soon = new Date(Date.now() + 100).toISOString();
+    await writeFile(
+      paths.mappings,
+      JSON.stringify({ version: 1, generation: 1, mappings: [{ from: 'fd00::1', to: 'fd00::2', expires: soon }, { from: 'fd00::2', to: 'fdaa::3' }] }),
+    );
+    const agent = await newAgent();
+    await agent.pass();
+    expect(elementsOf(await kernel()).dnat6).toEqual(['fd00::1 -> fdaa::3', 'fd00::2 -> fdaa::3']);
+    await new Promise((res) => setTimeout(res, 150));
+    await agent.expire();
+    expect(elementsOf(await kernel()).dnat6).toEqual(['fd00::2 -> fdaa::3']);
+  });
+});

@@ -63,6 +63,7 @@ describe('parseConfig / loadConfig', () => {
       metricsFile: '/var/lib/prometheus/node-exporter/addrmap.prom',
       metricsListen: null,
       usageIntervalSeconds: 30,
+      retireAfterSeconds: 604800,
     });
     expect(cfg).toEqual(DEFAULT_CONFIG);
     // A copy, not the shared default object.

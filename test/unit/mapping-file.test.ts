@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { parsePrefix } from '../../src/address.js';
-import { DEFAULT_ALLOWED_TARGETS, MappingFileError, parseMappingFile, type MappingFile, type ParseOptions } from '../../src/mapping-file.js';
+import { DEFAULT_ALLOWED_TARGETS, MappingFileError, nextExpiry, parseMappingFile, splitExpired, type MappingFile, type ParseOptions } from '../../src/mapping-file.js';
 import { mappingFileText } from './fakes.js';
 
 /** The default ULA range plus the IPv4 test ranges, as a config's allowedTargets would set it. */
@@ -442,5 +442,35 @@ describe('BUG: IPv4-mapped detection depends on the spelling', () => {
   ])('an ordinary IPv6 address written with a dotted quad (%s) is accepted like its hex spelling', (dotted, hex) => {
     const parsed = parseMappingFile(mappingFileText(1, [[dotted, 'fdaa::1']]));
     expect(parsed.mappings).toEqual([{ family: 6, from: hex, to: 'fdaa::1' }]);
+  });
+});
+
+describe('expires', () => {
+  const withExpiry = (expires: unknown) => JSON.stringify({ version: 1, generation: 1, mappings: [{ from: 'fd00::1', to: 'fdaa::1', expires }] });
+
+  test('RFC 3339 times with offsets and fractions are accepted as epoch milliseconds', () => {
+    expect(parseMappingFile(withExpiry('2026-12-31T23:00:00Z')).mappings[0]!.expires).toBe(Date.UTC(2026, 11, 31, 23));
+    expect(parseMappingFile(withExpiry('2026-12-31T23:00:00.5+01:00')).mappings[0]!.expires).toBe(Date.UTC(2026, 11, 31, 22, 0, 0, 500));
+  });
+
+  test.each(['2026-12-31', 'tomorrow', '2026-13-40T99:00:00Z', 1767222000, '2026-12-31T23:00:00'])('%j is refused naming the entry', (expires) => {
+    expect(() => parseMappingFile(withExpiry(expires))).toThrow(/mappings\[0\]/);
+  });
+
+  test('the same from twice with another expiry is a conflict', () => {
+    const text = JSON.stringify({ version: 1, generation: 1, mappings: [{ from: 'fd00::1', to: 'fdaa::1', expires: '2026-12-31T23:00:00Z' }, { from: 'fd00::1', to: 'fdaa::1' }] });
+    expect(() => parseMappingFile(text)).toThrow(/mappings\[1\]: from fd00::1 is already mapped by mappings\[0\] with another expiry/);
+  });
+
+  test('splitExpired and nextExpiry', () => {
+    const ms = [
+      { family: 6 as const, from: 'fd00::1', to: 'fdaa::1', expires: 100 },
+      { family: 6 as const, from: 'fd00::2', to: 'fdaa::2', expires: 300 },
+      { family: 6 as const, from: 'fd00::3', to: 'fdaa::3' },
+    ];
+    expect(splitExpired(ms, 100).expired.map((m) => m.from)).toEqual(['fd00::1']);
+    expect(splitExpired(ms, 100).live.map((m) => m.from)).toEqual(['fd00::2', 'fd00::3']);
+    expect(nextExpiry(ms, 100)).toBe(300);
+    expect(nextExpiry(ms, 300)).toBeNull();
   });
 });

@@ -64,7 +64,7 @@ describe('collectStatus', () => {
     const r = await collectStatus({ stateDir: dir, nft, conntrack: null, now: NOW });
     expect(r).toMatchObject({ schema: 1, health: 'healthy', problems: [], enabled: true, flagSource: 'kernel command line', generation: 12, source: 'kernel', drift: [] });
     expect(r.agent).toEqual({ running: true, pid: process.pid, since: snap.startedAt, uptimeSeconds: 3600 });
-    expect(r.mappings).toContainEqual({ from: 'fd00::1', to: 'fdaa::2', packets: 10, bytes: 1500, lastSeen: null, flows: null, inKernel: true });
+    expect(r.mappings).toContainEqual({ from: 'fd00::1', to: 'fdaa::2', packets: 10, bytes: 1500, lastSeen: null, flows: null, inKernel: true, expires: null });
     expect(STATUS_EXIT[r.health]).toBe(0);
     const text = formatStatus(r, { now: NOW });
     expect(text).toContain('addrmap HEALTHY');
@@ -78,7 +78,7 @@ describe('collectStatus', () => {
     await writeState(dir, USAGE_FILE, { schema: 1, sampledAt: '2026-01-01T00:59:00.000Z', mappings: { 'fd00::2': { packets: 4, bytes: 400, lastSeen: '2026-01-01T00:58:00.000Z' } } });
     const r = await collectStatus({ stateDir: dir, nft: null, conntrack: null, now: NOW });
     expect(r).toMatchObject({ health: 'healthy', source: 'snapshot', drift: null, usageSampledAt: '2026-01-01T00:59:00.000Z' });
-    expect(r.mappings.find((m) => m.from === 'fd00::2')).toEqual({ from: 'fd00::2', to: 'fdaa::2', packets: 4, bytes: 400, lastSeen: '2026-01-01T00:58:00.000Z', flows: null, inKernel: null });
+    expect(r.mappings.find((m) => m.from === 'fd00::2')).toEqual({ from: 'fd00::2', to: 'fdaa::2', packets: 4, bytes: 400, lastSeen: '2026-01-01T00:58:00.000Z', flows: null, inKernel: null, expires: null });
     const text = formatStatus(r, { now: NOW });
     expect(text).toContain('kernel:       not read; run as root');
     expect(text).toMatch(/MAPPINGS \(3; hits sampled 1m00s ago\)/);
@@ -191,9 +191,9 @@ describe('usage sampling', () => {
     await nft.run(planSync(EMPTY_VIEW, desired({ 'fd00::1': 'fdaa::1', 'fd00::2': 'fdaa::2' })).tx);
     const u = new UsageTracker(nft);
     const t = (m: number) => new Date(Date.UTC(2026, 0, 1, 0, m));
-    expect((await u.sample(t(0))).mappings['fd00::1']).toEqual({ packets: 0, bytes: 0, lastSeen: null });
+    expect((await u.sample(t(0))).mappings['fd00::1']).toEqual({ packets: 0, bytes: 0, lastSeen: null, since: t(0).toISOString() });
     nft.hit('inet', 'addrmap', 'dnat6', 'fd00::1', 3, 300);
-    expect((await u.sample(t(1))).mappings['fd00::1']).toEqual({ packets: 3, bytes: 300, lastSeen: t(1).toISOString() });
+    expect((await u.sample(t(1))).mappings['fd00::1']).toEqual({ packets: 3, bytes: 300, lastSeen: t(1).toISOString(), since: t(0).toISOString() });
     const s2 = await u.sample(t(2));
     expect(s2.mappings['fd00::1']!.lastSeen).toBe(t(1).toISOString());
     expect(s2.mappings['fd00::2']!.lastSeen).toBeNull();
@@ -201,7 +201,7 @@ describe('usage sampling', () => {
     // A rebuild resets counters; traffic after it still counts as use.
     await nft.run(planSync(EMPTY_VIEW, desired({ 'fd00::1': 'fdaa::1', 'fd00::2': 'fdaa::2' }), true).tx);
     nft.hit('inet', 'addrmap', 'dnat6', 'fd00::1', 1, 100);
-    expect((await u.sample(t(3))).mappings['fd00::1']).toEqual({ packets: 1, bytes: 100, lastSeen: t(3).toISOString() });
+    expect((await u.sample(t(3))).mappings['fd00::1']).toEqual({ packets: 1, bytes: 100, lastSeen: t(3).toISOString(), since: t(0).toISOString() });
 
     // A restarted agent continues from the previous sample.
     const again = new UsageTracker(nft);
@@ -239,5 +239,37 @@ describe('metrics', () => {
     ]) {
       expect(text.split('\n')).toContain(line);
     }
+  });
+});
+
+describe('expiry and retirement in status', () => {
+  test('upcoming expiries soonest first; mappings idle past the threshold are safe to retire', async () => {
+    await writeSnapshot(dir, snap);
+    await writeState(dir, APPLIED_FILE, {
+      ...applied,
+      entries: [
+        { from: 'fd00::1', to: 'fd00::2', expires: '2026-01-02T00:00:00.000Z' },
+        { from: 'fd00::2', to: 'fdaa::2', expires: '2026-01-01T02:00:00.000Z' },
+        { from: '10.0.0.1', to: '10.9.0.1' },
+      ],
+    } satisfies AppliedState);
+    await writeState(dir, USAGE_FILE, {
+      schema: 1,
+      sampledAt: '2026-01-01T00:59:00.000Z',
+      mappings: {
+        'fd00::1': { packets: 0, bytes: 0, lastSeen: null, since: '2025-12-01T00:00:00.000Z' },
+        'fd00::2': { packets: 9, bytes: 900, lastSeen: '2026-01-01T00:50:00.000Z', since: '2025-12-01T00:00:00.000Z' },
+        '10.0.0.1': { packets: 5, bytes: 500, lastSeen: '2025-12-20T00:00:00.000Z', since: '2025-12-01T00:00:00.000Z' },
+      },
+    });
+    const r = await collectStatus({ stateDir: dir, nft: null, conntrack: null, now: NOW, retireAfterSeconds: 7 * 24 * 3600 });
+    expect(r.expiring).toEqual([
+      { from: 'fd00::2', to: 'fdaa::2', expires: '2026-01-01T02:00:00.000Z' },
+      { from: 'fd00::1', to: 'fdaa::2', expires: '2026-01-02T00:00:00.000Z' },
+    ]);
+    expect(r.safeToRetire).toEqual({ afterSeconds: 604800, mappings: ['10.0.0.1', 'fd00::1'] });
+    const text = formatStatus(r, { now: NOW });
+    expect(text).toContain('EXPIRING (2)\n  fd00::2 -> fdaa::2 at 2026-01-01T02:00:00.000Z (in 1h00m)');
+    expect(text).toContain('SAFE TO RETIRE (2; no traffic for 7d00h or longer)\n  10.0.0.1\n  fd00::1');
   });
 });
