@@ -178,3 +178,20 @@ export function prefixContains(prefix: IpPrefix, addr: IpAddress): boolean {
   const value = addr.family === 6 ? new Address6(addr.text).bigInt() : new Address4(addr.text).bigInt();
   return value >> BigInt(bits - prefix.length) === prefix.network >> BigInt(bits - prefix.length);
 }
+
+/** The address as an integer (128 or 32 bits). */
+export function addressToBig(family: IpFamily, text: string): bigint {
+  if (family === 4) return new Address4(text).bigInt();
+  const g = hexGroups(text);
+  return g ? g.reduce((acc, x) => (acc << 16n) | BigInt(x), 0n) : new Address6(text).bigInt();
+}
+
+/** Canonical text of an integer address. */
+export function bigToAddress(family: IpFamily, value: bigint): string {
+  if (family === 4) return [24n, 16n, 8n, 0n].map((s) => String((value >> s) & 255n)).join('.');
+  return format6(Array.from({ length: 8 }, (_, i) => Number((value >> BigInt(112 - 16 * i)) & 0xffffn)));
+}
+
+export function hostMask(family: IpFamily, length: number): bigint {
+  return (1n << BigInt((family === 6 ? 128 : 32) - length)) - 1n;
+}

@@ -5,7 +5,7 @@
 import { loadConfig, ownUid, type Config } from './config.js';
 import { readTrustedFile, UntrustedFileError, DEFAULT_MAX_BYTES } from './trusted-file.js';
 import { readKernelCmdline, resolveFlag, type Flag } from './flag.js';
-import { parseMappingFile, splitExpired, nextExpiry, MappingFileError, type MappingFile } from './mapping-file.js';
+import { fromKey, parseMappingFile, splitExpired, nextExpiry, MappingFileError, type MappingFile } from './mapping-file.js';
 import { resolveChains, countMappings, type DesiredMappings } from './resolve.js';
 import type { Reconciler, SyncResult } from './reconciler.js';
 import type { Logger } from './logger.js';
@@ -247,10 +247,15 @@ export class Agent {
       generation: file.generation,
       at: now(),
       file: this.o.paths.mappings,
-      entries: file.mappings.map(({ from, to, expires }) => ({ from, to, ...(expires === undefined ? {} : { expires: new Date(expires).toISOString() }) })),
+      entries: file.mappings.map((m) => ({
+        from: fromKey(m),
+        to: m.prefixLength === undefined ? m.to : `${m.to}/${m.prefixLength}`,
+        ...(m.expires === undefined ? {} : { expires: new Date(m.expires).toISOString() }),
+      })),
       resolved: [
         ...[...desired.v4].map(([from, to]) => ({ family: 4 as const, from, to })),
         ...[...desired.v6].map(([from, to]) => ({ family: 6 as const, from, to })),
+        ...(desired.prefixes ?? []).map((p) => ({ family: p.family, from: `${p.from}/${p.length}`, to: `${p.to}/${p.length}` })),
       ],
     };
     this.appliedWritten = await writeState(this.o.paths.stateDir, APPLIED_FILE, state).then(

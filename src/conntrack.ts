@@ -6,12 +6,14 @@
 // are removed; the next packet then creates a fresh, translated entry.
 import { execFile, CommandNotFoundError } from './exec.js';
 import type { IpFamily } from './address.js';
-import { normalizeIp } from './address.js';
+import { addressToBig, bigToAddress, hostMask, normalizeIp } from './address.js';
 
 export interface StaleTarget {
   family: IpFamily;
   from: string;
   to: string;
+  /** For a prefix mapping: from and to are networks of this length. */
+  length?: number;
 }
 
 export interface ConntrackResult {
@@ -76,8 +78,22 @@ export class ConntrackTool implements Conntrack {
     let removed = 0;
     try {
       for (const family of [4, 6] as const) {
-        const want = new Map(targets.filter((t) => t.family === family).map((t) => [t.from, t.to]));
-        if (want.size === 0) continue;
+        const mine = targets.filter((t) => t.family === family);
+        if (mine.length === 0) continue;
+        const want = new Map(mine.filter((t) => t.length === undefined).map((t) => [t.from, t.to]));
+        const nets = mine
+          .filter((t) => t.length !== undefined)
+          .map((t) => ({ net: addressToBig(family, t.from), to: addressToBig(family, t.to), length: t.length! }))
+          .sort((a, b) => b.length - a.length);
+        const bits = BigInt(family === 6 ? 128 : 32);
+        // Where the current mappings send this destination; undefined: not one of the changed ones.
+        const targetOf = (dst: string): string | undefined => {
+          const single = want.get(dst);
+          if (single !== undefined || !nets.length) return single;
+          const v = addressToBig(family, dst);
+          const n = nets.find((x) => v >> (bits - BigInt(x.length)) === x.net >> (bits - BigInt(x.length)));
+          return n ? bigToAddress(family, n.to | (v & hostMask(family, n.length))) : undefined;
+        };
         const fam = family === 4 ? 'ipv4' : 'ipv6';
         // One dump per family, filtered here: a process per mapping would not
         // scale to a push of 100k mappings.
@@ -85,7 +101,7 @@ export class ConntrackTool implements Conntrack {
         if (list.code !== 0) return { removed, warning: `conntrack -L failed: ${list.stderr.trim()}` };
         const doomed = new Set<string>();
         for (const e of parseConntrackList(list.stdout)) {
-          const target = want.get(e.origDst);
+          const target = targetOf(e.origDst);
           if (target !== undefined && e.replySrc !== target) doomed.add(`${e.origDst} ${e.replySrc}`);
         }
         for (const pair of doomed) {

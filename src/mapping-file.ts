@@ -3,7 +3,7 @@
 // schema cannot say (address syntax, duplicates) and names the offending entry.
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import schema from './mapping-file.schema.json' with { type: 'json' };
-import { parseAddress, parsePrefix, prefixContains, AddressError, type IpFamily, type IpPrefix } from './address.js';
+import { parseAddress, parsePrefix, prefixContains, AddressError, type IpAddress, type IpFamily, type IpPrefix } from './address.js';
 import { strictJsonProblem } from './strict-json.js';
 
 export interface Mapping {
@@ -12,7 +12,17 @@ export interface Mapping {
   to: string;
   /** When the mapping retires (epoch milliseconds); absent: never. */
   expires?: number;
+  /**
+   * Set for a prefix mapping: from and to are then network addresses of this
+   * length, and every address in from's prefix maps to the same host bits in to's.
+   */
+  prefixLength?: number;
+  /** Position in the file, for error messages. */
+  index?: number;
 }
+
+/** "fdaa::/80" for a prefix mapping's from, the address for others. */
+export const fromKey = (m: { from: string; prefixLength?: number }) => (m.prefixLength === undefined ? m.from : `${m.from}/${m.prefixLength}`);
 
 export interface MappingFile {
   generation: number;
@@ -86,39 +96,76 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
   const mappings: Mapping[] = [];
   file.mappings.forEach((m, i) => {
     const entry = `mappings[${i}]`;
-    const from = parseField(entry, 'from', m.from);
-    const to = parseField(entry, 'to', m.to);
+    const { from, to, length } = parseEnds(entry, m.from, m.to);
     if (from.family !== to.family) {
       throw new MappingFileError(entry, `mixes address families: from ${m.from} is IPv${from.family}, to ${m.to} is IPv${to.family}`);
     }
-    if (from.text === to.text) throw new MappingFileError(entry, `from and to are the same address (${from.text})`);
-    if (!options.allowedTargets.some((p) => prefixContains(p, to))) {
+    if (from.text === to.text) throw new MappingFileError(entry, `from and to are the same ${length === undefined ? 'address' : 'prefix'} (${from.text})`);
+    // A target prefix must lie wholly inside an allowed range.
+    if (!options.allowedTargets.some((p) => prefixContains(p, to) && (length === undefined || p.length <= length))) {
       const allowed = options.allowedTargets.map((p) => p.text).join(', ') || 'none';
-      throw new MappingFileError(entry, `to ${to.text} is outside the allowed target ranges (${allowed}); see allowedTargets in the config file`);
+      throw new MappingFileError(entry, `to ${length === undefined ? to.text : `${to.text}/${length}`} is outside the allowed target ranges (${allowed}); see allowedTargets in the config file`);
     }
     let expires: number | undefined;
     if (m.expires !== undefined) {
       expires = Date.parse(m.expires);
       if (!Number.isFinite(expires)) throw new MappingFileError(entry, `expires ${JSON.stringify(m.expires)} is not a valid time`);
     }
-    const seen = byFrom.get(from.text);
+    const key = length === undefined ? from.text : `${from.text}/${length}`;
+    const seen = byFrom.get(key);
     if (seen) {
       if (seen.to === to.text && seen.expires === expires) return; // an exact repeat says nothing new
       throw new MappingFileError(
         entry,
         seen.to === to.text
-          ? `from ${from.text} is already mapped by mappings[${seen.index}] with another expiry`
-          : `from ${from.text} is already mapped to ${seen.to} by mappings[${seen.index}], here to ${to.text}`,
+          ? `from ${key} is already mapped by mappings[${seen.index}] with another expiry`
+          : `from ${key} is already mapped to ${seen.to} by mappings[${seen.index}], here to ${to.text}`,
       );
     }
-    byFrom.set(from.text, { to: to.text, expires, index: i });
-    mappings.push({ family: from.family, from: from.text, to: to.text, ...(expires === undefined ? {} : { expires }) });
+    byFrom.set(key, { to: to.text, expires, index: i });
+    mappings.push({
+      family: from.family,
+      from: from.text,
+      to: to.text,
+      ...(expires === undefined ? {} : { expires }),
+      ...(length === undefined ? {} : { prefixLength: length }),
+    });
   });
   return { generation: file.generation, mappings };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Both ends of a mapping: two addresses, or two prefixes of one length with
+ * no host bits set ("fdaa:0:18:a7b:7d::/80"). A full-length prefix is an address.
+ */
+function parseEnds(entry: string, fromText: string, toText: string): { from: IpAddress; to: IpAddress; length?: number } {
+  const isPrefix = (t: string) => typeof t === 'string' && t.includes('/');
+  if (!isPrefix(fromText) && !isPrefix(toText)) return { from: parseField(entry, 'from', fromText), to: parseField(entry, 'to', toText) };
+  if (!isPrefix(fromText) || !isPrefix(toText)) {
+    const [field, text, other] = isPrefix(fromText) ? ['from', fromText, 'to'] : ['to', toText, 'from'];
+    throw new MappingFileError(entry, `${field} ${JSON.stringify(text)} is a prefix but ${other} is an address; a prefix maps to a prefix of the same length`);
+  }
+  const p = (field: 'from' | 'to', t: string) => {
+    try {
+      return parsePrefix(t);
+    } catch (e) {
+      if (e instanceof AddressError) throw new MappingFileError(entry, `${field} ${JSON.stringify(t)}: ${e.message}`);
+      throw e;
+    }
+  };
+  const from = p('from', fromText);
+  const to = p('to', toText);
+  if (from.family !== to.family) throw new MappingFileError(entry, `mixes address families: from ${fromText} is IPv${from.family}, to ${toText} is IPv${to.family}`);
+  if (from.length !== to.length) throw new MappingFileError(entry, `prefix lengths differ (/${from.length} and /${to.length}); they must be equal`);
+  const full = from.family === 6 ? 128 : 32;
+  const net = (x: typeof from) => x.text.slice(0, x.text.lastIndexOf('/'));
+  if (from.length === full) return { from: parseField(entry, 'from', net(from)), to: parseField(entry, 'to', net(to)) };
+  if (from.length < (from.family === 6 ? 16 : 8)) throw new MappingFileError(entry, `prefix /${from.length} is too short to be a host's prefix`);
+  return { from: { family: from.family, text: net(from) }, to: { family: to.family, text: net(to) }, length: from.length };
 }
 
 function parseField(entry: string, field: 'from' | 'to', value: string) {

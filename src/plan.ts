@@ -5,7 +5,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import { normalizeIp, type IpFamily } from './address.js';
 import type { DesiredMappings } from './resolve.js';
-import { CHAINS, MAPS, MAP_NAMES, RULES, TABLE } from './ruleset.js';
+import { CHAINS, FIXED_RULE_CHAINS, MAPS, MAP_NAMES, PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, RULES, TABLE, decodePrefixCount, decodePrefixRule, prefixRules } from './ruleset.js';
+import type { PrefixMapping } from './resolve.js';
 import { Transaction, type TableListing } from './nft/index.js';
 
 /** What addrmap's table holds, as far as planning is concerned. */
@@ -14,6 +15,8 @@ export interface KernelView {
   layoutOk: boolean;
   v4: Map<string, string>;
   v6: Map<string, string>;
+  /** Prefix mappings in rule order (absent: none); null when the prefix chains hold rules that are not ours. */
+  prefixes?: PrefixMapping[] | null;
 }
 
 export interface Change {
@@ -22,6 +25,8 @@ export interface Change {
   to: string;
   /** The previous target, for retargets. */
   was?: string;
+  /** Set for prefix mappings. */
+  length?: number;
 }
 
 export interface Plan {
@@ -32,11 +37,11 @@ export interface Plan {
   removed: Change[];
 }
 
-export const EMPTY_VIEW: KernelView = { layoutOk: false, v4: new Map(), v6: new Map() };
+export const EMPTY_VIEW: KernelView = { layoutOk: false, v4: new Map(), v6: new Map(), prefixes: [] };
 
 export function viewFromListing(listing: TableListing | null): KernelView {
   if (!listing) return EMPTY_VIEW;
-  const view: KernelView = { layoutOk: layoutMatches(listing), v4: new Map(), v6: new Map() };
+  const view: KernelView = { layoutOk: layoutMatches(listing), v4: new Map(), v6: new Map(), prefixes: prefixesOf(listing) };
   for (const family of [4, 6] as const) {
     const map = listing.maps.find((m) => m.name === MAP_NAMES[family]);
     for (const el of map?.elements ?? []) {
@@ -46,16 +51,27 @@ export function viewFromListing(listing: TableListing | null): KernelView {
   return view;
 }
 
+/** Prefix mappings as the kernel holds them; null when the prefix chains are not as addrmap wrote them. */
+function prefixesOf(l: TableListing): PrefixMapping[] | null {
+  const dnat = l.rules.filter((r) => r.chain === PREFIX_DNAT_CHAIN).map(decodePrefixRule);
+  if (dnat.some((d) => d === null)) return null;
+  const out = dnat.map((d) => d!.mapping);
+  const counts = l.rules.filter((r) => r.chain === PREFIX_COUNT_CHAIN).map(decodePrefixCount);
+  if (counts.length !== out.length || counts.some((c, i) => c?.key !== `${out[i]!.from}/${out[i]!.length}`)) return null;
+  return out;
+}
+
 function layoutMatches(l: TableListing): boolean {
-  if (l.chains.length !== CHAINS.length || l.maps.length !== MAPS.length || l.rules.length !== RULES.length) return false;
+  const fixed = l.rules.filter((r) => FIXED_RULE_CHAINS.includes(r.chain));
+  if (l.chains.length !== CHAINS.length || l.maps.length !== MAPS.length || fixed.length !== RULES.length) return false;
   const chainsOk = CHAINS.every((want) =>
     l.chains.some((c) => c.name === want.name && c.type === want.type && c.hook === want.hook && c.prio === want.prio && c.policy === want.policy),
   );
   const mapsOk = MAPS.every((want) => l.maps.some((m) => m.name === want.name && m.type === want.type && m.map === want.map && !!m.counter === !!want.counter));
   // Rules compare per chain and in order: the kernel lists the JSON we sent verbatim.
-  const rulesOk = CHAINS.every((c) => {
-    const have = l.rules.filter((r) => r.chain === c.name).map((r) => r.expr);
-    const want = RULES.filter((r) => r.chain === c.name).map((r) => r.expr);
+  const rulesOk = FIXED_RULE_CHAINS.every((name) => {
+    const have = l.rules.filter((r) => r.chain === name).map((r) => r.expr);
+    const want = RULES.filter((r) => r.chain === name).map((r) => r.expr);
     return isDeepStrictEqual(have, want);
   });
   return chainsOk && mapsOk && rulesOk;
@@ -65,6 +81,19 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
   const full = forceFull || !current.layoutOk;
   const tx = new Transaction();
   const plan: Plan = { kind: 'none', tx, added: [], retargeted: [], removed: [] };
+
+  const wantPrefixes = desired.prefixes ?? [];
+  const havePrefixes = current.prefixes ?? [];
+  const key = (p: PrefixMapping) => `${p.from}/${p.length}`;
+  const haveByKey = new Map(havePrefixes.map((p) => [key(p), p]));
+  const wantByKey = new Map(wantPrefixes.map((p) => [key(p), p]));
+  for (const p of wantPrefixes) {
+    const was = haveByKey.get(key(p));
+    if (!was) plan.added.push({ family: p.family, from: p.from, to: p.to, length: p.length });
+    else if (was.to !== p.to) plan.retargeted.push({ family: p.family, from: p.from, to: p.to, was: was.to, length: p.length });
+  }
+  for (const p of havePrefixes) if (!wantByKey.has(key(p))) plan.removed.push({ family: p.family, from: p.from, to: p.to, length: p.length });
+  const prefixesChanged = current.prefixes === null || JSON.stringify(havePrefixes) !== JSON.stringify(wantPrefixes);
 
   for (const family of [4, 6] as const) {
     const have = current[family === 4 ? 'v4' : 'v6'];
@@ -85,6 +114,7 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
     for (const map of MAPS) tx.add({ map });
     for (const chain of CHAINS) tx.add({ chain });
     for (const rule of RULES) tx.add({ rule });
+    for (const p of wantPrefixes) for (const rule of prefixRules(p)) tx.add({ rule });
     for (const family of [4, 6] as const) {
       for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) tx.add({ element: element(family, from, to) });
     }
@@ -94,8 +124,16 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
   // A map element's value cannot be changed in place: a retarget is delete +
   // add. Both are in one transaction, so the address is never unmapped; all
   // deletes go first so the batch stays a few large commands.
-  for (const c of [...plan.removed, ...plan.retargeted]) tx.delete({ element: element(c.family, c.from) });
-  for (const c of [...plan.retargeted, ...plan.added]) tx.add({ element: element(c.family, c.from, c.to) });
+  const singles = (cs: Change[]) => cs.filter((c) => c.length === undefined);
+  for (const c of singles([...plan.removed, ...plan.retargeted])) tx.delete({ element: element(c.family, c.from) });
+  for (const c of singles([...plan.retargeted, ...plan.added])) tx.add({ element: element(c.family, c.from, c.to) });
+  // Prefix rules are few and ordered (longest first): any change rewrites
+  // both prefix chains, in the same transaction as the rest.
+  if (prefixesChanged) {
+    tx.flush({ chain: { family: TABLE.family, table: TABLE.name, name: PREFIX_DNAT_CHAIN } });
+    tx.flush({ chain: { family: TABLE.family, table: TABLE.name, name: PREFIX_COUNT_CHAIN } });
+    for (const p of wantPrefixes) for (const rule of prefixRules(p)) tx.add({ rule });
+  }
   plan.kind = tx.size > 0 ? 'delta' : 'none';
   return plan;
 }
@@ -105,5 +143,5 @@ function element(family: IpFamily, key: string, value?: string) {
 }
 
 export function viewOf(desired: DesiredMappings): KernelView {
-  return { layoutOk: true, v4: new Map(desired.v4), v6: new Map(desired.v6) };
+  return { layoutOk: true, v4: new Map(desired.v4), v6: new Map(desired.v6), prefixes: [...(desired.prefixes ?? [])] };
 }

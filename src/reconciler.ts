@@ -8,10 +8,10 @@ import { Transaction, type NftInterface } from './nft/index.js';
 import { TABLE } from './ruleset.js';
 import { planSync, viewFromListing, viewOf, type KernelView, type Change, type Plan } from './plan.js';
 import type { DesiredMappings } from './resolve.js';
-import type { Routes, RouteSpec } from './routes.js';
+import { routeKey, type Routes, type RouteSpec } from './routes.js';
 import { sameVia, type Via } from './route-table.js';
 import type { Conntrack } from './conntrack.js';
-import { normalizeIp, type IpFamily } from './address.js';
+import { addressToBig, normalizeIp, type IpFamily } from './address.js';
 
 export interface SyncResult {
   kind: Plan['kind'];
@@ -65,9 +65,23 @@ export class Reconciler {
       warnings.push(`routes not updated: ${(e as Error).message}`);
     }
     const changed = [...plan.added, ...plan.retargeted];
+    // Flows to an address with its own mapping inside a changed prefix follow
+    // that mapping, not the prefix: tell the cleanup where they go.
+    const changedPrefixes = changed.filter((c) => c.length !== undefined);
+    if (changedPrefixes.length) {
+      for (const family of [4, 6] as const) {
+        const nets = changedPrefixes.filter((c) => c.family === family);
+        if (!nets.length) continue;
+        const bits = BigInt(family === 6 ? 128 : 32);
+        for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) {
+          const v = addressToBig(family, from);
+          if (nets.some((n) => v >> (bits - BigInt(n.length!)) === addressToBig(family, n.from) >> (bits - BigInt(n.length!)))) changed.push({ family, from, to });
+        }
+      }
+    }
     let ct: { removed: number; warning?: string } = { removed: 0 };
     try {
-      ct = await this.deps.conntrack.clear(changed.map(({ family, from, to }) => ({ family, from, to })));
+      ct = await this.deps.conntrack.clear(changed.map(({ family, from, to, length }) => ({ family, from, to, ...(length === undefined ? {} : { length }) })));
     } catch (e) {
       ct = { removed: 0, warning: `conntrack cleanup failed: ${(e as Error).message}` };
     }
@@ -105,29 +119,28 @@ export class Reconciler {
   }
 
   private async syncRoutes(desired: DesiredMappings, plan: Plan, warnings: string[]) {
-    // routeView: every stale address already decided on, with its host route
-    // or null when it needs none. Only undecided and retargeted ones are
-    // looked at, so a steady-state change costs only its own addresses.
+    // routeView: every stale address (or prefix) already decided on, with its
+    // route or null when it needs none. Only undecided and retargeted ones
+    // are looked at, so a steady-state change costs only its own addresses.
     if (!this.routeView) {
-      this.routeView = new Map((await this.deps.routes.list()).map((r) => [r.dst, r]));
+      this.routeView = new Map((await this.deps.routes.list()).map((r) => [routeKey(r), r]));
     }
     const view = this.routeView;
-    const wantDst = new Set([...desired.v4.keys(), ...desired.v6.keys()]);
+    const wanted: Change[] = [];
+    for (const family of [4, 6] as const) for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) wanted.push({ family, from, to });
+    for (const p of desired.prefixes ?? []) wanted.push({ family: p.family, from: p.from, to: p.to, length: p.length });
+    const keyOf = (c: { from: string; length?: number }) => routeKey({ dst: c.from, length: c.length });
+    const wantKeys = new Set(wanted.map(keyOf));
     const remove: RouteSpec[] = [];
-    for (const [dst, r] of view) {
-      if (wantDst.has(dst)) continue;
+    for (const [key, r] of view) {
+      if (wantKeys.has(key)) continue;
       if (r) remove.push(r);
-      view.delete(dst);
+      view.delete(key);
     }
 
-    const retargeted = new Set(plan.retargeted.map((c) => c.from));
-    const need: Change[] = [];
-    for (const family of [4, 6] as const) {
-      for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) {
-        // Decided once; routes read from the kernel at start count as decided.
-        if (!view.has(from) || retargeted.has(from)) need.push({ family, from, to });
-      }
-    }
+    const retargeted = new Set(plan.retargeted.map(keyOf));
+    // Decided once; routes read from the kernel at start count as decided.
+    const need = wanted.filter((c) => !view.has(keyOf(c)) || retargeted.has(keyOf(c)));
     const replace: RouteSpec[] = [];
     if (need.length) {
       const table = await this.deps.routes.snapshot();
@@ -146,26 +159,26 @@ export class Reconciler {
       }
       for (const c of need) {
         const via = targetVia(c);
-        const current = view.get(c.from) ?? null;
+        const current = view.get(keyOf(c)) ?? null;
         if (!via) {
-          warnings.push(`no route to target ${c.to} of ${c.from}: the stale address cannot be reached until the target is`);
+          warnings.push(`no route to target ${c.to} of ${keyOf(c)}: the stale address cannot be reached until the target is`);
           continue;
         }
         if (sameVia(staleVia(c), via)) {
-          // Routed like its target already: no host route, and none of ours left behind.
+          // Routed like its target already: no route, and none of ours left behind.
           if (current) remove.push(current);
-          view.set(c.from, null);
+          view.set(keyOf(c), null);
           continue;
         }
-        const spec: RouteSpec = { family: c.family as IpFamily, dst: c.from, ...via };
+        const spec: RouteSpec = { family: c.family as IpFamily, dst: c.from, ...(c.length === undefined ? {} : { length: c.length }), ...via };
         if (current && current.dev === spec.dev && current.gateway === spec.gateway) continue;
         replace.push(spec);
       }
     }
     const errors = await this.deps.routes.apply(replace, remove);
     warnings.push(...errors.map((e) => `route: ${e}`));
-    for (const r of remove) if (view.get(r.dst) === r) view.delete(r.dst);
-    for (const r of replace) view.set(r.dst, r);
+    for (const r of remove) if (view.get(routeKey(r)) === r) view.delete(routeKey(r));
+    for (const r of replace) view.set(routeKey(r), r);
     if (errors.length) this.routeView = null;
     return { added: replace.length, removed: remove.length };
   }

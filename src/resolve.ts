@@ -1,58 +1,139 @@
 // Chain resolution: the kernel applies DNAT once per flow, so A->B plus B->C
 // must be installed as A->C and B->C or traffic to A would land on B, which
-// has moved away too.
+// has moved away too. Prefix mappings (a host evacuated wholesale) take part:
+// an address inside a mapped prefix moves with it, a single-address mapping
+// is more specific than any prefix (longest match), and a prefix whose target
+// was itself evacuated resolves to the final prefix.
+import { addressToBig, bigToAddress, hostMask, type IpFamily } from './address.js';
 import type { Mapping } from './mapping-file.js';
 import { MappingFileError } from './mapping-file.js';
 
-/** Stale address -> final address, per family. The desired state of the maps. */
+export interface PrefixMapping {
+  family: IpFamily;
+  /** Network addresses, canonical; both of `length` bits. */
+  from: string;
+  to: string;
+  length: number;
+}
+
+/** The desired state of the kernel: single addresses per family, and prefixes (longest first). */
 export interface DesiredMappings {
   v4: Map<string, string>;
   v6: Map<string, string>;
+  prefixes?: PrefixMapping[];
+}
+
+interface Net {
+  m: Mapping;
+  net: bigint;
+  to: bigint;
+  length: number;
 }
 
 export function resolveChains(mappings: readonly Mapping[]): DesiredMappings {
-  const next = new Map<string, Mapping>();
-  const index = new Map<string, number>();
+  const singles = new Map<string, Mapping>();
+  const nets: Net[] = [];
   mappings.forEach((m, i) => {
-    next.set(m.from, m);
-    index.set(m.from, i);
+    const withIndex = m.index === undefined ? { ...m, index: i } : m;
+    if (m.prefixLength === undefined) singles.set(m.from, withIndex);
+    else nets.push({ m: withIndex, net: addressToBig(m.family, m.from), to: addressToBig(m.family, m.to), length: m.prefixLength });
   });
+  // Longest first: the first containing prefix is the longest match.
+  nets.sort((a, b) => b.length - a.length);
+  const entryOf = (m: Mapping) => `mappings[${m.index}]`;
+  const bits = (f: IpFamily) => (f === 6 ? 128 : 32);
+  const within = (family: IpFamily, value: bigint, n: Net) => n.m.family === family && value >> BigInt(bits(family) - n.length) === n.net >> BigInt(bits(family) - n.length);
+
+  /** One DNAT step for an address: its own mapping, else the longest prefix holding it. */
+  const step = (family: IpFamily, addr: string): string | null => {
+    const single = singles.get(addr);
+    if (single) return single.to;
+    if (!nets.length) return null;
+    const v = addressToBig(family, addr);
+    const n = nets.find((x) => within(family, v, x));
+    return n ? bigToAddress(family, n.to | (v & hostMask(family, n.length))) : null;
+  };
 
   const resolved = new Map<string, string>();
-  for (const start of mappings) {
-    if (resolved.has(start.from)) continue;
-    // Walk the chain, remembering the path so every address on it is resolved
-    // in one pass (linear overall, even for long chains).
+  const finalOf = (family: IpFamily, start: string, entry: string): string => {
     const path: string[] = [];
     const onPath = new Set<string>();
-    let cur = start.from;
+    let cur = start;
     let final: string | undefined;
     for (;;) {
-      if (resolved.has(cur)) {
-        final = resolved.get(cur);
+      const known = resolved.get(cur);
+      if (known !== undefined) {
+        final = known;
         break;
       }
       if (onPath.has(cur)) {
         const cycle = [...path.slice(path.indexOf(cur)), cur];
-        throw new MappingFileError(`mappings[${index.get(cur)}]`, `mappings form a cycle: ${cycle.join(' -> ')}`);
+        throw new MappingFileError(singles.has(cur) ? entryOf(singles.get(cur)!) : entry, `mappings form a cycle: ${cycle.join(' -> ')}`);
       }
-      const m = next.get(cur);
-      if (!m) {
+      const next = step(family, cur);
+      if (next === null) {
         final = cur;
         break;
       }
       path.push(cur);
       onPath.add(cur);
-      cur = m.to;
+      cur = next;
     }
-    for (const addr of path) resolved.set(addr, final!);
-  }
+    // Every address on the path resolves the same way: one walk serves all.
+    for (const a of path) if (singles.has(a)) resolved.set(a, final);
+    return final;
+  };
 
-  const out: DesiredMappings = { v4: new Map(), v6: new Map() };
-  for (const m of mappings) (m.family === 4 ? out.v4 : out.v6).set(m.from, resolved.get(m.from)!);
+  const out: DesiredMappings = { v4: new Map(), v6: new Map(), prefixes: [] };
+  const put = (family: IpFamily, from: string, to: string) => (family === 4 ? out.v4 : out.v6).set(from, to);
+  for (const m of singles.values()) put(m.family, m.from, finalOf(m.family, m.from, entryOf(m)));
+
+  for (const n of nets) {
+    const { family } = n.m;
+    const shift = BigInt(bits(family) - n.length);
+    // Follow the target prefix while a prefix at least as wide covers it whole.
+    let target = n.to;
+    const seen = new Set<bigint>([n.net]);
+    const path = [target];
+    for (;;) {
+      const cover = nets.find((x) => x.length <= n.length && within(family, target, x));
+      if (!cover) break;
+      target = cover.to | (target & hostMask(family, cover.length));
+      if (seen.has(target)) {
+        throw new MappingFileError(entryOf(n.m), `prefix mappings form a cycle: ${[n.net, ...path].map((v) => `${bigToAddress(family, v)}/${n.length}`).join(' -> ')}`);
+      }
+      seen.add(target);
+      path.push(target);
+    }
+    // A narrower prefix mapping inside a target would split this one; that is
+    // not expressible as one prefix rule, so it is refused with what to do.
+    for (const t of path) {
+      const inner = nets.find((x) => x.length > n.length && x.m.family === family && x.net >> shift === t >> shift);
+      if (inner) {
+        throw new MappingFileError(
+          entryOf(n.m),
+          `the target of ${n.m.from}/${n.length} contains ${inner.m.from}/${inner.length}, mapped by ${entryOf(inner.m)}; map that part of ${n.m.from}/${n.length} with its own prefix mapping`,
+        );
+      }
+    }
+    out.prefixes!.push({ family, from: n.m.from, to: bigToAddress(family, target), length: n.length });
+
+    // Single mappings inside the path take precedence for their addresses:
+    // the matching address of this prefix goes where they lead.
+    for (const t of path) {
+      for (const s of singles.values()) {
+        if (s.family !== family) continue;
+        const v = addressToBig(family, s.from);
+        if (v >> shift !== t >> shift) continue;
+        const mine = bigToAddress(family, n.net | (v & hostMask(family, n.length)));
+        if (singles.has(mine) || (family === 4 ? out.v4 : out.v6).has(mine)) continue;
+        put(family, mine, finalOf(family, s.from, entryOf(s)));
+      }
+    }
+  }
   return out;
 }
 
 export function countMappings(d: DesiredMappings): number {
-  return d.v4.size + d.v6.size;
+  return d.v4.size + d.v6.size + (d.prefixes?.length ?? 0);
 }

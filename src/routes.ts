@@ -16,8 +16,10 @@ export const ROUTE_PROTO = 173;
 
 export interface RouteSpec {
   family: IpFamily;
-  /** The stale address. */
+  /** The stale address (or a stale prefix's network address). */
   dst: string;
+  /** For a stale prefix; absent for a host route. */
+  length?: number;
   dev: string;
   gateway?: string;
 }
@@ -59,7 +61,9 @@ export class IpRoutes implements Routes {
       const res = await execFile(this.binary, ['-j', `-${family}`, 'route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTO)]);
       if (res.code !== 0) throw new Error(`ip route show failed: ${res.stderr.trim()}`);
       for (const r of parseJsonLines(res.stdout)) {
-        out.push({ family, dst: stripHostPrefix(r.dst), dev: r.dev ?? '', ...(r.gateway ? { gateway: r.gateway } : {}) });
+        const [dst, len] = r.dst.split('/') as [string, string | undefined];
+        const length = len === undefined || Number(len) === (family === 6 ? 128 : 32) ? undefined : Number(len);
+        out.push({ family, dst, ...(length === undefined ? {} : { length }), dev: r.dev ?? '', ...(r.gateway ? { gateway: r.gateway } : {}) });
       }
     }
     return out;
@@ -124,12 +128,11 @@ export class IpRoutes implements Routes {
 }
 
 function hostPrefix(r: RouteSpec): string {
-  return `${r.dst}/${r.family === 4 ? 32 : 128}`;
+  return `${r.dst}/${r.length ?? (r.family === 4 ? 32 : 128)}`;
 }
 
-function stripHostPrefix(dst: string): string {
-  return dst.replace(/\/(32|128)$/, '');
-}
+/** The key a route is known by: "fdbb::1" or "fdbb::/64". */
+export const routeKey = (r: { dst: string; length?: number }) => (r.length === undefined ? r.dst : `${r.dst}/${r.length}`);
 
 /** `ip -j -batch` prints one JSON array per command. */
 function parseJsonLines(text: string): IpRoute[] {

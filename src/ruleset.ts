@@ -2,7 +2,9 @@
 // mappings (one per family, with per-element counters), two NAT base chains
 // that look the destination up in them and two filter chains that only count. Everything else addrmap does to the
 // kernel is adding and removing map elements.
+import { addressToBig, bigToAddress, hostMask, normalizeIp } from './address.js';
 import type { Chain, NftMap, Rule, Table } from './nft/index.js';
+import type { PrefixMapping } from './resolve.js';
 
 export const TABLE: Table = { family: 'inet', name: 'addrmap' };
 
@@ -35,29 +37,95 @@ const COUNT_CHAINS: Chain[] = [
   { ...ref, name: 'count_output', type: 'filter', hook: 'output', prio: COUNT_PRIORITY, policy: 'accept' },
   { ...ref, name: 'count_forward', type: 'filter', hook: 'forward', prio: COUNT_PRIORITY, policy: 'accept' },
 ];
-export const CHAINS: Chain[] = [...DNAT_CHAINS, ...COUNT_CHAINS];
+// Prefix mappings are rules, not map elements: nft 1.0.6's JSON cannot
+// declare the interval-data map `dnat ip6 prefix to ... map` needs. Each
+// prefix mapping is one rule per chain, longest prefix first, and the base
+// chains jump here after the single-address maps, so an address's own mapping
+// wins over any prefix holding it (longest match).
+export const PREFIX_DNAT_CHAIN = 'prefix_dnat';
+export const PREFIX_COUNT_CHAIN = 'prefix_count';
+const PREFIX_CHAINS: Chain[] = [
+  { ...ref, name: PREFIX_DNAT_CHAIN },
+  { ...ref, name: PREFIX_COUNT_CHAIN },
+];
+export const CHAINS: Chain[] = [...DNAT_CHAINS, ...COUNT_CHAINS, ...PREFIX_CHAINS];
+/** Chains whose rules are fixed; the prefix chains' rules follow the mappings. */
+export const FIXED_RULE_CHAINS = [...DNAT_CHAINS, ...COUNT_CHAINS].map((c) => c.name);
 
 function dnatVia(proto: 'ip' | 'ip6', map: string): unknown[] {
   return [{ dnat: { family: proto, addr: { map: { key: { payload: { protocol: proto, field: 'daddr' } }, data: `@${map}` } } } }];
 }
 
+const TRANSLATED_FLOW = [
+  // Cheapest test first: most packets are not DNATed and stop here.
+  { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
+  { match: { op: '==', left: { ct: { key: 'direction' } }, right: 'original' } },
+  { match: { op: 'in', left: { ct: { key: 'state' } }, right: 'established' } },
+];
+
 function countVia(proto: 'ip' | 'ip6', map: string): unknown[] {
+  // "return" once counted, so a prefix holding the address does not count it again.
+  return [...TRANSLATED_FLOW, { match: { op: '==', left: { ct: { key: `${proto} daddr`, dir: 'original' } }, right: `@${map}` } }, { return: null }];
+}
+
+const jump = (target: string) => [{ jump: { target } }];
+
+/** The two rules of one prefix mapping. */
+export function prefixRules(p: PrefixMapping): Rule[] {
+  const proto = p.family === 6 ? 'ip6' : 'ip';
+  const daddr = { payload: { protocol: proto, field: 'daddr' } };
+  const from = { prefix: { addr: p.from, len: p.length } };
+  // to | host bits of daddr, written as nft lists it: (daddr & (to | hostmask)) | to.
+  const mask = bigToAddress(p.family, addressToBig(p.family, p.to) | hostMask(p.family, p.length));
   return [
-    // Cheapest test first: most packets are not DNATed and stop here.
-    { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
-    { match: { op: '==', left: { ct: { key: 'direction' } }, right: 'original' } },
-    { match: { op: 'in', left: { ct: { key: 'state' } }, right: 'established' } },
-    { match: { op: '==', left: { ct: { key: `${proto} daddr`, dir: 'original' } }, right: `@${map}` } },
+    { ...ref, chain: PREFIX_DNAT_CHAIN, expr: [{ match: { op: '==', left: daddr, right: from } }, { counter: null }, { dnat: { family: proto, addr: { '|': [{ '&': [daddr, mask] }, p.to] } } }] },
+    { ...ref, chain: PREFIX_COUNT_CHAIN, expr: [...TRANSLATED_FLOW, { match: { op: '==', left: { ct: { key: `${proto} daddr`, dir: 'original' } }, right: from } }, { counter: null }, { return: null }] },
   ];
 }
 
+/** The prefix mapping a prefix_dnat rule installs, or null for a rule that is not one of ours. */
+export function decodePrefixRule(rule: Rule): { mapping: PrefixMapping; packets: number; bytes: number } | null {
+  const [match, counter, dnat] = rule.expr as Record<string, any>[];
+  const from = match?.match?.right?.prefix;
+  const proto = match?.match?.left?.payload?.protocol;
+  const to = dnat?.dnat?.addr?.['|']?.[1];
+  if (rule.expr.length !== 3 || !from || (proto !== 'ip' && proto !== 'ip6') || typeof to !== 'string' || !counter || !('counter' in counter)) return null;
+  const family = proto === 'ip6' ? 6 : 4;
+  try {
+    const mapping = { family, from: normalizeIp(String(from.addr)), to: normalizeIp(to), length: Number(from.len) } as PrefixMapping;
+    const expected = prefixRules(mapping)[0]!.expr;
+    if (JSON.stringify(withoutCounters(rule.expr)) !== JSON.stringify(withoutCounters(expected))) return null;
+    return { mapping, packets: counter.counter?.packets ?? 0, bytes: counter.counter?.bytes ?? 0 };
+  } catch {
+    return null;
+  }
+}
+
+/** The counter of a prefix_count rule for the given prefix, or null. */
+export function decodePrefixCount(rule: Rule): { key: string; packets: number; bytes: number } | null {
+  const match = (rule.expr as Record<string, any>[])[3];
+  const counter = (rule.expr as Record<string, any>[])[4];
+  const from = match?.match?.right?.prefix;
+  if (!from || !counter || !('counter' in counter)) return null;
+  try {
+    return { key: `${normalizeIp(String(from.addr))}/${from.len}`, packets: counter.counter?.packets ?? 0, bytes: counter.counter?.bytes ?? 0 };
+  } catch {
+    return null;
+  }
+}
+
+const withoutCounters = (expr: unknown[]) => expr.map((x) => (typeof x === 'object' && x !== null && 'counter' in x ? { counter: null } : x));
+
+/** The fixed rules of the base chains. */
 export const RULES: Rule[] = [
   ...DNAT_CHAINS.flatMap((c) => [
     { ...ref, chain: c.name, expr: dnatVia('ip', MAP_NAMES[4]) },
     { ...ref, chain: c.name, expr: dnatVia('ip6', MAP_NAMES[6]) },
+    { ...ref, chain: c.name, expr: jump(PREFIX_DNAT_CHAIN) },
   ]),
   ...COUNT_CHAINS.flatMap((c) => [
     { ...ref, chain: c.name, expr: countVia('ip', MAP_NAMES[4]) },
     { ...ref, chain: c.name, expr: countVia('ip6', MAP_NAMES[6]) },
+    { ...ref, chain: c.name, expr: jump(PREFIX_COUNT_CHAIN) },
   ]),
 ];

@@ -42,7 +42,7 @@ export interface AppliedState {
   file: string;
   /** The file's mappings, canonical, in file order; expired ones included. */
   entries: { from: string; to: string; expires?: string }[];
-  /** Installed in the kernel: chains resolved. */
+  /** Installed in the kernel: chains resolved. Prefix mappings as "network/length". */
   resolved: { family: 4 | 6; from: string; to: string }[];
 }
 

@@ -6,6 +6,7 @@ import { ConntrackTool } from './conntrack.js';
 import { listFlows, type Flow } from './flows.js';
 import type { NftInterface } from './nft/index.js';
 import { viewFromListing } from './plan.js';
+import { countersOf } from './usage.js';
 import { TABLE } from './ruleset.js';
 import { APPLIED_FILE, readSnapshot, readState, USAGE_FILE, type AppliedState, type Snapshot, type UsageState } from './state-file.js';
 
@@ -85,7 +86,7 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
       const listing = await src.nft.listTable(TABLE.family, TABLE.name);
       tablePresent = listing !== null;
       kernel = viewFromListing(listing);
-      for (const m of listing?.maps ?? []) for (const e of m.elements) if (e.counter) live.set(e.key, e.counter);
+      for (const [k, c] of countersOf(listing)) live.set(k, c);
     } catch {
       kernel = null; // not privileged after all
     }
@@ -100,7 +101,7 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
   const expiresOf = new Map((applied?.entries ?? []).filter((e) => e.expires).map((e) => [e.from, e.expires!]));
   const mappings: MappingReport[] = resolved.map((m) => {
     const counters = kernel ? live.get(m.from) : usage?.mappings[m.from];
-    const have = kernel ? (m.family === 4 ? kernel.v4 : kernel.v6).get(m.from) : undefined;
+    const have = kernel ? kernelTarget(kernel, m) : undefined;
     return {
       from: m.from,
       to: m.to,
@@ -171,14 +172,23 @@ function driftOf(resolved: AppliedState['resolved'], kernel: ReturnType<typeof v
   if (!present) return resolved.length ? [`table ${TABLE.family} ${TABLE.name} is missing`] : [];
   const out: string[] = [];
   if (!kernel.layoutOk) out.push(`table ${TABLE.family} ${TABLE.name} has been altered (chains, rules or maps differ)`);
+  if (kernel.prefixes === null) out.push(`the prefix chains of table ${TABLE.family} ${TABLE.name} hold rules addrmap did not write`);
   const want = new Map(resolved.map((m) => [m.from, m.to]));
   for (const m of resolved) {
-    const have = (m.family === 4 ? kernel.v4 : kernel.v6).get(m.from);
+    const have = kernelTarget(kernel, m);
     if (have === undefined) out.push(`${m.from} -> ${m.to} is missing from the kernel`);
     else if (have !== m.to) out.push(`${m.from} goes to ${have} in the kernel, not ${m.to}`);
   }
-  for (const [from, to] of [...kernel.v4, ...kernel.v6]) if (!want.has(from)) out.push(`${from} -> ${to} is in the kernel but not in the applied mappings`);
+  const inKernel: [string, string][] = [...kernel.v4, ...kernel.v6, ...(kernel.prefixes ?? []).map((p): [string, string] => [`${p.from}/${p.length}`, `${p.to}/${p.length}`])];
+  for (const [from, to] of inKernel) if (!want.has(from)) out.push(`${from} -> ${to} is in the kernel but not in the applied mappings`);
   return out;
+}
+
+/** Where the kernel sends a resolved mapping's from ("net/len" for prefixes, as in applied.json). */
+function kernelTarget(kernel: ReturnType<typeof viewFromListing>, m: { family: 4 | 6; from: string }): string | undefined {
+  if (!m.from.includes('/')) return (m.family === 4 ? kernel.v4 : kernel.v6).get(m.from);
+  const p = (kernel.prefixes ?? []).find((x) => `${x.from}/${x.length}` === m.from);
+  return p ? `${p.to}/${p.length}` : undefined;
 }
 
 function alive(pid: number): boolean {

@@ -3,8 +3,8 @@
 // was last used, which is how the platform learns which configs still hold
 // stale literals and when the bridge can be retired.
 import { normalizeIp } from './address.js';
-import type { NftInterface } from './nft/index.js';
-import { TABLE } from './ruleset.js';
+import type { NftInterface, TableListing } from './nft/index.js';
+import { PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, TABLE, decodePrefixCount, decodePrefixRule } from './ruleset.js';
 import type { MappingUsage, UsageState } from './state-file.js';
 
 export class UsageTracker {
@@ -20,19 +20,34 @@ export class UsageTracker {
   async sample(now = new Date()): Promise<UsageState> {
     const listing = await this.nft.listTable(TABLE.family, TABLE.name);
     const next = new Map<string, MappingUsage>();
-    for (const map of listing?.maps ?? []) {
-      for (const el of map.elements) {
-        const key = normalizeIp(el.key);
-        const packets = el.counter?.packets ?? 0;
-        const bytes = el.counter?.bytes ?? 0;
-        const prev = this.last.get(key);
-        // Counters restart at zero when the element or table is recreated;
-        // any traffic since then counts as use.
-        const grew = prev ? packets > prev.packets || (packets < prev.packets && packets > 0) : packets > 0;
-        next.set(key, { packets, bytes, lastSeen: grew ? now.toISOString() : (prev?.lastSeen ?? null), since: prev?.since ?? now.toISOString() });
-      }
+    for (const [key, { packets, bytes }] of countersOf(listing)) {
+      const prev = this.last.get(key);
+      // Counters restart at zero when the element or table is recreated;
+      // any traffic since then counts as use.
+      const grew = prev ? packets > prev.packets || (packets < prev.packets && packets > 0) : packets > 0;
+      next.set(key, { packets, bytes, lastSeen: grew ? now.toISOString() : (prev?.lastSeen ?? null), since: prev?.since ?? now.toISOString() });
     }
     this.last = next;
     return { schema: 1, sampledAt: now.toISOString(), mappings: Object.fromEntries(next) };
   }
+}
+
+/**
+ * Packets and bytes per mapping: map elements for single addresses (keyed by
+ * address), the two rules of a prefix mapping summed (keyed by "net/len").
+ */
+export function countersOf(listing: TableListing | null): Map<string, { packets: number; bytes: number }> {
+  const out = new Map<string, { packets: number; bytes: number }>();
+  for (const map of listing?.maps ?? []) {
+    for (const el of map.elements) out.set(normalizeIp(el.key), { packets: el.counter?.packets ?? 0, bytes: el.counter?.bytes ?? 0 });
+  }
+  for (const rule of listing?.rules ?? []) {
+    const d = rule.chain === PREFIX_DNAT_CHAIN ? decodePrefixRule(rule) : null;
+    const c = rule.chain === PREFIX_COUNT_CHAIN ? decodePrefixCount(rule) : null;
+    const key = d ? `${d.mapping.from}/${d.mapping.length}` : c?.key;
+    if (!key) continue;
+    const prev = out.get(key) ?? { packets: 0, bytes: 0 };
+    out.set(key, { packets: prev.packets + (d?.packets ?? c!.packets), bytes: prev.bytes + (d?.bytes ?? c!.bytes) });
+  }
+  return out;
 }

@@ -298,7 +298,7 @@ describe('parseMappingFile: refusals name the offending entry', () => {
   test.each(['fd00::1/128', 'fd00::/64', '10.0.0.1/32', '10.0.0.0/8'])('a prefix %s is refused', (p) => {
     const err = refusal(file([{ from: p, to: p.includes(':') ? 'fdaa::1' : '10.9.9.9' }]));
     expect(err.entry).toBe('mappings[0]');
-    expect(err.reason).toMatch(/prefixes are not supported/);
+    expect(err.reason).toMatch(/is a prefix but (to|from) is an address/);
   });
 
   test.each(['::ffff:10.0.0.1', '::FFFF:192.0.2.1'])('IPv4-mapped %s (dotted form) is refused', (a) => {
@@ -472,5 +472,35 @@ describe('expires', () => {
     expect(splitExpired(ms, 100).live.map((m) => m.from)).toEqual(['fd00::2', 'fd00::3']);
     expect(nextExpiry(ms, 100)).toBe(300);
     expect(nextExpiry(ms, 300)).toBeNull();
+  });
+});
+
+describe('prefix mappings in the file', () => {
+  const one = (from: string, to: string) => JSON.stringify({ version: 1, generation: 1, mappings: [{ from, to }] });
+  test('equal lengths, host bits zero, canonical networks', () => {
+    expect(parseMappingFile(one('FDAA:0:18:A7B:7D::/80', 'fdaa:0:18:a7b:00c2::/80')).mappings).toEqual([
+      { family: 6, from: 'fdaa:0:18:a7b:7d::', to: 'fdaa:0:18:a7b:c2::', prefixLength: 80 },
+    ]);
+    expect(parseMappingFile(one('198.51.100.8/29', '198.51.100.16/29'), { allowedTargets: [parsePrefix('198.51.100.0/24')] }).mappings[0]).toMatchObject({ prefixLength: 29 });
+  });
+
+  test('a full-length prefix is an address', () => {
+    expect(parseMappingFile(one('fd00::1/128', 'fdaa::1/128')).mappings).toEqual([{ family: 6, from: 'fd00::1', to: 'fdaa::1' }]);
+  });
+
+  test.each([
+    ['fdaa:0:18:a7b:7d::/80', 'fdaa:0:18:a7b::/64', /prefix lengths differ/],
+    ['fdaa:0:18:a7b:7d::1/80', 'fdaa:0:18:a7b:c2::/80', /host bits are set/],
+    ['fd00::/8', 'fd00::/8', /same prefix|too short/],
+    ['fc00::/7', 'fc00::/7', /too short|same prefix/],
+    ['fd00::/8', 'fe00::/8', /too short/],
+    ['fdaa:0:18:a7b:7d::/80', 'fdaa:0:18:a7b:7d::/80', /same prefix/],
+    ['fdaa:0:18:a7b:7d::/80', '198.51.100.0/24', /mixes address families|lengths differ/],
+  ])('%s -> %s is refused', (from, to, reason) => {
+    expect(() => parseMappingFile(one(from, to))).toThrow(reason);
+  });
+
+  test('the whole target prefix must lie in an allowed range', () => {
+    expect(() => parseMappingFile(one('fdaa:0:7d::/48', 'fdaa:0:c2::/48'), { allowedTargets: [parsePrefix('fdaa:0:c2::/64')] })).toThrow(/outside the allowed target ranges/);
   });
 });

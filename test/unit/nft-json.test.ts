@@ -19,6 +19,7 @@ describe('encodeBatch', () => {
     { match: { op: '==', left: { ct: { key: 'direction' } }, right: 'original' } },
     { match: { op: 'in', left: { ct: { key: 'state' } }, right: 'established' } },
     { match: { op: '==', left: { ct: { key: `${proto} daddr`, dir: 'original' } }, right: `@${map}` } },
+    { return: null },
   ];
 
   test('a full plan encodes to the exact libnftables JSON batch', () => {
@@ -35,14 +36,20 @@ describe('encodeBatch', () => {
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'dnat_prerouting', type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept' } } },
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'count_output', type: 'filter', hook: 'output', prio: 0, policy: 'accept' } } },
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'count_forward', type: 'filter', hook: 'forward', prio: 0, policy: 'accept' } } },
+        { add: { chain: { family: 'inet', table: 'addrmap', name: 'prefix_dnat' } } },
+        { add: { chain: { family: 'inet', table: 'addrmap', name: 'prefix_count' } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_output', expr: DNAT4_EXPR } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_output', expr: DNAT6_EXPR } } },
+        { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_output', expr: [{ jump: { target: 'prefix_dnat' } }] } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_prerouting', expr: DNAT4_EXPR } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_prerouting', expr: DNAT6_EXPR } } },
+        { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_prerouting', expr: [{ jump: { target: 'prefix_dnat' } }] } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_output', expr: countExpr('ip', 'dnat4') } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_output', expr: countExpr('ip6', 'dnat6') } } },
+        { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_output', expr: [{ jump: { target: 'prefix_count' } }] } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_forward', expr: countExpr('ip', 'dnat4') } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_forward', expr: countExpr('ip6', 'dnat6') } } },
+        { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_forward', expr: [{ jump: { target: 'prefix_count' } }] } } },
         { add: { element: { family: 'inet', table: 'addrmap', name: 'dnat4', elem: [['10.0.0.1', '10.9.0.1']] } } },
         {
           add: {
@@ -223,7 +230,7 @@ describe('decodeListing', () => {
 
   test('the sample is not addrmap\'s layout (one chain named output), so its view forces a rebuild but keeps its mapping', () => {
     const v = viewFromListing(decodeListing(JSON.parse(NFT_106_LISTING)));
-    expect(v).toEqual({ layoutOk: false, v4: new Map(), v6: new Map([['fdaa::1', 'fdaa::2']]) });
+    expect(v).toEqual({ layoutOk: false, v4: new Map(), v6: new Map([['fdaa::1', 'fdaa::2']]), prefixes: [] });
   });
 
   test('elements without counters ([key, value] pairs) and maps without stmt decode', () => {

@@ -12,6 +12,7 @@ const view = (v6: Record<string, string>, v4: Record<string, string> = {}, layou
   layoutOk,
   v4: new Map(Object.entries(v4)),
   v6: new Map(Object.entries(v6)),
+  prefixes: [],
 });
 
 /** A correct table listing holding the given mappings, as the fake kernel returns it. */
@@ -56,19 +57,26 @@ describe('planSync', () => {
       ['dnat_prerouting', 'nat', 'prerouting', -100, 'accept'],
       ['count_output', 'filter', 'output', 0, 'accept'],
       ['count_forward', 'filter', 'forward', 0, 'accept'],
+      ['prefix_dnat', undefined, undefined, undefined, undefined],
+      ['prefix_count', undefined, undefined, undefined, undefined],
     ]);
     const count = (proto: string, map: string) =>
       `[{"match":{"op":"in","left":{"ct":{"key":"status"}},"right":"dnat"}},{"match":{"op":"==","left":{"ct":{"key":"direction"}},"right":"original"}},` +
-      `{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":"established"}},{"match":{"op":"==","left":{"ct":{"key":"${proto} daddr","dir":"original"}},"right":"@${map}"}}]`;
+      `{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":"established"}},{"match":{"op":"==","left":{"ct":{"key":"${proto} daddr","dir":"original"}},"right":"@${map}"}},{"return":null}]`;
+    const jump = (target: string) => `[{"jump":{"target":"${target}"}}]`;
     expect(RULES.map((r) => [r.chain, JSON.stringify(r.expr)])).toEqual([
       ['dnat_output', '[{"dnat":{"family":"ip","addr":{"map":{"key":{"payload":{"protocol":"ip","field":"daddr"}},"data":"@dnat4"}}}}]'],
       ['dnat_output', '[{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@dnat6"}}}}]'],
+      ['dnat_output', jump('prefix_dnat')],
       ['dnat_prerouting', '[{"dnat":{"family":"ip","addr":{"map":{"key":{"payload":{"protocol":"ip","field":"daddr"}},"data":"@dnat4"}}}}]'],
       ['dnat_prerouting', '[{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@dnat6"}}}}]'],
+      ['dnat_prerouting', jump('prefix_dnat')],
       ['count_output', count('ip', 'dnat4')],
       ['count_output', count('ip6', 'dnat6')],
+      ['count_output', jump('prefix_count')],
       ['count_forward', count('ip', 'dnat4')],
       ['count_forward', count('ip6', 'dnat6')],
+      ['count_forward', jump('prefix_count')],
     ]);
   });
 
@@ -197,7 +205,7 @@ describe('planSync applied to the fake kernel', () => {
 
 describe('viewFromListing', () => {
   test('no table is the empty view, with layoutOk false', () => {
-    expect(viewFromListing(null)).toEqual({ layoutOk: false, v4: new Map(), v6: new Map() });
+    expect(viewFromListing(null)).toEqual({ layoutOk: false, v4: new Map(), v6: new Map(), prefixes: [] });
   });
 
   test('element keys and values are normalised, whatever spelling the listing uses', async () => {

@@ -600,7 +600,7 @@ function oddForm(kind: number, v: bigint, w: bigint, r: Rng): OddForm {
     case 4:
       return { text: r.pick([`[${sp()}]`, `[${sp()}]:${r.int(65536)}`, `${v4}:${r.int(65536)}`, `[${v4}]`]), reason: /not a valid/ };
     case 5:
-      return { text: r.chance(0.5) ? `${sp()}/${r.int(129)}` : `${v4}/${r.int(33)}`, reason: /prefixes are not supported/ };
+      return { text: r.chance(0.5) ? `${sp()}/${r.int(129)}` : `${v4}/${r.int(33)}`, reason: /is a prefix but (to|from) is an address/ };
     case 6: {
       const octets = v4.split('.');
       const i = r.int(4);

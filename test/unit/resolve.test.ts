@@ -226,3 +226,41 @@ describe('resolveChains', () => {
     );
   });
 });
+
+describe('prefix mappings', () => {
+  const pm = (from: string, to: string, length: number, index = 0): Mapping => ({ family: from.includes(':') ? 6 : 4, from, to, prefixLength: length, index });
+  const single = (from: string, to: string, index = 0): Mapping => ({ family: from.includes(':') ? 6 : 4, from, to, index });
+
+  test('a prefix evacuated twice resolves to the final prefix, longest first', () => {
+    const d = resolveChains([pm('fdaa:0:7d::', 'fdaa:0:c2::', 48, 0), pm('fdaa:0:c2::', 'fdaa:0:c3::', 48, 1)]);
+    expect(d.prefixes).toEqual([
+      { family: 6, from: 'fdaa:0:7d::', to: 'fdaa:0:c3::', length: 48 },
+      { family: 6, from: 'fdaa:0:c2::', to: 'fdaa:0:c3::', length: 48 },
+    ]);
+  });
+
+  test('a single mapping inside a target prefix gives the matching address of the source prefix its own entry', () => {
+    const d = resolveChains([pm('fdaa:0:7d::', 'fdaa:0:c2::', 48, 0), single('fdaa:0:c2::9', 'fdcc::9', 1)]);
+    expect([...d.v6]).toEqual([
+      ['fdaa:0:c2::9', 'fdcc::9'],
+      ['fdaa:0:7d::9', 'fdcc::9'],
+    ]);
+  });
+
+  test('an address chained into a mapped prefix follows it', () => {
+    const d = resolveChains([single('fd00::1', 'fdaa:0:7d::5', 0), pm('fdaa:0:7d::', 'fdaa:0:c2::', 48, 1)]);
+    expect(d.v6.get('fd00::1')).toBe('fdaa:0:c2::5');
+  });
+
+  test('a cycle of prefixes is refused; so is a narrower prefix mapping inside a target prefix', () => {
+    expect(() => resolveChains([pm('fdaa:0:7d::', 'fdaa:0:c2::', 48, 0), pm('fdaa:0:c2::', 'fdaa:0:7d::', 48, 1)])).toThrow(/prefix mappings form a cycle/);
+    expect(() => resolveChains([pm('fdaa:0:7d::', 'fdaa:0:c2::', 48, 0), pm('fdaa:0:c2:1::', 'fdaa:0:c3:1::', 64, 1)])).toThrow(
+      /mappings\[0\]: the target of fdaa:0:7d::\/48 contains fdaa:0:c2:1::\/64, mapped by mappings\[1\]/,
+    );
+  });
+
+  test('nested source prefixes are both kept, longest first', () => {
+    const d = resolveChains([pm('fdaa:0:7d::', 'fdaa:0:c2::', 48, 0), pm('fdaa:0:7d:1::', 'fdaa:0:c3:1::', 64, 1)]);
+    expect(d.prefixes!.map((p) => `${p.from}/${p.length}->${p.to}`)).toEqual(['fdaa:0:7d:1::/64->fdaa:0:c3:1::', 'fdaa:0:7d::/48->fdaa:0:c2::']);
+  });
+});
