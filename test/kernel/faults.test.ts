@@ -2,6 +2,7 @@
 // mid-transaction, a kernel without NAT, an unusable state directory, the
 // mapping file's directory replaced, SIGKILL at any point, a burst of pushes.
 import { execFileSync } from 'node:child_process';
+import { renameSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -181,22 +182,30 @@ describe('faults', () => {
     await agent.waitFor(appliedOrSame(20));
     const before = await rss();
 
-    const start = Date.now();
+    // Prepared first, then renamed into place as fast as the file system
+    // allows (no fsync here: the point is the rate), so the burst really
+    // lands within a second even on a loaded machine.
     const last = 1020;
+    const staged: string[] = [];
     for (let g = 21; g <= last; g++) {
       const many: [string, string][] = [[ADDR.stale6, g % 2 ? ADDR.new6 : ADDR.newer6]];
       for (let i = 0; i < g % 50; i++) many.push([`fdaa:0:18:a7b:7d::${(i + 1).toString(16)}`, ADDR.new6]);
-      await lab.push(mappingFile(g, many));
+      const tmp = `${lab.paths.mappings}.burst-${g}`;
+      writeFileSync(tmp, JSON.stringify(mappingFile(g, many)), { mode: 0o644 });
+      staged.push(tmp);
     }
+    const start = Date.now();
+    for (const tmp of staged) renameSync(tmp, lab.paths.mappings);
     const pushMs = Date.now() - start;
     await agent.waitFor(appliedOrSame(last), 20_000);
     const after = await rss();
     const passes = agent.events.filter((e) => e.event === 'applied' && Number(e.generation) > 20).length;
     console.log(`1000 pushes in ${pushMs} ms -> ${passes} passes; RSS ${before.toFixed(1)} MiB -> ${after.toFixed(1)} MiB`);
 
-    expect(pushMs).toBeLessThan(1500);
+    expect(pushMs).toBeLessThan(1000);
     expect(agent.child.exitCode).toBeNull();
-    expect(after - before).toBeLessThan(40);
+    // One pass of garbage at most; a leak per push would be 1,000 times anything kept.
+    expect(after - before).toBeLessThan(64);
     const listing = JSON.parse((await lab.exec(lab.guest, 'nft', ['-j', 'list', 'map', 'inet', 'addrmap', 'dnat6'])).stdout);
     const elems = listing.nftables.find((x: Record<string, unknown>) => 'map' in x).map.elem as unknown[];
     expect(elems).toHaveLength(1 + (last % 50));

@@ -115,7 +115,8 @@ describe('trust', () => {
     await writeFile(tmp, JSON.stringify({ enabled: false }));
     await chown(tmp, 65534, 65534);
     await rename(tmp, lab.paths.config);
-    const e = await agent.waitFor(() => agent.events.filter((x) => x.event === 'config_refused').length > n);
+    await agent.waitFor(() => agent.events.filter((x) => x.event === 'config_refused').length > n);
+    const e = agent.events.filter((x) => x.event === 'config_refused').at(-1)!;
     expect(e.reason).toMatch(/config refused: .*owned by uid 65534, not root/);
     expect(await lab.ruleset()).toBe(good);
   });
