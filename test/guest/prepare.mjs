@@ -95,7 +95,7 @@ CMD ["/usr/local/bin/guest-boot", "/sbin/init"]
 # An image with no init system: the tarball unpacked at /, the entrypoint
 # wrapper in front of the application.
 ADD ${tarball} /
-COPY app /usr/local/bin/app
+COPY app guest-boot /usr/local/bin/
 RUN mkdir -p /etc/app
 ENTRYPOINT ["/usr/bin/addrmap-entrypoint"]
 CMD ["/usr/local/bin/app"]

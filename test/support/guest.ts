@@ -105,6 +105,7 @@ export interface GuestOptions {
   /** Files written into the container before it starts (owned by root). */
   files?: Record<string, string>;
   env?: Record<string, string>;
+  entrypoint?: string[];
   command?: string[];
   /**
    * What the guest needs from the container runtime:
@@ -174,6 +175,7 @@ export class GuestLab {
     // No ports: started is enough; the tests wait for what they need themselves.
     const c = new GuestContainer(o.image).withAddress(this.network, this.addr(o.host));
     if (o.env) c.withEnvironment(o.env);
+    if (o.entrypoint) c.withEntrypoint(o.entrypoint);
     if (o.command) c.withCommand(o.command);
     if (o.files) c.withCopyContentToContainer(Object.entries(o.files).map(([target, content]) => ({ target, content, mode: 0o644 })));
     if (o.privileges === 'system') {
@@ -231,6 +233,12 @@ function alive(pid: number): boolean {
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- inside a guest ----------------------------------------------------------------------
+
+/** The container's state as Docker sees it. */
+export async function containerState(c: StartedTestContainer): Promise<{ running: boolean; exitCode: number }> {
+  const [running, exitCode] = (await mustHost('docker', ['inspect', '-f', '{{.State.Running}} {{.State.ExitCode}}', c.getId()])).trim().split(' ');
+  return { running: running === 'true', exitCode: Number(exitCode) };
+}
 
 /** Runs a command in a container; never throws for a non-zero exit. */
 export async function exec(c: StartedTestContainer, cmd: string[]): Promise<Run> {
@@ -326,8 +334,11 @@ export interface AppEvent {
 
 export async function appLog(c: StartedTestContainer, path = '/var/log/app.log'): Promise<AppEvent[]> {
   const r = await exec(c, ['cat', path]);
-  if (r.code !== 0) return [];
-  return r.stdout
+  return r.code === 0 ? parseAppLog(r.stdout) : [];
+}
+
+export function parseAppLog(text: string): AppEvent[] {
+  return text
     .split('\n')
     .filter(Boolean)
     .map((line) => {
