@@ -7,6 +7,8 @@
 //        addrmap-guest-deb:<hash>     init image + the .deb (dpkg -i), systemd as init
 //        addrmap-guest-noinit:<hash>  base image + the tarball (ADD ... /), no init,
 //                                     addrmap-entrypoint as the entrypoint
+//        addrmap-guest-openrc:<hash>  the deb image with the OpenRC service, openrc-init as init
+//        addrmap-guest-runit:<hash>   the deb image with the runit service, runsvdir as init
 //      tagged by a hash of the artifacts and fixtures.
 // Nothing is pulled from a registry. Prints one JSON line with the image names
 // and timings. Run it alone to warm the caches: node test/guest/prepare.mjs
@@ -73,7 +75,7 @@ const baseSecs = secs(t);
 // 4. Guest images.
 t = Date.now();
 const sums = await readFile(join(OUT, 'SHA256SUMS'), 'utf8');
-const fixtures = ['app', 'app.service', 'guest-boot', 'platform-cmdline.conf'];
+const fixtures = ['app', 'app.service', 'app.openrc', 'app.runit', 'guest-boot', 'platform-cmdline.conf'];
 const fixtureText = (await Promise.all(fixtures.map((f) => readFile(join(HERE, 'fixtures', f), 'utf8')))).join('\0');
 
 const dockerfiles = {
@@ -102,17 +104,39 @@ CMD ["/usr/local/bin/app"]
 `,
 };
 
+// OpenRC and runit guests: the .deb image with its init files put in place as
+// README.md tells, and that init as PID 1 (systemd stays unused).
+const initFromDeb = (deb) => ({
+  openrc: `FROM ${deb}
+RUN mkdir -p /etc/conf.d \\
+ && cp /usr/share/addrmap/init/openrc/addrmap /etc/init.d/addrmap \\
+ && cp /usr/share/addrmap/init/openrc/addrmap.confd /etc/conf.d/addrmap \\
+ && rc-update add addrmap default
+COPY app.openrc /etc/init.d/app
+RUN rc-update add app default
+CMD ["/usr/local/bin/guest-boot", "/sbin/openrc-init"]
+`,
+  runit: `FROM ${deb}
+RUN cp -r /usr/share/addrmap/init/runit /etc/sv/addrmap \\
+ && mkdir -p /etc/sv/app /etc/service \\
+ && ln -s /etc/sv/addrmap /etc/service/addrmap
+COPY app.runit /etc/sv/app/run
+RUN ln -s /etc/sv/app /etc/service/app
+CMD ["/usr/local/bin/guest-boot", "runsvdir", "-P", "/etc/service"]
+`,
+});
+
 const images = {};
-for (const [kind, dockerfile] of Object.entries(dockerfiles)) {
+const build = async (kind, dockerfile) => {
   const hash = createHash('sha256').update(sums).update(fixtureText).update(dockerfile).digest('hex').slice(0, 16);
-  const repo = `addrmap-guest-${kind}`;
-  const tag = `${repo}:${hash}`;
+  const tag = `addrmap-guest-${kind}:${hash}`;
   images[kind] = tag;
-  if (await imageExists(tag)) continue;
+  if (await imageExists(tag)) return;
   say(`building ${tag}`);
   const ctx = await mkdtemp(join(tmpdir(), `addrmap-${kind}-`));
   try {
-    await copyFile(join(OUT, kind === 'deb' ? deb : tarball), join(ctx, kind === 'deb' ? deb : tarball));
+    if (kind === 'deb') await copyFile(join(OUT, deb), join(ctx, deb));
+    if (kind === 'noinit') await copyFile(join(OUT, tarball), join(ctx, tarball));
     for (const f of fixtures) await copyFile(join(HERE, 'fixtures', f), join(ctx, f));
     await writeFile(join(ctx, 'Dockerfile'), dockerfile);
     // The classic builder: FROM uses the local image and never pulls.
@@ -120,8 +144,13 @@ for (const [kind, dockerfile] of Object.entries(dockerfiles)) {
   } finally {
     await rm(ctx, { recursive: true, force: true });
   }
-  // Older builds of the same kind are of no further use.
-  const old = (await run('docker', ['image', 'ls', repo, '--format', '{{.Repository}}:{{.Tag}}'])).split('\n').filter((l) => l && l !== tag);
+};
+for (const [kind, dockerfile] of Object.entries(dockerfiles)) await build(kind, dockerfile);
+for (const [kind, dockerfile] of Object.entries(initFromDeb(images.deb))) await build(kind, dockerfile);
+// Older builds are of no further use (derived images first).
+for (const kind of ['openrc', 'runit', 'noinit', 'deb']) {
+  const repo = `addrmap-guest-${kind}`;
+  const old = (await run('docker', ['image', 'ls', repo, '--format', '{{.Repository}}:{{.Tag}}'])).split('\n').filter((l) => l && l !== images[kind]);
   if (old.length) await run('docker', ['image', 'rm', ...old]).catch(() => {});
 }
 const imagesSecs = secs(t);

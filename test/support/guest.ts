@@ -23,6 +23,8 @@ export interface GuestImages {
   init: string;
   deb: string;
   noinit: string;
+  openrc: string;
+  runit: string;
   artifacts: { dir: string; deb: string; tarball: string; exe: string; sizes: Record<string, number>; installedBytes: number };
   timings: { packaged: string; packageSecs: number; baseSecs: number; imagesSecs: number; totalSecs: number };
 }
