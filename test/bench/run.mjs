@@ -1,0 +1,602 @@
+#!/usr/bin/env node
+// addrmap's benchmark suite: every figure measured in the same run as its
+// baseline, repeated and interleaved, reported as a median (and p99 where
+// asked) and as a ratio to the baseline. Runs as root on Linux, in throwaway
+// network namespaces; all traffic stays inside them.
+//
+//   npm run bench                     the full suite (about 20 minutes on 2 cores)
+//   npm run bench -- --quick          small sizes, few repetitions (under 2 minutes)
+//   npm run bench -- --only push,memory --out /tmp/r.json
+//
+// Sections: push (push to reachable), scale (full apply, one-mapping change),
+// cold (cold start), memory (idle RSS), data (data plane).
+// Prints a table; writes JSON (default test/bench/results/latest.json, or
+// quick.json for --quick) and a Markdown table beside it.
+import { parseArgs } from 'node:util';
+import { cpus, totalmem, loadavg, hostname } from 'node:os';
+import { existsSync, statSync } from 'node:fs';
+import { mkdir, writeFile, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { spawn } from 'node:child_process';
+import {
+  ADDR, ADDRMAP, BENCH, NODE, ROOT, SEA, Driver, Lab, LineProc, baseEntries, baseMapping, cleanupAll, descendants, installCleanup, mappingText, median, must,
+  nowMs, probeAddress, pushFile, quantile, readStatus, removeStaleNamespaces, round, run, scratchDir, shuffle, sleep, stage, startAgent, startBaseline,
+} from './lib.mjs';
+
+const { values: opts } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    only: { type: 'string' },
+    'no-setup': { type: 'boolean', default: false },
+    'no-build': { type: 'boolean', default: false },
+  },
+});
+const QUICK = opts.quick;
+
+const CONFIG = QUICK
+  ? {
+      mode: 'quick',
+      push: { sizes: [10, 1000], trials: { 10: 8, 1000: 8 } },
+      scale: { fullApplySize: 10000, fullApplyReps: 2 },
+      cold: { mappings: 1000, reps: 3 },
+      memory: { sizes: [0, 10000], reps: 1, idleSeconds: 6 },
+      data: { reps: 1, seconds: 1, concurrency: 4, mappings: 100 },
+    }
+  : {
+      mode: 'full',
+      push: { sizes: [10, 1000, 10000, 100000], trials: { 10: 100, 1000: 100, 10000: 60, 100000: 25 } },
+      scale: { fullApplySize: 100000, fullApplyReps: 5 },
+      cold: { mappings: 1000, reps: 15 },
+      // 40 s: past the first usage sample (every 30 s), which lists the whole table.
+      memory: { sizes: [0, 10000, 100000], reps: 3, idleSeconds: 40 },
+      data: { reps: 5, seconds: 5, concurrency: 4, mappings: 1000 },
+    };
+
+const SECTIONS = ['push', 'scale', 'cold', 'memory', 'data'];
+const only = opts.only ? opts.only.split(',').map((s) => s.trim()) : SECTIONS;
+for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`unknown section ${s}; sections: ${SECTIONS.join(', ')}`);
+const OUT = opts.out ?? join(BENCH, 'results', QUICK ? 'quick.json' : 'latest.json');
+
+const PORT = 7000; // push probes
+const log = (msg) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+// ---- results --------------------------------------------------------------------
+
+const figures = [];
+const details = {};
+
+/**
+ * One figure beside its baseline. ratio = value / baseline. target: ratioMax
+ * (lower is better), ratioMin (higher is better), valueMax (an absolute bound).
+ */
+function figure(f) {
+  const ratio = Number.isFinite(f.value) && Number.isFinite(f.baseline) && f.baseline !== 0 ? f.value / f.baseline : null;
+  let met = null;
+  if (f.target) {
+    met = ratio !== null;
+    if (f.target.ratioMax !== undefined) met &&= ratio <= f.target.ratioMax;
+    if (f.target.ratioMin !== undefined) met &&= ratio >= f.target.ratioMin;
+    if (f.target.valueMax !== undefined) met &&= Number.isFinite(f.value) && f.value <= f.target.valueMax;
+  }
+  const out = { ...f, value: round(f.value, 3), baseline: round(f.baseline, 3), ratio: round(ratio, 3), met };
+  figures.push(out);
+  log(`${f.id}: ${fmt(out.value, f.unit)} vs ${f.baselineName} ${fmt(out.baseline, f.unit)} (${out.ratio ?? '-'}x)${met === null ? '' : met ? ' target met' : ' TARGET MISSED'}`);
+  return out;
+}
+
+const summary = (xs) => ({ n: xs.length, p50: round(median(xs), 3), p99: round(quantile(xs, 0.99), 3), min: round(Math.min(...xs), 3), max: round(Math.max(...xs), 3) });
+
+function fmt(v, unit) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '-';
+  const digits = Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2;
+  return `${v.toFixed(digits)} ${unit}`;
+}
+
+// ---- helpers -----------------------------------------------------------------------
+
+let NETLOAD = null;
+
+/** A TCP service on the peer's new address only, port PORT (so the stale range, local on the peer, refuses). */
+async function startTarget(lab) {
+  const p = new LineProc(lab.spawnIn(lab.peer, NETLOAD, ['tcp-server', String(PORT), '2', ADDR.new6]), 'target server');
+  await p.waitFor((l) => l === 'ready', 10_000);
+  return p;
+}
+
+const applied = (gen) => (e) => e?.event === 'applied' && e.generation === gen;
+
+// ---- 1. push to reachable (and 2b. one-mapping change) -----------------------------------
+
+async function pushAtSize(size, trials, withAddElement) {
+  log(`push: ${size} mappings installed, ${trials} trials each (addrmap, baseline script${withAddElement ? ', nft add element' : ''}), interleaved`);
+  const entries = baseEntries(size);
+  const [A, B] = await Promise.all([Lab.create({ staleRefused: true }), Lab.create({ staleRefused: true })]);
+  const s = { addrmap: [], baseline: [], nftAdd: [], nftAddExit: [], addrmapPass: [], addrmapDone: [], baselineDone: [], attempts: [] };
+  try {
+    await A.prepareAddrmap();
+    await Promise.all([startTarget(A), startTarget(B)]);
+    const agent = await startAgent(A);
+    const script = await startBaseline(B);
+    const t0 = nowMs();
+    await pushFile(A.paths.mappings, mappingText(1, entries));
+    const initA = await agent.waitFor(applied(1), 600_000, { past: true });
+    const t1 = nowMs();
+    await pushFile(B.paths.mappings, mappingText(1, entries));
+    await script.waitFor((l) => l === 'applied 1', 600_000, { past: true });
+    details[`push.initial.${size}`] = { addrmapMs: round(initA.t - t0), addrmapPassMs: initA.v.durationMs, baselineMs: round(nowMs() - t1) };
+    const dA = new Driver(A);
+    const dB = new Driver(B);
+    const settle = 100 + Math.round(size / 250);
+    await sleep(settle * 3);
+    for (let k = 1; k <= trials; k++) {
+      const gen = k + 1;
+      const P = probeAddress(k);
+      for (const who of shuffle(['addrmap', 'baseline', ...(withAddElement ? ['nft'] : [])])) {
+        if (who === 'nft') {
+          // The kernel's own cost of one change: one `nft add element` into the same 100k map.
+          const Q = probeAddress(50_000 + k);
+          const r = await dB.call({ op: 'exec', argv: ['nft', 'add', 'element', 'inet', 'addrmap', 'dnat6', `{ ${Q} : ${ADDR.new6} }`], host: Q, port: PORT });
+          s.nftAdd.push(r.ms);
+          s.nftAddExit.push(r.exitMs);
+        } else {
+          const lab = who === 'addrmap' ? A : B;
+          const tmp = await stage(lab.paths.mappings, mappingText(gen, entries, [[P, ADDR.new6]]));
+          const r = await (who === 'addrmap' ? dA : dB).call({ op: 'push', tmp, dst: lab.paths.mappings, host: P, port: PORT });
+          s[who].push(r.ms);
+          s.attempts.push(r.attempts);
+          if (who === 'addrmap') {
+            const done = await agent.waitFor(applied(gen), 600_000, { past: true });
+            s.addrmapPass.push(done.v.durationMs);
+            s.addrmapDone.push(done.t - r.t0);
+          } else {
+            const done = await script.waitFor((l) => l === `applied ${gen}` || l === 'failed', 600_000, { past: true });
+            if (done.v === 'failed') throw new Error(`baseline script failed: ${script.stderr.slice(-1000)}`);
+            s.baselineDone.push(done.t - r.t0);
+          }
+        }
+        await sleep(settle);
+      }
+    }
+    const bad = agent.lines.filter((l) => ['refused', 'apply_failed', 'pass_error', 'degraded'].includes(l.v?.event));
+    if (bad.length) throw new Error(`addrmap reported problems: ${JSON.stringify(bad.slice(0, 3).map((l) => l.v))}`);
+    const passes = agent.lines.filter((l) => l.v?.event === 'applied' || l.v?.event === 'unchanged').length;
+    details[`push.${size}`] = {
+      addrmap: summary(s.addrmap),
+      baseline: summary(s.baseline),
+      addrmapPassMs: summary(s.addrmapPass),
+      addrmapRenameToLogMs: summary(s.addrmapDone),
+      baselineRenameToDoneMs: summary(s.baselineDone),
+      probeAttempts: summary(s.attempts),
+      addrmapPasses: passes,
+      pushes: trials + 1,
+      ...(withAddElement ? { nftAddElement: summary(s.nftAdd), nftAddElementExitMs: summary(s.nftAddExit) } : {}),
+    };
+    return s;
+  } finally {
+    await Promise.all([A.destroy(), B.destroy()]);
+  }
+}
+
+async function pushSection() {
+  const sizes = CONFIG.push.sizes;
+  const largest = Math.max(...sizes);
+  for (const size of sizes) {
+    const s = await pushAtSize(size, CONFIG.push.trials[size], size === largest);
+    const base = { section: 'push', unit: 'ms', better: 'lower', baselineName: 'inotifywait + nft -f script', size, n: s.addrmap.length };
+    figure({ ...base, id: `push.p50.${size}`, name: `push to reachable, p50, ${size} mappings`, value: median(s.addrmap), baseline: median(s.baseline), target: { ratioMax: 1.0 } });
+    figure({
+      ...base,
+      id: `push.p99.${size}`,
+      name: `push to reachable, p99, ${size} mappings`,
+      value: quantile(s.addrmap, 0.99),
+      baseline: quantile(s.baseline, 0.99),
+      target: size === 10000 ? { ratioMax: 1.0, valueMax: 50 } : { ratioMax: 1.0 },
+    });
+    if (size === largest) {
+      figure({
+        id: `scale.one_change.${size}`,
+        section: 'scale',
+        name: `one-mapping change on a ${size} map (push to reachable)`,
+        unit: 'ms',
+        better: 'lower',
+        baselineName: 'nft add element (start to reachable)',
+        size,
+        n: s.addrmap.length,
+        value: median(s.addrmap),
+        baseline: median(s.nftAdd),
+        target: { ratioMax: 1.5 },
+      });
+    }
+  }
+}
+
+// ---- 2a. full apply -------------------------------------------------------------------
+
+async function scaleSection() {
+  const size = CONFIG.scale.fullApplySize;
+  log(`scale: full apply of ${size} mappings in a fresh namespace, addrmap apply vs nft -f, ${CONFIG.scale.fullApplyReps} reps`);
+  const dir = await scratchDir();
+  const entries = [];
+  for (let i = 0; i < size; i++) entries.push(baseMapping(i));
+  const ruleset = (await readFile(join(BENCH, 'ruleset.nft'), 'utf8')) + `\nadd element inet addrmap dnat6 { ${entries.map(([a, b]) => `${a} : ${b}`).join(',\n')} }\n`;
+  const rulesetFile = join(dir, 'ruleset-full.nft');
+  await writeFile(rulesetFile, ruleset);
+  const text = mappingText(1, baseEntries(size));
+  const s = { addrmap: [], nft: [], pass: [] };
+  for (let rep = 0; rep < CONFIG.scale.fullApplyReps; rep++) {
+    for (const who of shuffle(['addrmap', 'nft'])) {
+      const lab = await Lab.create({ peer: false });
+      try {
+        if (who === 'nft') {
+          const r = await lab.exec(lab.guest, 'nft', ['-f', rulesetFile]);
+          if (r.code !== 0) throw new Error(`nft -f failed: ${r.stderr}`);
+          s.nft.push(r.ms);
+        } else {
+          await lab.prepareAddrmap();
+          await pushFile(lab.paths.mappings, text);
+          const r = await run('ip', ['netns', 'exec', lab.guest, NODE, ADDRMAP, 'apply'], { env: lab.env() });
+          if (r.code !== 0) throw new Error(`addrmap apply failed (${r.code}): ${r.stderr}`);
+          s.addrmap.push(r.ms);
+          s.pass.push(JSON.parse(r.stdout.split('\n').find((l) => l.includes('"applied"'))).durationMs);
+        }
+      } finally {
+        await lab.destroy();
+      }
+    }
+  }
+  details[`scale.full_apply.${size}`] = { addrmap: summary(s.addrmap), nft: summary(s.nft), addrmapPassMs: summary(s.pass) };
+  figure({
+    id: `scale.full_apply.${size}`,
+    section: 'scale',
+    name: `full apply of ${size} mappings (process start to exit)`,
+    unit: 'ms',
+    better: 'lower',
+    baselineName: 'nft -f of the same ruleset',
+    size,
+    n: s.addrmap.length,
+    value: median(s.addrmap),
+    baseline: median(s.nft),
+    target: { ratioMax: 1.3 },
+  });
+}
+
+// ---- 3. cold start -------------------------------------------------------------------------
+
+async function coldSection() {
+  const n = CONFIG.cold.mappings;
+  const sea = existsSync(SEA) ? SEA : null;
+  log(`cold: apply with ${n} mappings, process start to exit, vs node -e 0; standalone: ${sea ?? 'not built'}; ${CONFIG.cold.reps} reps`);
+  const text = mappingText(1, baseEntries(n));
+  const s = { node0: [], addrmap: [], sea: [], addrmapVersion: [], seaVersion: [] };
+  const kinds = ['node0', 'addrmap', 'addrmapVersion', ...(sea ? ['sea', 'seaVersion'] : [])];
+  // Warm the page cache: the first start of each binary reads it from disk.
+  await run(NODE, ['-e', '0']);
+  await run(NODE, [ADDRMAP, 'version']);
+  if (sea) await run(sea, ['version']);
+  for (let rep = 0; rep < CONFIG.cold.reps; rep++) {
+    for (const kind of shuffle(kinds)) {
+      const lab = await Lab.create({ peer: false });
+      try {
+        await lab.prepareAddrmap();
+        await pushFile(lab.paths.mappings, text);
+        const argv = {
+          node0: [NODE, '-e', '0'],
+          addrmap: [NODE, ADDRMAP, 'apply'],
+          addrmapVersion: [NODE, ADDRMAP, 'version'],
+          sea: [sea, 'apply'],
+          seaVersion: [sea, 'version'],
+        }[kind];
+        const r = await run('ip', ['netns', 'exec', lab.guest, ...argv], { env: lab.env() });
+        if (r.code !== 0) throw new Error(`${argv.join(' ')} failed (${r.code}): ${r.stderr}`);
+        if ((kind === 'addrmap' || kind === 'sea') && !r.stdout.includes('"event":"applied"')) throw new Error(`${kind} did not apply: ${r.stdout}`);
+        s[kind].push(r.ms);
+      } finally {
+        await lab.destroy();
+      }
+    }
+  }
+  details.cold = Object.fromEntries(Object.entries(s).filter(([, v]) => v.length).map(([k, v]) => [k, summary(v)]));
+  details.cold.note = 'each run in a fresh network namespace, timed from spawn of `ip netns exec` to exit (the same wrapper for every row)';
+  const base = { section: 'cold', unit: 'ms', better: 'lower', baselineName: 'node -e 0', size: n, n: s.addrmap.length };
+  figure({ ...base, id: `cold.node.${n}`, name: `cold start to rules installed, ${n} mappings (node dist/addrmap.mjs apply)`, value: median(s.addrmap), baseline: median(s.node0) });
+  figure({
+    ...base,
+    id: `cold.sea.${n}`,
+    name: `cold start to rules installed, ${n} mappings (standalone executable)`,
+    value: sea ? median(s.sea) : NaN,
+    baseline: median(s.node0),
+    ...(sea ? {} : { skipped: 'out/addrmap not built (npm run package)' }),
+  });
+}
+
+// ---- 4. memory -------------------------------------------------------------------------------
+
+async function memorySection() {
+  const { sizes, reps, idleSeconds } = CONFIG.memory;
+  log(`memory: idle RSS of addrmap watch with ${sizes.join(', ')} mappings vs an idle node, ${reps} reps, ${idleSeconds} s idle`);
+  const runs = [];
+  const labs = [];
+  try {
+    // All at once (they are idle); bare node processes beside them.
+    for (let rep = 0; rep < reps; rep++) {
+      for (const size of [...sizes, 'node']) {
+        const lab = await Lab.create();
+        labs.push(lab);
+        runs.push({ size, lab });
+      }
+    }
+    await Promise.all(
+      runs.map(async (r) => {
+        if (r.size === 'node') {
+          r.proc = new LineProc(r.lab.spawnIn(r.lab.guest, NODE, ['-e', 'setInterval(() => {}, 1 << 30); console.log("ready")']), 'idle node');
+          await r.proc.waitFor((l) => l === 'ready', 30_000);
+        } else {
+          await r.lab.prepareAddrmap();
+          await pushFile(r.lab.paths.mappings, mappingText(1, baseEntries(r.size)));
+          r.proc = await startAgent(r.lab);
+          await r.proc.waitFor(applied(1), 600_000, { past: true });
+        }
+        r.samples = [];
+      }),
+    );
+    const end = nowMs() + idleSeconds * 1000;
+    while (nowMs() < end) {
+      for (const r of runs) {
+        const self = readStatus(r.proc.pid);
+        const tree = [r.proc.pid, ...descendants(r.proc.pid)].map((p) => readStatus(p)?.rssKiB ?? 0).reduce((a, b) => a + b, 0);
+        if (self) r.samples.push({ rss: self.rssKiB / 1024, hwm: self.hwmKiB / 1024, tree: tree / 1024 });
+      }
+      await sleep(1000);
+    }
+  } finally {
+    await Promise.all(labs.map((l) => l.destroy()));
+  }
+  // The idle figure: the median of the last 3 samples of each process, then the median over reps.
+  const idle = (r, k) => median(r.samples.slice(-3).map((x) => x[k]));
+  const of = (size, k) => runs.filter((r) => r.size === size).map((r) => idle(r, k));
+  const nodeRss = median(of('node', 'rss'));
+  details.memory = {
+    node: { rssMiB: round(nodeRss), peakMiB: round(median(runs.filter((r) => r.size === 'node').map((r) => r.samples.at(-1).hwm))) },
+  };
+  for (const size of sizes) {
+    const withKids = median(of(size, 'tree'));
+    details.memory[size] = {
+      rssMiB: round(median(of(size, 'rss'))),
+      withChildrenMiB: round(withKids),
+      peakMiB: round(median(runs.filter((r) => r.size === size).map((r) => r.samples.at(-1).hwm))),
+      note: 'withChildren adds the agent\'s `nft monitor` child',
+    };
+    figure({
+      id: `memory.rss.${size}`,
+      section: 'memory',
+      name: `idle RSS of addrmap watch, ${size} mappings`,
+      unit: 'MiB',
+      better: 'lower',
+      baselineName: 'idle node process',
+      size,
+      n: of(size, 'rss').length,
+      value: median(of(size, 'rss')),
+      baseline: nodeRss,
+      ...(size === 10000 ? { target: { ratioMax: 1.3 } } : {}),
+    });
+  }
+}
+
+// ---- 5. data plane ---------------------------------------------------------------------------
+
+const DATA_PORTS = { tput: 5201, crr: 7100, udp: 7200 };
+
+/** Waits until something in namespace ns listens on port. */
+async function listening(lab, ns, proto, port) {
+  for (let i = 0; i < 250; i++) {
+    const r = await lab.exec(ns, 'ss', ['-Hln', proto === 'udp' ? '-u' : '-t', `sport = :${port}`]);
+    if (r.stdout.trim()) return;
+    await sleep(20);
+  }
+  throw new Error(`nothing listens on ${proto} port ${port} in ${ns}`);
+}
+
+async function dataRun(metric, mode) {
+  const { seconds, concurrency, mappings } = CONFIG.data;
+  const lab = await Lab.create();
+  try {
+    const port = DATA_PORTS[metric];
+    let target = ADDR.new6;
+    if (mode === 'conntrack_only') {
+      // An empty NAT chain: the kernel tracks every flow, nothing is translated.
+      await must('ip', ['netns', 'exec', lab.guest, 'nft', 'add table inet track; add chain inet track out { type nat hook output priority -100; }']);
+    } else if (mode === 'dnat_nocount') {
+      // addrmap's DNAT without its count chains (apply once, no daemon to repair them).
+      await lab.prepareAddrmap();
+      await pushFile(lab.paths.mappings, mappingText(1, baseEntries(mappings - 1), [[ADDR.stale6, ADDR.new6]]));
+      const r = await run('ip', ['netns', 'exec', lab.guest, NODE, ADDRMAP, 'apply'], { env: lab.env() });
+      if (r.code !== 0) throw new Error(`addrmap apply failed: ${r.stderr}`);
+      await must('ip', ['netns', 'exec', lab.guest, 'nft', 'delete chain inet addrmap count_output; delete chain inet addrmap count_forward']);
+      target = ADDR.stale6;
+    } else if (mode === 'dnat' || mode === 'direct_loaded') {
+      await lab.prepareAddrmap();
+      const entries = baseEntries(mappings - 1);
+      await pushFile(lab.paths.mappings, mappingText(1, entries, [[ADDR.stale6, ADDR.new6]]));
+      const agent = await startAgent(lab);
+      await agent.waitFor(applied(1), 120_000, { past: true });
+      if (mode === 'dnat') target = ADDR.stale6;
+    } else if (mode === 'socat') {
+      await must('ip', ['-n', lab.guest, 'addr', 'add', `${ADDR.stale6}/128`, 'dev', 'lo', 'nodad']);
+      const proto = metric === 'udp' ? 'UDP6' : 'TCP6';
+      lab.spawnIn(lab.guest, 'socat', [`${proto}-LISTEN:${port},bind=[${ADDR.stale6}],fork,reuseaddr${metric === 'udp' ? '' : ',backlog=4096'}`, `${proto}:[${ADDR.new6}]:${port}`]);
+      await listening(lab, lab.guest, metric === 'udp' ? 'udp' : 'tcp', port);
+      target = ADDR.stale6;
+    }
+    if (metric === 'tput') {
+      lab.spawnIn(lab.peer, 'iperf3', ['-s', '-p', String(port)]);
+      await listening(lab, lab.peer, 'tcp', port);
+      const r = await lab.exec(lab.guest, 'iperf3', ['-c', target, '-p', String(port), '-t', String(seconds), '-O', '1', '-J']);
+      const j = JSON.parse(r.stdout);
+      if (j.error) throw new Error(`iperf3 (${mode}): ${j.error}`);
+      return j.end.sum_received.bits_per_second / 1e9;
+    }
+    // Bound to the new address, so UDP answers come from it (from a wildcard socket they would carry the link address).
+    const srv = new LineProc(lab.spawnIn(lab.peer, NETLOAD, [metric === 'crr' ? 'tcp-server' : 'udp-server', String(port), String(concurrency), ADDR.new6]), 'netload server');
+    await srv.waitFor((l) => l === 'ready', 10_000);
+    const r = await lab.exec(lab.guest, NETLOAD, [metric === 'crr' ? 'crr' : 'udp-rr', target, String(port), String(seconds), String(concurrency)]);
+    if (r.code !== 0) throw new Error(`netload ${metric} (${mode}): ${r.stderr}`);
+    const j = JSON.parse(r.stdout);
+    if (j.ops === 0) throw new Error(`netload ${metric} (${mode}) made no successful operation: ${r.stdout}`);
+    return j.rate;
+  } finally {
+    await lab.destroy();
+  }
+}
+
+async function dataSection() {
+  const { reps, seconds } = CONFIG.data;
+  const modes = ['direct', 'dnat', 'direct_loaded', 'socat', 'conntrack_only', 'dnat_nocount'];
+  log(`data: TCP throughput, TCP connections/s, UDP requests/s; ${modes.join(', ')}; ${reps} reps of ${seconds} s, each in fresh namespaces`);
+  const s = {};
+  for (const metric of ['tput', 'crr', 'udp']) {
+    s[metric] = Object.fromEntries(modes.map((m) => [m, []]));
+    for (let rep = 0; rep < reps; rep++) {
+      for (const mode of shuffle(modes)) s[metric][mode].push(await dataRun(metric, mode));
+    }
+  }
+  details.data = {
+    modes: {
+      direct: 'client in a guest without any nftables rules, to the new address',
+      dnat: 'client in a guest running addrmap watch (' + CONFIG.data.mappings + ' mappings), to the stale address',
+      direct_loaded: 'client in a guest running addrmap watch, to the new address (the cost addrmap puts on all other traffic)',
+      socat: 'client to the stale address, local in the guest, where socat (fork per connection or UDP peer) relays to the new address',
+      conntrack_only: 'diagnostic: client to the new address in a guest with an empty NAT chain (connection tracking on, nothing translated)',
+      dnat_nocount: "diagnostic: as dnat, after addrmap apply, with addrmap's two count chains deleted (DNAT alone)",
+    },
+    ...Object.fromEntries(Object.entries(s).map(([m, by]) => [m, Object.fromEntries(Object.entries(by).map(([mode, xs]) => [mode, summary(xs)]))])),
+    concurrency: CONFIG.data.concurrency,
+  };
+  const metrics = {
+    tput: { name: 'TCP throughput, 1 stream', unit: 'Gbit/s', target: { ratioMin: 0.97 } },
+    crr: { name: `new TCP connections per second (${CONFIG.data.concurrency} clients)`, unit: 'conn/s', target: { ratioMin: 0.9 } },
+    udp: { name: `UDP requests per second (${CONFIG.data.concurrency} clients, ping-pong)`, unit: 'req/s' },
+  };
+  for (const [metric, m] of Object.entries(metrics)) {
+    const value = median(s[metric].dnat);
+    const base = { section: 'data', unit: m.unit, better: 'higher', n: s[metric].dnat.length };
+    figure({ ...base, id: `data.${metric}.vs_direct`, name: `${m.name}: stale address via addrmap`, baselineName: 'direct to the new address', value, baseline: median(s[metric].direct), ...(m.target ? { target: m.target } : {}) });
+    figure({ ...base, id: `data.${metric}.vs_socat`, name: `${m.name}: stale address via addrmap`, baselineName: 'socat on the stale address', value, baseline: median(s[metric].socat) });
+    figure({ ...base, id: `data.${metric}.loaded_direct`, name: `${m.name}: new address, addrmap loaded`, baselineName: 'direct, no rules', value: median(s[metric].direct_loaded), baseline: median(s[metric].direct) });
+    figure({ ...base, id: `data.${metric}.conntrack_only`, name: `${m.name}: diagnostic, conntrack alone`, baselineName: 'direct, no rules', value: median(s[metric].conntrack_only), baseline: median(s[metric].direct) });
+    figure({ ...base, id: `data.${metric}.dnat_nocount`, name: `${m.name}: diagnostic, DNAT without count chains`, baselineName: 'direct, no rules', value: median(s[metric].dnat_nocount), baseline: median(s[metric].direct) });
+  }
+}
+
+// ---- output ----------------------------------------------------------------------------
+
+function table() {
+  const rows = [['figure', 'addrmap', 'baseline', 'baseline value', 'ratio', 'target', 'met']];
+  for (const f of figures) {
+    const t = f.target;
+    const target = t ? [t.ratioMax !== undefined ? `<= ${t.ratioMax}x` : null, t.ratioMin !== undefined ? `>= ${t.ratioMin}x` : null, t.valueMax !== undefined ? `<= ${t.valueMax} ${f.unit}` : null].filter(Boolean).join(', ') : '';
+    rows.push([f.name, f.skipped ? `skipped` : fmt(f.value, f.unit), f.baselineName, fmt(f.baseline, f.unit), f.ratio === null ? '-' : `${f.ratio.toFixed(2)}x`, target, f.met === null ? '' : f.met ? 'yes' : 'NO']);
+  }
+  return rows;
+}
+
+function plain(rows) {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  return rows.map((r, j) => r.map((c, i) => String(c).padEnd(w[i])).join('  ').trimEnd() + (j === 0 ? '\n' + w.map((x) => '-'.repeat(x)).join('  ') : '')).join('\n');
+}
+
+function markdown(rows) {
+  return [rows[0], rows[0].map(() => '---'), ...rows.slice(1)].map((r) => `| ${r.join(' | ')} |`).join('\n');
+}
+
+async function machine() {
+  const v = async (cmd, args, re = /.*/) => {
+    try {
+      const r = await run(cmd, args);
+      return (re.exec(r.stdout + r.stderr)?.[0] ?? '').trim();
+    } catch {
+      return null;
+    }
+  };
+  let cpuModel = cpus()[0]?.model ?? '';
+  return {
+    hostname: hostname(),
+    kernel: (await readFile('/proc/sys/kernel/osrelease', 'utf8')).trim(),
+    os: (await v('sh', ['-c', '. /etc/os-release && echo "$PRETTY_NAME"'])) || null,
+    cpus: cpus().length,
+    cpuModel,
+    memGiB: round(totalmem() / 2 ** 30, 1),
+    node: process.version,
+    nft: await v('nft', ['--version'], /v[\d.]+/),
+    iperf3: await v('iperf3', ['--version'], /iperf [\d.]+/),
+    socat: await v('socat', ['-V'], /socat version [\d.]+/),
+    jq: await v('jq', ['--version']),
+    inotifywait: await v('inotifywait', ['--help'], /inotifywait [\d.]+/),
+    addrmapCommit: await v('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']),
+    addrmapTreeDirty: ((await v('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'])) ?? '') !== '',
+    sea: existsSync(SEA) ? { path: 'out/addrmap', bytes: statSync(SEA).size, built: statSync(SEA).mtime.toISOString() } : null,
+  };
+}
+
+async function main() {
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: needs root (network namespaces, nftables)\n');
+    process.exit(1);
+  }
+  installCleanup();
+  const started = Date.now();
+  if (!opts['no-setup']) await must('bash', [join(BENCH, 'setup.sh')]).catch((e) => {
+    throw new Error(`tool setup failed: ${e.message}`);
+  });
+  if (!opts['no-build']) {
+    log('building dist/addrmap.mjs');
+    await must(NODE, [join(ROOT, 'packaging/build.mjs')]);
+    if (!existsSync(SEA) && !QUICK && only.includes('cold')) {
+      log('building the standalone executable (npm run package)');
+      const r = await run('npm', ['run', 'package'], { timeoutMs: 900_000 });
+      if (r.code !== 0) log(`npm run package failed; the standalone executable is skipped: ${r.stderr.slice(-500)}`);
+    }
+  }
+  const dir = await scratchDir();
+  NETLOAD = join(dir, 'netload');
+  await must('cc', ['-O2', '-o', NETLOAD, join(BENCH, 'netload.c')]);
+  await removeStaleNamespaces();
+  const info = await machine();
+  const load = { start: loadavg().map((x) => round(x)) };
+  log(`bench (${CONFIG.mode}) on ${info.cpus} x ${info.cpuModel}, ${info.memGiB} GiB, kernel ${info.kernel}, node ${info.node}, nft ${info.nft}; sections: ${only.join(', ')}`);
+  const sectionFns = { push: pushSection, scale: scaleSection, cold: coldSection, memory: memorySection, data: dataSection };
+  const timings = {};
+  for (const section of SECTIONS.filter((s) => only.includes(s))) {
+    const t = Date.now();
+    await sectionFns[section]();
+    timings[section] = round((Date.now() - t) / 1000, 1);
+  }
+  load.end = loadavg().map((x) => round(x));
+  const rows = table();
+  const result = {
+    schema: 1,
+    mode: CONFIG.mode,
+    command: `npm run bench${QUICK ? ' -- --quick' : ''}${opts.only ? ` -- --only ${opts.only}` : ''}`,
+    startedAt: new Date(started).toISOString(),
+    durationSeconds: round((Date.now() - started) / 1000, 1),
+    sectionSeconds: timings,
+    machine: info,
+    loadavg: load,
+    config: CONFIG,
+    figures,
+    details,
+  };
+  await mkdir(dirname(OUT), { recursive: true });
+  await writeFile(OUT, JSON.stringify(result, null, 2) + '\n');
+  const md = `# addrmap benchmark results (${CONFIG.mode})\n\n${result.startedAt}, ${info.cpus} x ${info.cpuModel}, ${info.memGiB} GiB, kernel ${info.kernel}, Node ${info.node}, nft ${info.nft}, addrmap ${info.addrmapCommit}${info.addrmapTreeDirty ? ' (src modified)' : ''}. Command: \`${result.command}\`; ${result.durationSeconds} s.\n\n${markdown(rows)}\n`;
+  await writeFile(OUT.replace(/\.json$/, '') + '.md', md);
+  process.stdout.write('\n' + plain(rows) + '\n\n');
+  process.stdout.write(`results: ${OUT} (and .md); ${result.durationSeconds} s\n`);
+  await cleanupAll();
+}
+
+main().catch(async (e) => {
+  process.stderr.write(`bench failed: ${e.stack ?? e}\n`);
+  await cleanupAll();
+  process.exit(1);
+});
