@@ -109,7 +109,7 @@ export class Agent {
         throw new MappingFileError('generation', `generation ${file.generation} is older than the applied generation ${applied}`);
       }
       const { live, expired } = splitExpired(file.mappings, Date.now());
-      const desired = resolveChains(live);
+      const desired = resolveChains(live, file.self);
       let sync: SyncResult;
       try {
         sync = await this.o.reconciler.sync(desired);
@@ -216,7 +216,7 @@ export class Agent {
     const nowMs = Date.now();
     const { live, expired } = splitExpired(file.mappings, nowMs);
     this.nextExpiry = nextExpiry(file.mappings, nowMs);
-    const desired = resolveChains(live);
+    const desired = resolveChains(live, file.self);
     const before = this.lastGood;
     const sync = await this.o.reconciler.sync(desired);
     this.lastGood = desired;
@@ -257,6 +257,7 @@ export class Agent {
         ...[...desired.v6].map(([from, to]) => ({ family: 6 as const, from, to })),
         ...(desired.prefixes ?? []).map((p) => ({ family: p.family, from: `${p.from}/${p.length}`, to: `${p.to}/${p.length}` })),
       ],
+      ...(desired.self?.size ? { self: [...desired.self].map(([from, to]) => ({ from, to })) } : {}),
     };
     this.appliedWritten = await writeState(this.o.paths.stateDir, APPLIED_FILE, state).then(
       () => true,

@@ -10,6 +10,7 @@ import { ExecNft } from './nft/index.js';
 import { Reconciler } from './reconciler.js';
 import { planSync, viewFromListing, EMPTY_VIEW } from './plan.js';
 import { IpRoutes } from './routes.js';
+import { IpSelfAddresses } from './self-addresses.js';
 import { resolvePaths, DEFAULT_PATHS } from './settings.js';
 import { collectStatus, formatStatus, STATUS_EXIT } from './status.js';
 import { explain, ExplainInputError } from './explain.js';
@@ -144,7 +145,7 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   // The daemon sees the kernel through the drift detector, which discounts
   // the echoes of addrmap's own transactions.
   const drift = command === 'watch' ? new DriftDetector(nft, { log, listChains: () => nft.listChains() }) : null;
-  const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: new ConntrackTool() });
+  const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: new ConntrackTool(), selfAddresses: new IpSelfAddresses() });
   const agent = new Agent({ paths, env: process.env, reconciler, log, daemon: command === 'watch' });
   await agent.init();
 

@@ -74,6 +74,8 @@ export function explain(input: string, applied: AppliedState | null, kernel?: Re
   } else {
     e.lines.push(`${address} is not translated: no mapping in generation ${applied.generation} has it as "from".`);
   }
+  const own = applied.self?.find((m) => m.from === address);
+  if (own) e.lines.push(`${address} is this guest's own previous address (now ${own.to}): bindable here, and traffic arriving at ${own.to} reaches sockets bound on ${address}.`);
   e.targetOf = applied.resolved.filter((m) => m.to === address).map((m) => m.from);
   if (e.targetOf.length) e.lines.push(`${address} is the current address behind: ${e.targetOf.join(', ')}.`);
   if (kernel && byPrefix) {

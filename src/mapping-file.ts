@@ -28,6 +28,8 @@ export interface MappingFile {
   generation: number;
   /** Canonical and de-duplicated, in file order. Chains are not yet resolved. */
   mappings: Mapping[];
+  /** This guest's own previous addresses (from) and its addresses now (to); IPv6. */
+  self?: { from: string; to: string }[];
 }
 
 /** A refused file. `entry` names where the problem is, e.g. "mappings[3]". */
@@ -90,7 +92,7 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
     const detail = err ? describeSchemaError(err) : 'does not match the schema';
     throw new MappingFileError(where, detail);
   }
-  const file = doc as { generation: number; mappings: { from: string; to: string; expires?: string }[] };
+  const file = doc as { generation: number; mappings: { from: string; to: string; expires?: string }[]; self?: { from: string; to: string }[] };
 
   const byFrom = new Map<string, { to: string; expires?: number; index: number }>();
   const mappings: Mapping[] = [];
@@ -131,7 +133,26 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
       ...(length === undefined ? {} : { prefixLength: length }),
     });
   });
-  return { generation: file.generation, mappings };
+  if (!file.self) return { generation: file.generation, mappings };
+  const self: { from: string; to: string }[] = [];
+  const selfFrom = new Map<string, number>();
+  file.self.forEach((m, i) => {
+    const entry = `self[${i}]`;
+    const from = parseField(entry, 'from', m.from);
+    const to = parseField(entry, 'to', m.to);
+    if (from.family !== 6 || to.family !== 6) {
+      // An IPv4 address added to the guest is answered in ARP on every link,
+      // which would claim the old address on the network; not done.
+      throw new MappingFileError(entry, 'own previous addresses are supported for IPv6 only');
+    }
+    if (from.text === to.text) throw new MappingFileError(entry, `from and to are the same address (${from.text})`);
+    const seen = selfFrom.get(from.text);
+    if (seen !== undefined) throw new MappingFileError(entry, `from ${from.text} is already listed by self[${seen}]`);
+    if (self.some((x) => x.to === to.text)) throw new MappingFileError(entry, `to ${to.text} is listed twice; each current address takes one previous address`);
+    selfFrom.set(from.text, i);
+    self.push({ from: from.text, to: to.text });
+  });
+  return { generation: file.generation, mappings, self };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

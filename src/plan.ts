@@ -5,7 +5,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { normalizeIp, type IpFamily } from './address.js';
 import type { DesiredMappings } from './resolve.js';
-import { CHAINS, FIXED_RULE_CHAINS, MAPS, MAP_NAMES, PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, RULES, TABLE, decodePrefixCount, decodePrefixRule, prefixRules } from './ruleset.js';
+import { CHAINS, FIXED_RULE_CHAINS, MAPS, MAP_NAMES, SELF_IN_MAP, SELF_OUT_MAP, PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, RULES, TABLE, decodePrefixCount, decodePrefixRule, prefixRules } from './ruleset.js';
 import type { PrefixMapping } from './resolve.js';
 import { Transaction, type TableListing } from './nft/index.js';
 
@@ -17,6 +17,10 @@ export interface KernelView {
   v6: Map<string, string>;
   /** Prefix mappings in rule order (absent: none); null when the prefix chains hold rules that are not ours. */
   prefixes?: PrefixMapping[] | null;
+  /** Own previous addresses, previous -> now, as the outbound map holds them (absent: none). */
+  self?: Map<string, string>;
+  /** The inbound map, now -> previous. */
+  selfIn?: Map<string, string>;
 }
 
 export interface Change {
@@ -42,12 +46,16 @@ export const EMPTY_VIEW: KernelView = { layoutOk: false, v4: new Map(), v6: new 
 export function viewFromListing(listing: TableListing | null): KernelView {
   if (!listing) return EMPTY_VIEW;
   const view: KernelView = { layoutOk: layoutMatches(listing), v4: new Map(), v6: new Map(), prefixes: prefixesOf(listing) };
-  for (const family of [4, 6] as const) {
-    const map = listing.maps.find((m) => m.name === MAP_NAMES[family]);
-    for (const el of map?.elements ?? []) {
-      if (el.value !== undefined) view[family === 4 ? 'v4' : 'v6'].set(normalizeIp(el.key), normalizeIp(el.value));
-    }
-  }
+  const read = (name: string) => {
+    const out = new Map<string, string>();
+    for (const el of listing.maps.find((m) => m.name === name)?.elements ?? []) if (el.value !== undefined) out.set(normalizeIp(el.key), normalizeIp(el.value));
+    return out;
+  };
+  view.v4 = read(MAP_NAMES[4]);
+  view.v6 = read(MAP_NAMES[6]);
+  const self = read(SELF_OUT_MAP);
+  const selfIn = read(SELF_IN_MAP);
+  if (self.size || selfIn.size) Object.assign(view, { self, selfIn });
   return view;
 }
 
@@ -118,6 +126,10 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
     for (const family of [4, 6] as const) {
       for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) tx.add({ element: element(family, from, to) });
     }
+    for (const [prev, now] of desired.self ?? []) {
+      tx.add({ element: { ...mapRef(SELF_IN_MAP), key: now, value: prev } });
+      tx.add({ element: { ...mapRef(SELF_OUT_MAP), key: prev, value: now } });
+    }
     return plan;
   }
 
@@ -134,8 +146,19 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
     tx.flush({ chain: { family: TABLE.family, table: TABLE.name, name: PREFIX_COUNT_CHAIN } });
     for (const p of wantPrefixes) for (const rule of prefixRules(p)) tx.add({ rule });
   }
+  const wantSelf = desired.self ?? new Map<string, string>();
+  diffMap(tx, SELF_OUT_MAP, current.self ?? new Map(), wantSelf);
+  diffMap(tx, SELF_IN_MAP, current.selfIn ?? new Map(), new Map([...wantSelf].map(([prev, now]) => [now, prev])));
   plan.kind = tx.size > 0 ? 'delta' : 'none';
   return plan;
+}
+
+const mapRef = (name: string) => ({ family: TABLE.family, table: TABLE.name, name });
+
+/** Element delta of one map: deletes (also of retargeted keys), then adds. */
+function diffMap(tx: Transaction, name: string, have: ReadonlyMap<string, string>, want: ReadonlyMap<string, string>): void {
+  for (const [key, value] of have) if (want.get(key) !== value) tx.delete({ element: { ...mapRef(name), key } });
+  for (const [key, value] of want) if (have.get(key) !== value) tx.add({ element: { ...mapRef(name), key, value } });
 }
 
 function element(family: IpFamily, key: string, value?: string) {
@@ -143,5 +166,11 @@ function element(family: IpFamily, key: string, value?: string) {
 }
 
 export function viewOf(desired: DesiredMappings): KernelView {
-  return { layoutOk: true, v4: new Map(desired.v4), v6: new Map(desired.v6), prefixes: [...(desired.prefixes ?? [])] };
+  const self = desired.self ?? new Map<string, string>();
+  const view: KernelView = { layoutOk: true, v4: new Map(desired.v4), v6: new Map(desired.v6), prefixes: [...(desired.prefixes ?? [])] };
+  if (self.size) {
+    view.self = new Map(self);
+    view.selfIn = new Map([...self].map(([prev, now]) => [now, prev]));
+  }
+  return view;
 }

@@ -11,6 +11,7 @@ import type { DesiredMappings } from './resolve.js';
 import { routeKey, type Routes, type RouteSpec } from './routes.js';
 import { sameVia, type Via } from './route-table.js';
 import type { Conntrack } from './conntrack.js';
+import type { SelfAddresses } from './self-addresses.js';
 import { addressToBig, normalizeIp, type IpFamily } from './address.js';
 
 export interface SyncResult {
@@ -29,6 +30,8 @@ export interface ReconcilerDeps {
   nft: NftInterface;
   routes: Routes;
   conntrack: Conntrack;
+  /** For the guest's own previous addresses; without it they are not made bindable. */
+  selfAddresses?: SelfAddresses;
 }
 
 export class Reconciler {
@@ -41,6 +44,10 @@ export class Reconciler {
   async sync(desired: DesiredMappings): Promise<SyncResult> {
     const current = this.view ?? viewFromListing(await this.deps.nft.listTable(TABLE.family, TABLE.name));
     const plan = planSync(current, desired, this.forceFull);
+    // Own previous addresses exist before traffic is sent to them, and go
+    // only after the rules sending traffic there are gone.
+    const wantSelf = [...(desired.self?.keys() ?? [])];
+    const selfWarnings = await this.addSelf(wantSelf);
     try {
       await this.deps.nft.run(plan.tx);
     } catch (e) {
@@ -56,7 +63,12 @@ export class Reconciler {
     // The mappings are live from here on. What follows only helps them work
     // (routes, conntrack); its failures are warnings, never "failed", since
     // "failed" promises that nothing changed.
-    const warnings: string[] = [];
+    const warnings: string[] = [...selfWarnings];
+    const dropped = [...(current.self?.keys() ?? [])].filter((a) => !desired.self?.has(a));
+    if (dropped.length && this.deps.selfAddresses) {
+      const errors = await this.deps.selfAddresses.remove(dropped).catch((e: Error) => [e.message]);
+      warnings.push(...errors.map((e) => `own previous address not removed: ${e}`));
+    }
     let routes = { added: 0, removed: 0 };
     try {
       routes = await this.syncRoutes(desired, plan, warnings);
@@ -98,11 +110,17 @@ export class Reconciler {
     };
   }
 
-  /** Removes addrmap's table and routes; everything else stays as it is. */
+  /** Removes addrmap's table, routes and own-address entries; everything else stays as it is. */
   async disable(): Promise<{ removedTable: boolean; routesRemoved: number }> {
-    const exists = (await this.deps.nft.listTable(TABLE.family, TABLE.name)) !== null;
+    const listing = await this.deps.nft.listTable(TABLE.family, TABLE.name);
+    const exists = listing !== null;
     if (exists) {
       await this.deps.nft.run(new Transaction().delete({ table: TABLE }));
+      const own = [...(viewFromListing(listing).self?.keys() ?? [])];
+      if (own.length && this.deps.selfAddresses) {
+        const errors = await this.deps.selfAddresses.remove(own);
+        if (errors.length) throw new Error(`could not remove own previous addresses: ${errors.join('; ')}`);
+      }
     }
     this.view = null;
     const ours = await this.deps.routes.list();
@@ -110,6 +128,14 @@ export class Reconciler {
     if (errors.length) throw new Error(`could not remove routes: ${errors.join('; ')}`);
     this.routeView = new Map();
     return { removedTable: exists, routesRemoved: ours.length };
+  }
+
+  private async addSelf(addresses: string[]): Promise<string[]> {
+    if (!addresses.length || !this.deps.selfAddresses) return [];
+    const present = await this.deps.selfAddresses.present();
+    const missing = addresses.filter((a) => !present.has(a));
+    const errors = await this.deps.selfAddresses.add(missing);
+    return errors.map((e) => `own previous address not added: ${e}`);
   }
 
   /** Forget what we believe about the kernel; the next sync reads it again. */

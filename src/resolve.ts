@@ -21,6 +21,8 @@ export interface DesiredMappings {
   v4: Map<string, string>;
   v6: Map<string, string>;
   prefixes?: PrefixMapping[];
+  /** This guest's own previous IPv6 addresses: previous -> now. */
+  self?: Map<string, string>;
 }
 
 interface Net {
@@ -30,7 +32,11 @@ interface Net {
   length: number;
 }
 
-export function resolveChains(mappings: readonly Mapping[]): DesiredMappings {
+export function resolveChains(mappings: readonly Mapping[], self: readonly { from: string; to: string }[] = []): DesiredMappings {
+  // The guest's own previous addresses are local here: connections to them
+  // reach this guest's sockets directly, and must not be sent to the new address.
+  const own = new Set(self.map((s) => s.from));
+  if (own.size) mappings = mappings.filter((m) => m.prefixLength !== undefined || !own.has(m.from));
   const singles = new Map<string, Mapping>();
   const nets: Net[] = [];
   mappings.forEach((m, i) => {
@@ -84,7 +90,7 @@ export function resolveChains(mappings: readonly Mapping[]): DesiredMappings {
     return final;
   };
 
-  const out: DesiredMappings = { v4: new Map(), v6: new Map(), prefixes: [] };
+  const out: DesiredMappings = { v4: new Map(), v6: new Map(), prefixes: [], ...(self.length ? { self: new Map(self.map((s) => [s.from, s.to])) } : {}) };
   const put = (family: IpFamily, from: string, to: string) => (family === 4 ? out.v4 : out.v6).set(from, to);
   for (const m of singles.values()) put(m.family, m.from, finalOf(m.family, m.from, entryOf(m)));
 

@@ -10,6 +10,10 @@ export const TABLE: Table = { family: 'inet', name: 'addrmap' };
 
 export const MAP_NAMES = { 4: 'dnat4', 6: 'dnat6' } as const;
 
+/** This guest's own previous addresses: now -> previous (inbound), previous -> now (outbound). */
+export const SELF_IN_MAP = 'self_in6';
+export const SELF_OUT_MAP = 'self_out6';
+
 /** dstnat; numeric because nft 1.0.6 rejects some named priorities. */
 export const DNAT_PRIORITY = -100;
 
@@ -18,6 +22,8 @@ const ref = { family: TABLE.family, table: TABLE.name };
 export const MAPS: NftMap[] = [
   { ...ref, name: MAP_NAMES[4], type: 'ipv4_addr', map: 'ipv4_addr', counter: true },
   { ...ref, name: MAP_NAMES[6], type: 'ipv6_addr', map: 'ipv6_addr', counter: true },
+  { ...ref, name: SELF_IN_MAP, type: 'ipv6_addr', map: 'ipv6_addr' },
+  { ...ref, name: SELF_OUT_MAP, type: 'ipv6_addr', map: 'ipv6_addr' },
 ];
 
 /** After NAT and any ordinary filtering; only counts, never drops. */
@@ -48,9 +54,19 @@ const PREFIX_CHAINS: Chain[] = [
   { ...ref, name: PREFIX_DNAT_CHAIN },
   { ...ref, name: PREFIX_COUNT_CHAIN },
 ];
-export const CHAINS: Chain[] = [...DNAT_CHAINS, ...COUNT_CHAINS, ...PREFIX_CHAINS];
+// The guest's own previous addresses (after it migrated): traffic arriving
+// for its address now goes to a socket bound on the previous one, unless a
+// socket already takes it at the address now (a listener on that address or
+// the wildcard): the socket guard keeps services bound to the new address
+// untouched. Before the other DNAT chain, so the two never compete. Outbound,
+// a socket bound to the previous address leaves with the address now.
+const SELF_CHAINS: Chain[] = [
+  { ...ref, name: 'self_prerouting', type: 'nat', hook: 'prerouting', prio: DNAT_PRIORITY - 1, policy: 'accept' },
+  { ...ref, name: 'self_postrouting', type: 'nat', hook: 'postrouting', prio: 100, policy: 'accept' },
+];
+export const CHAINS: Chain[] = [...DNAT_CHAINS, ...COUNT_CHAINS, ...PREFIX_CHAINS, ...SELF_CHAINS];
 /** Chains whose rules are fixed; the prefix chains' rules follow the mappings. */
-export const FIXED_RULE_CHAINS = [...DNAT_CHAINS, ...COUNT_CHAINS].map((c) => c.name);
+export const FIXED_RULE_CHAINS = [...DNAT_CHAINS, ...COUNT_CHAINS, ...SELF_CHAINS].map((c) => c.name);
 
 function dnatVia(proto: 'ip' | 'ip6', map: string): unknown[] {
   return [{ dnat: { family: proto, addr: { map: { key: { payload: { protocol: proto, field: 'daddr' } }, data: `@${map}` } } } }];
@@ -128,4 +144,20 @@ export const RULES: Rule[] = [
     { ...ref, chain: c.name, expr: countVia('ip6', MAP_NAMES[6]) },
     { ...ref, chain: c.name, expr: jump(PREFIX_COUNT_CHAIN) },
   ]),
+  ...selfRules(),
 ];
+
+function selfRules(): Rule[] {
+  const tcpUdp = { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: { set: ['tcp', 'udp'] } } };
+  const field = (f: 'daddr' | 'saddr') => ({ payload: { protocol: 'ip6', field: f } });
+  return [
+    {
+      ...ref,
+      chain: 'self_prerouting',
+      expr: [{ match: { op: '==', left: field('daddr'), right: `@${SELF_IN_MAP}` } }, tcpUdp, { match: { op: '==', left: { socket: { key: 'transparent' } }, right: { set: [0, 1] } } }, { return: null }],
+    },
+    { ...ref, chain: 'self_prerouting', expr: [tcpUdp, { dnat: { family: 'ip6', addr: { map: { key: field('daddr'), data: `@${SELF_IN_MAP}` } } } }] },
+    { ...ref, chain: 'self_postrouting', expr: [{ match: { op: '==', left: { meta: { key: 'oifname' } }, right: 'lo' } }, { return: null }] },
+    { ...ref, chain: 'self_postrouting', expr: [{ snat: { family: 'ip6', addr: { map: { key: field('saddr'), data: `@${SELF_OUT_MAP}` } } } }] },
+  ];
+}

@@ -44,6 +44,8 @@ export interface AppliedState {
   entries: { from: string; to: string; expires?: string }[];
   /** Installed in the kernel: chains resolved. Prefix mappings as "network/length". */
   resolved: { family: 4 | 6; from: string; to: string }[];
+  /** This guest's own previous addresses (from) and its addresses now (to). */
+  self?: { from: string; to: string }[];
 }
 
 export interface MappingUsage {

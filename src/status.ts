@@ -55,6 +55,8 @@ export interface StatusReport {
   expiring: { from: string; to: string; expires: string }[];
   /** Mappings without use for `afterSeconds` (or never used in that long): candidates to retire. */
   safeToRetire: { afterSeconds: number; mappings: string[] };
+  /** This guest's own previous addresses; inKernel null when the kernel was not read. */
+  self: { from: string; to: string; inKernel: boolean | null }[];
 }
 
 export interface StatusSources {
@@ -164,6 +166,7 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
     warnings: snap?.warnings ?? [],
     expiring,
     safeToRetire: { afterSeconds: retireAfter, mappings: safeToRetire },
+    self: (enabled ? (applied?.self ?? []) : []).map((m) => ({ ...m, inKernel: kernel ? kernel.self?.get(m.from) === m.to : null })),
   };
 }
 
@@ -259,6 +262,10 @@ export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date 
     L.push('', `SAFE TO RETIRE (${s.safeToRetire.mappings.length}; no traffic for ${duration(s.safeToRetire.afterSeconds)} or longer)`);
     for (const m of s.safeToRetire.mappings.slice(0, opts.all ? undefined : 20)) L.push(`  ${m}`);
     if (!opts.all && s.safeToRetire.mappings.length > 20) L.push(`  ... and ${s.safeToRetire.mappings.length - 20} more`);
+  }
+  if (s.self.length) {
+    L.push('', `OWN PREVIOUS ADDRESSES (${s.self.length}; bindable here, traffic to the address now reaches sockets bound on them)`);
+    for (const m of s.self) L.push(`  ${m.from} (now ${m.to})${m.inKernel === false ? '  MISSING from the kernel' : ''}`);
   }
   if (s.flows?.length) {
     L.push('', `FLOWS TO STALE ADDRESSES (${s.flows.length})`);

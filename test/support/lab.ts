@@ -150,8 +150,15 @@ export class Lab {
     await writeAtomically(this.paths.mappings, typeof doc === 'string' ? doc : JSON.stringify(doc));
   }
 
-  async tcp(addr: string, from = this.guest, timeoutMs = 1500): Promise<ProbeResult> {
-    return this.probe(from, ['tcp', addr, String(PORT), String(timeoutMs)]);
+  async tcp(addr: string, from = this.guest, timeoutMs = 1500, port = PORT): Promise<ProbeResult> {
+    return this.probe(from, ['tcp', addr, String(port), String(timeoutMs)]);
+  }
+
+  /** Starts a TCP server in a namespace bound to one address; it answers "NAME <local address>". */
+  async serve(ns: string, name: string, host: string, port: number): Promise<void> {
+    const code = `require('net').createServer((s) => { s.on('error', () => {}); s.end('${name} ' + s.localAddress + '\\n'); }).listen({ host: '${host}', port: ${port} }, () => console.log('listening'))`;
+    const child = this.spawnIn(ns, process.execPath, ['-e', code]);
+    await waitForOutput(child, /listening/, 5000);
   }
 
   async udp(addr: string, from = this.guest, timeoutMs = 1500): Promise<ProbeResult> {

@@ -223,8 +223,8 @@ describe('FakeNft tables, maps, chains and rules', () => {
     tx.delete({ map: MAPS[1]! });
     await nft.run(tx);
     const after = (await list())!;
-    expect(after.maps.map((m) => m.name)).toEqual(['dnat4']);
-    expect(after.rules).toHaveLength(8);
+    expect(after.maps.map((m) => m.name)).toEqual(['dnat4', 'self_in6', 'self_out6']);
+    expect(after.rules).toHaveLength(12);
   });
 
   test('deleting a rule by a handle that does not exist fails', async () => {
@@ -242,9 +242,9 @@ describe('FakeNft tables, maps, chains and rules', () => {
 
   test('rules get increasing handles', async () => {
     const handles = (await list())!.rules.map((r) => r.handle!);
-    expect(handles).toHaveLength(12);
+    expect(handles).toHaveLength(16);
     expect([...handles].sort((a, b) => a - b)).toEqual(handles);
-    expect(new Set(handles).size).toBe(12);
+    expect(new Set(handles).size).toBe(16);
   });
 
   test('creating an existing map or chain fails; adding one with the same definition is a no-op', async () => {
@@ -269,7 +269,7 @@ describe('FakeNft tables, maps, chains and rules', () => {
     await nft.run(new Transaction().flush({ map: MAPS[1]! }));
     const after = (await list())!;
     expect(elementsOf(after)).toEqual({ dnat4: ['10.0.0.1 -> 10.9.0.1'], dnat6: [] });
-    expect(after.rules).toHaveLength(12);
+    expect(after.rules).toHaveLength(16);
   });
 
   test('externalDeleteTable removes the table outside any transaction', async () => {

@@ -124,7 +124,8 @@ export function memoryLogger(): { log: Logger; records: Record<string, unknown>[
 /** The mappings of a listing as "key -> value" per map, sorted: a compact view of the kernel state. */
 export function elementsOf(listing: TableListing | null): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  for (const m of listing?.maps ?? []) out[m.name] = m.elements.map((e) => `${e.key} -> ${e.value}`).sort();
+  // The own-address maps are listed only when they hold something.
+  for (const m of listing?.maps ?? []) if (m.name.startsWith('dnat') || m.elements.length) out[m.name] = m.elements.map((e) => `${e.key} -> ${e.value}`).sort();
   return out;
 }
 

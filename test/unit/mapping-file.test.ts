@@ -504,3 +504,14 @@ describe('prefix mappings in the file', () => {
     expect(() => parseMappingFile(one('fdaa:0:7d::/48', 'fdaa:0:c2::/48'), { allowedTargets: [parsePrefix('fdaa:0:c2::/64')] })).toThrow(/outside the allowed target ranges/);
   });
 });
+
+describe('self: the guest’s own previous addresses', () => {
+  const doc = (self: unknown, mappings: unknown[] = []) => JSON.stringify({ version: 1, generation: 1, mappings, self });
+  test('parsed canonically; IPv6 only; duplicates refused', () => {
+    expect(parseMappingFile(doc([{ from: 'FDAA::77', to: 'fdaa:0::0078' }])).self).toEqual([{ from: 'fdaa::77', to: 'fdaa::78' }]);
+    expect(() => parseMappingFile(doc([{ from: '198.51.100.10', to: '198.51.100.20' }]))).toThrow(/self\[0\]: own previous addresses are supported for IPv6 only/);
+    expect(() => parseMappingFile(doc([{ from: 'fdaa::77', to: 'fdaa::78' }, { from: 'fdaa::77', to: 'fdaa::79' }]))).toThrow(/self\[1\]: from fdaa::77 is already listed by self\[0\]/);
+    expect(() => parseMappingFile(doc([{ from: 'fdaa::77', to: 'fdaa::77' }]))).toThrow(/self\[0\]: from and to are the same/);
+    expect(() => parseMappingFile(doc([{ from: 'fdaa::77' }]))).toThrow(/self\[0\]: missing field "to"/);
+  });
+});

@@ -32,12 +32,16 @@ describe('encodeBatch', () => {
         { add: { table: { family: 'inet', name: 'addrmap' } } },
         { add: { map: { family: 'inet', table: 'addrmap', name: 'dnat4', type: 'ipv4_addr', map: 'ipv4_addr', stmt: [{ counter: null }] } } },
         { add: { map: { family: 'inet', table: 'addrmap', name: 'dnat6', type: 'ipv6_addr', map: 'ipv6_addr', stmt: [{ counter: null }] } } },
+        { add: { map: { family: 'inet', table: 'addrmap', name: 'self_in6', type: 'ipv6_addr', map: 'ipv6_addr' } } },
+        { add: { map: { family: 'inet', table: 'addrmap', name: 'self_out6', type: 'ipv6_addr', map: 'ipv6_addr' } } },
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'dnat_output', type: 'nat', hook: 'output', prio: -100, policy: 'accept' } } },
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'dnat_prerouting', type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept' } } },
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'count_output', type: 'filter', hook: 'output', prio: 0, policy: 'accept' } } },
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'count_forward', type: 'filter', hook: 'forward', prio: 0, policy: 'accept' } } },
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'prefix_dnat' } } },
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'prefix_count' } } },
+        { add: { chain: { family: 'inet', table: 'addrmap', name: 'self_prerouting', type: 'nat', hook: 'prerouting', prio: -101, policy: 'accept' } } },
+        { add: { chain: { family: 'inet', table: 'addrmap', name: 'self_postrouting', type: 'nat', hook: 'postrouting', prio: 100, policy: 'accept' } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_output', expr: DNAT4_EXPR } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_output', expr: DNAT6_EXPR } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_output', expr: [{ jump: { target: 'prefix_dnat' } }] } } },
@@ -50,6 +54,46 @@ describe('encodeBatch', () => {
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_forward', expr: countExpr('ip', 'dnat4') } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_forward', expr: countExpr('ip6', 'dnat6') } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'count_forward', expr: [{ jump: { target: 'prefix_count' } }] } } },
+        // As `nft -j list` prints the rules of the own-address chains.
+        {
+          add: {
+            rule: {
+              family: 'inet',
+              table: 'addrmap',
+              chain: 'self_prerouting',
+              expr: [
+                { match: { op: '==', left: { payload: { protocol: 'ip6', field: 'daddr' } }, right: '@self_in6' } },
+                { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: { set: ['tcp', 'udp'] } } },
+                { match: { op: '==', left: { socket: { key: 'transparent' } }, right: { set: [0, 1] } } },
+                { return: null },
+              ],
+            },
+          },
+        },
+        {
+          add: {
+            rule: {
+              family: 'inet',
+              table: 'addrmap',
+              chain: 'self_prerouting',
+              expr: [
+                { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: { set: ['tcp', 'udp'] } } },
+                { dnat: { family: 'ip6', addr: { map: { key: { payload: { protocol: 'ip6', field: 'daddr' } }, data: '@self_in6' } } } },
+              ],
+            },
+          },
+        },
+        { add: { rule: { family: 'inet', table: 'addrmap', chain: 'self_postrouting', expr: [{ match: { op: '==', left: { meta: { key: 'oifname' } }, right: 'lo' } }, { return: null }] } } },
+        {
+          add: {
+            rule: {
+              family: 'inet',
+              table: 'addrmap',
+              chain: 'self_postrouting',
+              expr: [{ snat: { family: 'ip6', addr: { map: { key: { payload: { protocol: 'ip6', field: 'saddr' } }, data: '@self_out6' } } } }],
+            },
+          },
+        },
         { add: { element: { family: 'inet', table: 'addrmap', name: 'dnat4', elem: [['10.0.0.1', '10.9.0.1']] } } },
         {
           add: {

@@ -3,6 +3,7 @@ import { EMPTY_VIEW, planSync, viewFromListing, viewOf, type KernelView } from '
 import { CHAINS, MAPS, RULES, TABLE } from '../../src/ruleset.js';
 import { FakeNft, type Operation, type TableListing } from '../../src/nft/index.js';
 import { desired, elementsOf } from './fakes.js';
+import type { DesiredMappings } from '../../src/resolve.js';
 
 const el = (name: 'dnat4' | 'dnat6', key: string, value?: string) => ({
   element: { family: 'inet' as const, table: 'addrmap', name, key, ...(value === undefined ? {} : { value }) },
@@ -51,6 +52,8 @@ describe('planSync', () => {
     expect(MAPS.map((m) => [m.name, m.type, m.map, m.counter])).toEqual([
       ['dnat4', 'ipv4_addr', 'ipv4_addr', true],
       ['dnat6', 'ipv6_addr', 'ipv6_addr', true],
+      ['self_in6', 'ipv6_addr', 'ipv6_addr', undefined],
+      ['self_out6', 'ipv6_addr', 'ipv6_addr', undefined],
     ]);
     expect(CHAINS.map((c) => [c.name, c.type, c.hook, c.prio, c.policy])).toEqual([
       ['dnat_output', 'nat', 'output', -100, 'accept'],
@@ -59,6 +62,8 @@ describe('planSync', () => {
       ['count_forward', 'filter', 'forward', 0, 'accept'],
       ['prefix_dnat', undefined, undefined, undefined, undefined],
       ['prefix_count', undefined, undefined, undefined, undefined],
+      ['self_prerouting', 'nat', 'prerouting', -101, 'accept'],
+      ['self_postrouting', 'nat', 'postrouting', 100, 'accept'],
     ]);
     const count = (proto: string, map: string) =>
       `[{"match":{"op":"in","left":{"ct":{"key":"status"}},"right":"dnat"}},{"match":{"op":"==","left":{"ct":{"key":"direction"}},"right":"original"}},` +
@@ -77,6 +82,10 @@ describe('planSync', () => {
       ['count_forward', count('ip', 'dnat4')],
       ['count_forward', count('ip6', 'dnat6')],
       ['count_forward', jump('prefix_count')],
+      ['self_prerouting', '[{"match":{"op":"==","left":{"payload":{"protocol":"ip6","field":"daddr"}},"right":"@self_in6"}},{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":{"set":["tcp","udp"]}}},{"match":{"op":"==","left":{"socket":{"key":"transparent"}},"right":{"set":[0,1]}}},{"return":null}]'],
+      ['self_prerouting', '[{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":{"set":["tcp","udp"]}}},{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@self_in6"}}}}]'],
+      ['self_postrouting', '[{"match":{"op":"==","left":{"meta":{"key":"oifname"}},"right":"lo"}},{"return":null}]'],
+      ['self_postrouting', '[{"snat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"saddr"}},"data":"@self_out6"}}}}]'],
     ]);
   });
 
@@ -244,5 +253,30 @@ describe('viewFromListing', () => {
     const listing = await installed({});
     listing.rules.forEach((r, i) => (r.handle = 100 + i));
     expect(viewFromListing(listing).layoutOk).toBe(true);
+  });
+});
+
+describe('own previous addresses in the plan', () => {
+  test('inbound map now -> previous and outbound previous -> now, as element deltas; a retarget is delete + add', async () => {
+    const nft = new FakeNft();
+    const first: DesiredMappings = { ...desired({ 'fd00::1': 'fdaa::1' }), self: new Map([['fdaa::77', 'fdaa::78']]) };
+    await nft.run(planSync(EMPTY_VIEW, first).tx);
+    let listing = await nft.listTable('inet', 'addrmap');
+    expect(elementsOf(listing)).toMatchObject({ self_in6: ['fdaa::78 -> fdaa::77'], self_out6: ['fdaa::77 -> fdaa::78'] });
+    expect(viewFromListing(listing)).toEqual(viewOf(first));
+
+    const next: DesiredMappings = { ...desired({ 'fd00::1': 'fdaa::1' }), self: new Map([['fdaa::77', 'fdaa::79']]) };
+    const plan = planSync(viewFromListing(listing), next);
+    expect(plan.kind).toBe('delta');
+    expect(plan.tx.operations.map((o) => `${o.verb} ${'element' in o.object ? `${o.object.element.name} ${o.object.element.key}` : ''}`)).toEqual([
+      'delete self_out6 fdaa::77',
+      'add self_out6 fdaa::77',
+      'delete self_in6 fdaa::78',
+      'add self_in6 fdaa::79',
+    ]);
+    await nft.run(plan.tx);
+    listing = await nft.listTable('inet', 'addrmap');
+    expect(elementsOf(listing)).toMatchObject({ self_in6: ['fdaa::79 -> fdaa::77'], self_out6: ['fdaa::77 -> fdaa::79'] });
+    expect(planSync(viewFromListing(listing), next).kind).toBe('none');
   });
 });

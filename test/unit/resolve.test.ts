@@ -264,3 +264,17 @@ describe('prefix mappings', () => {
     expect(d.prefixes!.map((p) => `${p.from}/${p.length}->${p.to}`)).toEqual(['fdaa:0:7d:1::/64->fdaa:0:c3:1::', 'fdaa:0:7d::/48->fdaa:0:c2::']);
   });
 });
+
+describe('own previous addresses', () => {
+  test('a mapping from an own previous address is left out (it is local here); the rest resolve as usual', () => {
+    const d = resolveChains(
+      [
+        { family: 6, from: 'fdaa::77', to: 'fdaa::78' },
+        { family: 6, from: 'fd00::1', to: 'fdaa::2' },
+      ],
+      [{ from: 'fdaa::77', to: 'fdaa::78' }],
+    );
+    expect([...d.v6]).toEqual([['fd00::1', 'fdaa::2']]);
+    expect([...d.self!]).toEqual([['fdaa::77', 'fdaa::78']]);
+  });
+});
