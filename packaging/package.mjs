@@ -14,10 +14,10 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, copyFile, mkdir, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { constants as zlibConstants, createGzip, gzipSync } from 'node:zlib';
@@ -117,8 +117,6 @@ if (await have('strip')) {
 await run(process.execPath, [join(dirname(require.resolve('postject/package.json')), 'dist/cli.js'), exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE]);
 const selfVersion = (await run(exe, ['version'], { env: { PATH: process.env.PATH ?? '' } })).stdout.trim();
 if (selfVersion !== VERSION) throw new Error(`the built executable says version ${JSON.stringify(selfVersion)}, expected ${VERSION}`);
-await copyFile(exe, join(OUT, 'addrmap'));
-await chmod(join(OUT, 'addrmap'), 0o755);
 step(`standalone executable out/addrmap (Node ${nodeVersion}${stripped ? ', stripped' : ''})`);
 
 // ---- 3. the file tree both packages install ---------------------------------
@@ -221,13 +219,13 @@ for (const s of ['postinst', 'prerm', 'postrm']) {
   await chmod(join(debRoot, 'DEBIAN', s), 0o755);
 }
 await touchAll(debRoot);
-const deb = join(OUT, `addrmap_${VERSION}_${ARCH.deb}.deb`);
+const deb = join(WORK, `addrmap_${VERSION}_${ARCH.deb}.deb`);
 // xz: every dpkg can read it. Threads where this dpkg-deb can use them.
 const threads = (await run('dpkg-deb', ['--help'])).stdout.includes('--threads-max') ? [`--threads-max=${availableParallelism()}`] : [];
 await run('dpkg-deb', ['--root-owner-group', '-Zxz', ...threads, '--build', debRoot, deb], {
   env: { ...process.env, SOURCE_DATE_EPOCH: String(epoch) },
 });
-step(`Debian package ${relative(ROOT, deb)}`);
+step(`Debian package ${basename(deb)}`);
 
 // ---- 5. the tarball ----------------------------------------------------------------
 // Files only (no directory entries), relative to /, so that extracting it at
@@ -236,7 +234,7 @@ step(`Debian package ${relative(ROOT, deb)}`);
 const tarRoot = join(WORK, 'tar');
 const tarFiles = tree('usr/lib/systemd/system');
 await stage(tarRoot, tarFiles);
-const tarball = join(OUT, `addrmap-${VERSION}-linux-${ARCH.node}.tar.gz`);
+const tarball = join(WORK, `addrmap-${VERSION}-linux-${ARCH.node}.tar.gz`);
 const plainTar = join(WORK, 'addrmap.tar');
 await run('tar', [
   '--create',
@@ -251,22 +249,26 @@ await run('tar', [
   ...tarFiles.map(([p]) => p).sort(),
 ]);
 await pipeline(createReadStream(plainTar), createGzip({ level: zlibConstants.Z_BEST_COMPRESSION }), createWriteStream(tarball));
-step(`tarball ${relative(ROOT, tarball)}`);
+step(`tarball ${basename(tarball)}`);
 
-// ---- 6. checksums and sizes ----------------------------------------------------------
-const artifacts = [join(OUT, 'addrmap'), deb, tarball];
+// ---- 6. checksums and sizes; into out/ --------------------------------------------------
+// Each file is renamed into place, so out/ never holds a half-written artifact.
+const built = [exe, deb, tarball];
 const lines = [];
-for (const a of artifacts) {
+for (const a of built) {
   const h = createHash('sha256');
   await pipeline(createReadStream(a), h);
-  lines.push(`${h.digest('hex')}  ${relative(OUT, a)}`);
+  lines.push(`${h.digest('hex')}  ${basename(a)}`);
 }
-await writeFile(join(OUT, 'SHA256SUMS'), lines.join('\n') + '\n');
-const sizes = Object.fromEntries(await Promise.all(artifacts.map(async (a) => [relative(OUT, a), (await stat(a)).size])));
+await writeFile(join(WORK, 'SHA256SUMS'), lines.join('\n') + '\n');
+const sizes = Object.fromEntries(await Promise.all(built.map(async (a) => [basename(a), (await stat(a)).size])));
+for (const a of [...built, join(WORK, 'SHA256SUMS')]) await rename(a, join(OUT, basename(a)));
+const artifacts = built.map((a) => join(OUT, basename(a)));
 await writeFile(
-  join(OUT, 'BUILD-INFO.json'),
+  join(WORK, 'BUILD-INFO.json'),
   JSON.stringify({ version: VERSION, node: nodeVersion, arch: ARCH, stripped, inputs, sizes, installedBytes: installedKiB * 1024 }, null, 2) + '\n',
 );
+await rename(join(WORK, 'BUILD-INFO.json'), join(OUT, 'BUILD-INFO.json'));
 await rm(WORK, { recursive: true, force: true });
 
 const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;

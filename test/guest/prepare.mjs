@@ -14,7 +14,8 @@
 // and timings. Run it alone to warm the caches: node test/guest/prepare.mjs
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,6 +65,23 @@ const packageSecs = secs(t);
 const deb = `addrmap_${info.version}_${info.arch.deb}.deb`;
 const tarball = `addrmap-${info.version}-linux-${info.arch.node}.tar.gz`;
 
+// The tests use a snapshot of the artifacts that never changes: out/ itself
+// may be rebuilt while tests run (another test file preparing after a source
+// change in the working tree).
+const ART = join(OUT, 'guest-artifacts', info.inputs.slice(0, 16));
+if (!existsSync(join(ART, 'BUILD-INFO.json'))) {
+  const tmp = `${ART}.tmp-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  for (const f of ['addrmap', deb, tarball, 'SHA256SUMS', 'BUILD-INFO.json']) await copyFile(join(OUT, f), join(tmp, f));
+  await rm(ART, { recursive: true, force: true });
+  await rename(tmp, ART);
+}
+// Keep this snapshot and the one before (a test file may still use it).
+const snapshots = await readdir(join(OUT, 'guest-artifacts'), { withFileTypes: true });
+const dated = await Promise.all(snapshots.filter((d) => d.isDirectory()).map(async (d) => ({ dir: join(OUT, 'guest-artifacts', d.name), mtime: (await stat(join(OUT, 'guest-artifacts', d.name))).mtimeMs })));
+for (const { dir } of dated.sort((a, b) => b.mtime - a.mtime).slice(2)) if (dir !== ART) await rm(dir, { recursive: true, force: true });
+
 // 3. Base images.
 t = Date.now();
 const baseOut = await run('bash', [join(HERE, 'base-image.sh')], { echo: true });
@@ -74,7 +92,7 @@ const baseSecs = secs(t);
 
 // 4. Guest images.
 t = Date.now();
-const sums = await readFile(join(OUT, 'SHA256SUMS'), 'utf8');
+const sums = await readFile(join(ART, 'SHA256SUMS'), 'utf8');
 const fixtures = ['app', 'app.service', 'app.openrc', 'app.runit', 'guest-boot', 'platform-cmdline.conf'];
 const fixtureText = (await Promise.all(fixtures.map((f) => readFile(join(HERE, 'fixtures', f), 'utf8')))).join('\0');
 
@@ -135,8 +153,8 @@ const build = async (kind, dockerfile) => {
   say(`building ${tag}`);
   const ctx = await mkdtemp(join(tmpdir(), `addrmap-${kind}-`));
   try {
-    if (kind === 'deb') await copyFile(join(OUT, deb), join(ctx, deb));
-    if (kind === 'noinit') await copyFile(join(OUT, tarball), join(ctx, tarball));
+    if (kind === 'deb') await copyFile(join(ART, deb), join(ctx, deb));
+    if (kind === 'noinit') await copyFile(join(ART, tarball), join(ctx, tarball));
     for (const f of fixtures) await copyFile(join(HERE, 'fixtures', f), join(ctx, f));
     await writeFile(join(ctx, 'Dockerfile'), dockerfile);
     // The classic builder: FROM uses the local image and never pulls.
@@ -155,13 +173,12 @@ for (const kind of ['openrc', 'runit', 'noinit', 'deb']) {
 }
 const imagesSecs = secs(t);
 
-await mkdir(OUT, { recursive: true });
 process.stdout.write(
   JSON.stringify({
     base,
     init,
     ...images,
-    artifacts: { dir: OUT, deb, tarball, exe: 'addrmap', sizes: info.sizes, installedBytes: info.installedBytes },
+    artifacts: { dir: ART, deb, tarball, exe: 'addrmap', sizes: info.sizes, installedBytes: info.installedBytes },
     timings: { packaged, packageSecs, baseSecs, imagesSecs, totalSecs: secs(t0) },
   }) + '\n',
 );
