@@ -141,6 +141,20 @@ describe('no-init guest: the standalone executable from the tarball, addrmap-ent
     await waitForPeer(guest, 'peer3', pushed);
   }, 2 * MIN);
 
+  it('reaps orphaned processes as PID 1', async () => {
+    // A process whose parent exits is handed to PID 1; it must not stay a zombie when it ends.
+    await mustExec(guest, ['sh', '-c', 'sleep 0.5 & exit 0']);
+    const ps = await eventually(
+      'the orphan ended and reaped (no zombie left)',
+      async () => {
+        const now = await mustExec(guest, ['ps', '-e', '-o', 'stat=,args=']);
+        return !/sleep 0\.5|<defunct>/.test(now) && now;
+      },
+      5000,
+    );
+    expect(ps).not.toMatch(/^\s*Z/m);
+  }, MIN);
+
   it('forwards signals to the application and exits with its status', async () => {
     const appPid = sinceLastStart(await appLog(guest))[0]!.pid;
     let t = Date.now();

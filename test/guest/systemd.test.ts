@@ -190,7 +190,7 @@ describe('systemd guest: the .deb, systemd as PID 1, flag on the kernel command 
     expect(overall?.[2]).toMatch(/^(SAFE|OK)$/);
   }, MIN);
 
-  it('removing the package stops the agent and leaves no table or route behind; purge removes its files; reinstalling starts it again', async () => {
+  it('removing the package stops the agent and leaves no table or route behind; purge removes its files; installing starts it; an upgrade causes no gap', async () => {
     await pushMappings(guest, 4, [
       [lab.addr(STALE), lab.addr(NEWER)],
       [lab.offNet(STALE), lab.addr(NEWER)],
@@ -226,5 +226,21 @@ describe('systemd guest: the .deb, systemd as PID 1, flag on the kernel command 
     const pushed = Date.now();
     await pushMappings(guest, 1, [[lab.addr(STALE), lab.addr(NEWER)]]);
     await waitForPeer(guest, 'peer3', pushed);
+
+    // Installing over the installed package (what an upgrade does) restarts the
+    // agent, which adopts the table: the application sees no gap.
+    const before = await unitProps(guest, 'addrmap.service', ['MainPID']);
+    const table = await addrmapTable(guest);
+    const upgrading = Date.now();
+    const upgrade = await exec(guest, ['dpkg', '--install', `/tmp/${images.artifacts.deb}`]);
+    expect(upgrade.code, upgrade.stderr).toBe(0);
+    const after = await eventually('addrmap restarted', async () => {
+      const p = await unitProps(guest, 'addrmap.service', ['MainPID', 'ActiveState']);
+      return p.ActiveState === 'active' && p.MainPID !== before.MainPID && p.MainPID !== '0' && p;
+    });
+    expect(after.MainPID).not.toBe(before.MainPID);
+    await waitForPeer(guest, 'peer3', Date.now());
+    expect((await appLog(guest)).filter((e) => e.t > upgrading && e.kind === 'fail')).toEqual([]);
+    expect(await addrmapTable(guest)).toBe(table);
   }, 3 * MIN);
 });
