@@ -6,7 +6,7 @@
 // are removed; the next packet then creates a fresh, translated entry.
 import { execFile, CommandNotFoundError } from './exec.js';
 import type { IpFamily } from './address.js';
-import { addressToBig, bigToAddress, hostMask, normalizeIp } from './address.js';
+import { addressToBig, bigToAddress, normalizeIp, samePrefix, withPrefix } from './address.js';
 
 export interface StaleTarget {
   family: IpFamily;
@@ -85,14 +85,13 @@ export class ConntrackTool implements Conntrack {
           .filter((t) => t.length !== undefined)
           .map((t) => ({ net: addressToBig(family, t.from), to: addressToBig(family, t.to), length: t.length! }))
           .sort((a, b) => b.length - a.length);
-        const bits = BigInt(family === 6 ? 128 : 32);
         // Where the current mappings send this destination; undefined: not one of the changed ones.
         const targetOf = (dst: string): string | undefined => {
           const single = want.get(dst);
           if (single !== undefined || !nets.length) return single;
           const v = addressToBig(family, dst);
-          const n = nets.find((x) => v >> (bits - BigInt(x.length)) === x.net >> (bits - BigInt(x.length)));
-          return n ? bigToAddress(family, n.to | (v & hostMask(family, n.length))) : undefined;
+          const n = nets.find((x) => samePrefix(family, x.length, v, x.net));
+          return n ? bigToAddress(family, withPrefix(family, n.length, n.to, v)) : undefined;
         };
         const fam = family === 4 ? 'ipv4' : 'ipv6';
         // One dump per family, filtered here: a process per mapping would not

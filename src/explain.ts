@@ -1,7 +1,7 @@
 // `addrmap explain ADDRESS`: whether and why traffic to an address is
 // translated, in terms support can check: which entries of the mapping file,
 // which generation, how the chain resolved, and what the kernel holds.
-import { addressToBig, bigToAddress, hostMask, normalizeIp, type IpFamily } from './address.js';
+import { addressToBig, bigToAddress, normalizeIp, samePrefix, withPrefix, type IpFamily } from './address.js';
 import type { AppliedState } from './state-file.js';
 
 export interface Explanation {
@@ -102,15 +102,14 @@ function toNet(m: { from: string; to: string }): Net {
   const toNet = m.to.split('/')[0]!;
   const family: IpFamily = fromNet.includes(':') ? 6 : 4;
   const length = Number(len);
-  const shift = BigInt((family === 6 ? 128 : 32) - length);
   const net = addressToBig(family, fromNet);
   const target = addressToBig(family, toNet);
   const fam = (a: string): IpFamily => (a.includes(':') ? 6 : 4);
   return {
     text: `${m.from} -> ${m.to}`,
     length,
-    contains: (a) => fam(a) === family && addressToBig(family, a) >> shift === net >> shift,
-    translate: (a) => bigToAddress(family, target | (addressToBig(family, a) & hostMask(family, length))),
+    contains: (a) => fam(a) === family && samePrefix(family, length, addressToBig(family, a), net),
+    translate: (a) => bigToAddress(family, withPrefix(family, length, target, addressToBig(family, a))),
   };
 }
 

@@ -12,7 +12,7 @@ import { routeKey, type Routes, type RouteSpec } from './routes.js';
 import { sameVia, type Via } from './route-table.js';
 import type { Conntrack } from './conntrack.js';
 import type { SelfAddresses } from './self-addresses.js';
-import { addressToBig, normalizeIp, type IpFamily } from './address.js';
+import { addressToBig, normalizeIp, samePrefix, type IpFamily } from './address.js';
 
 export interface SyncResult {
   kind: Plan['kind'];
@@ -84,10 +84,9 @@ export class Reconciler {
       for (const family of [4, 6] as const) {
         const nets = changedPrefixes.filter((c) => c.family === family);
         if (!nets.length) continue;
-        const bits = BigInt(family === 6 ? 128 : 32);
         for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) {
           const v = addressToBig(family, from);
-          if (nets.some((n) => v >> (bits - BigInt(n.length!)) === addressToBig(family, n.from) >> (bits - BigInt(n.length!)))) changed.push({ family, from, to });
+          if (nets.some((n) => samePrefix(family, n.length!, v, addressToBig(family, n.from)))) changed.push({ family, from, to });
         }
       }
     }

@@ -4,7 +4,7 @@
 // an address inside a mapped prefix moves with it, a single-address mapping
 // is more specific than any prefix (longest match), and a prefix whose target
 // was itself evacuated resolves to the final prefix.
-import { addressToBig, bigToAddress, hostMask, type IpFamily } from './address.js';
+import { addressToBig, bigToAddress, samePrefix, withPrefix, type IpFamily } from './address.js';
 import type { Mapping } from './mapping-file.js';
 import { MappingFileError } from './mapping-file.js';
 
@@ -47,8 +47,7 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
   // Longest first: the first containing prefix is the longest match.
   nets.sort((a, b) => b.length - a.length);
   const entryOf = (m: Mapping) => `mappings[${m.index}]`;
-  const bits = (f: IpFamily) => (f === 6 ? 128 : 32);
-  const within = (family: IpFamily, value: bigint, n: Net) => n.m.family === family && value >> BigInt(bits(family) - n.length) === n.net >> BigInt(bits(family) - n.length);
+  const within = (family: IpFamily, value: bigint, n: Net) => n.m.family === family && samePrefix(family, n.length, value, n.net);
 
   /** One DNAT step for an address: its own mapping, else the longest prefix holding it. */
   const step = (family: IpFamily, addr: string): string | null => {
@@ -57,7 +56,7 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
     if (!nets.length) return null;
     const v = addressToBig(family, addr);
     const n = nets.find((x) => within(family, v, x));
-    return n ? bigToAddress(family, n.to | (v & hostMask(family, n.length))) : null;
+    return n ? bigToAddress(family, withPrefix(family, n.length, n.to, v)) : null;
   };
 
   const resolved = new Map<string, string>();
@@ -96,7 +95,6 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
 
   for (const n of nets) {
     const { family } = n.m;
-    const shift = BigInt(bits(family) - n.length);
     // Follow the target prefix while a prefix at least as wide covers it whole.
     let target = n.to;
     const seen = new Set<bigint>([n.net]);
@@ -104,7 +102,7 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
     for (;;) {
       const cover = nets.find((x) => x.length <= n.length && within(family, target, x));
       if (!cover) break;
-      target = cover.to | (target & hostMask(family, cover.length));
+      target = withPrefix(family, cover.length, cover.to, target);
       if (seen.has(target)) {
         throw new MappingFileError(entryOf(n.m), `prefix mappings form a cycle: ${[n.net, ...path].map((v) => `${bigToAddress(family, v)}/${n.length}`).join(' -> ')}`);
       }
@@ -114,7 +112,7 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
     // A narrower prefix mapping inside a target would split this one; that is
     // not expressible as one prefix rule, so it is refused with what to do.
     for (const t of path) {
-      const inner = nets.find((x) => x.length > n.length && x.m.family === family && x.net >> shift === t >> shift);
+      const inner = nets.find((x) => x.length > n.length && x.m.family === family && samePrefix(family, n.length, x.net, t));
       if (inner) {
         throw new MappingFileError(
           entryOf(n.m),
@@ -130,8 +128,8 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
       for (const s of singles.values()) {
         if (s.family !== family) continue;
         const v = addressToBig(family, s.from);
-        if (v >> shift !== t >> shift) continue;
-        const mine = bigToAddress(family, n.net | (v & hostMask(family, n.length)));
+        if (!samePrefix(family, n.length, v, t)) continue;
+        const mine = bigToAddress(family, withPrefix(family, n.length, n.net, v));
         if (singles.has(mine) || (family === 4 ? out.v4 : out.v6).has(mine)) continue;
         put(family, mine, finalOf(family, s.from, entryOf(s)));
       }
