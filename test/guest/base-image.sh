@@ -157,5 +157,11 @@ done
 
 import "$dir/base.tar" "$BASE"
 import "$dir/init.tar" "$INIT"
+# Images of older recipes too (those still in use by a container stay).
+for repo in addrmap-guest-base addrmap-guest-init; do
+  docker image ls "$repo" --format '{{.Repository}}:{{.Tag}}' | while read -r old; do
+    [ "$old" = "$BASE" ] || [ "$old" = "$INIT" ] || docker image rm "$old" >/dev/null 2>&1 || :
+  done
+done
 log "images ready after $((SECONDS - start)) s"
 done_

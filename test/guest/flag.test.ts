@@ -3,9 +3,10 @@
 // at run time, both ways, without a restart; overridden by the environment
 // (/etc/default/addrmap) and by the kernel command line at boot.
 import type { StartedTestContainer } from 'testcontainers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   GuestLab,
+  guestSetup,
   PORT,
   addrmapRoutes,
   addrmapTable,
@@ -32,10 +33,10 @@ let images: GuestImages;
 let lab: GuestLab;
 let guest: StartedTestContainer;
 
-beforeAll(async () => {
+guestSetup(async () => {
   images = await prepareGuestImages();
   lab = await GuestLab.create('flag');
-}, 20 * MIN);
+});
 
 afterAll(async () => {
   await lab?.destroy();

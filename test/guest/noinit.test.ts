@@ -2,9 +2,10 @@
 // addrmap-entrypoint as the image's entrypoint and the application as its
 // command (a container image booted as a VM whose init runs the entrypoint).
 import type { StartedTestContainer } from 'testcontainers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   GuestLab,
+  guestSetup,
   PORT,
   addrmapTable,
   appLog,
@@ -35,10 +36,10 @@ let lab: GuestLab;
 let guest: StartedTestContainer;
 let peer: StartedTestContainer;
 
-beforeAll(async () => {
+guestSetup(async () => {
   images = await prepareGuestImages();
   lab = await GuestLab.create('noinit');
-}, 20 * MIN);
+});
 
 afterAll(async () => {
   await lab?.destroy();

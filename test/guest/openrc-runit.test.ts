@@ -4,9 +4,10 @@
 // In both, the application's service waits for addrmap, and the mapping is in
 // place before its first connection.
 import type { StartedTestContainer } from 'testcontainers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   GuestLab,
+  guestSetup,
   PORT,
   addrmapTable,
   appLog,
@@ -31,12 +32,12 @@ const NEWER = 0x12;
 let images: GuestImages;
 let lab: GuestLab;
 
-beforeAll(async () => {
+guestSetup(async () => {
   images = await prepareGuestImages();
   lab = await GuestLab.create('openrc-runit');
   // The peer has migrated twice already; the guests boot with the mapping.
   await lab.peer(images.base, 'peer', NEWER);
-}, 20 * MIN);
+});
 
 afterAll(async () => {
   await lab?.destroy();

@@ -5,9 +5,10 @@ import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StartedTestContainer } from 'testcontainers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   GuestLab,
+  guestSetup,
   ROOT,
   addrmapTable,
   exec,
@@ -24,11 +25,11 @@ let lab: GuestLab;
 let version: string;
 const art = (name: string) => join(images.artifacts.dir, name);
 
-beforeAll(async () => {
+guestSetup(async () => {
   images = await prepareGuestImages();
   lab = await GuestLab.create('package');
   version = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version;
-}, 20 * MIN);
+});
 
 afterAll(async () => {
   await lab?.destroy();

@@ -4,9 +4,10 @@
 // plane pushes the mapping each time, the guest reboots, and finally the
 // package is removed and installed again.
 import type { StartedTestContainer } from 'testcontainers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   GuestLab,
+  guestSetup,
   PORT,
   addrmapRoutes,
   addrmapTable,
@@ -37,10 +38,10 @@ let lab: GuestLab;
 let guest: StartedTestContainer;
 let peer: StartedTestContainer;
 
-beforeAll(async () => {
+guestSetup(async () => {
   images = await prepareGuestImages();
   lab = await GuestLab.create('systemd');
-}, 20 * MIN);
+});
 
 afterAll(async () => {
   await lab?.destroy();

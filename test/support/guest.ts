@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
+import { beforeAll, beforeEach } from 'vitest';
 import type { HostConfig } from 'dockerode';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -54,6 +55,25 @@ export async function mustHost(cmd: string, args: string[]): Promise<string> {
   const r = await host(cmd, args);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${r.code}: ${r.stderr}${r.stdout}`);
   return r.stdout;
+}
+
+/**
+ * A guest test file's one-time setup. When it fails (no Docker, an image that
+ * cannot be built), every test of the file fails with that error: none is
+ * skipped.
+ */
+export function guestSetup(setup: () => Promise<void>, timeoutMs = 20 * 60_000): void {
+  let failure: unknown = null;
+  beforeAll(async () => {
+    try {
+      await setup();
+    } catch (e) {
+      failure = e;
+    }
+  }, timeoutMs);
+  beforeEach(() => {
+    if (failure) throw failure;
+  });
 }
 
 let prepared: Promise<GuestImages> | null = null;
