@@ -221,10 +221,17 @@ export class Lab {
     return (await this.exec(this.guest, 'nft', ['list', 'ruleset'])).stdout.replace(/packets \d+ bytes \d+/g, 'packets - bytes -');
   }
 
+  /**
+   * The guest's routes, every table but the local one (whose link-local
+   * entries come and go with address configuration, not with addrmap).
+   */
   async routes(): Promise<string> {
     const r6 = await execFile('ip', ['-n', this.guest, '-6', 'route', 'show', 'table', 'all']);
     const r4 = await execFile('ip', ['-n', this.guest, '-4', 'route', 'show', 'table', 'all']);
-    return r6.stdout + r4.stdout;
+    return (r6.stdout + r4.stdout)
+      .split('\n')
+      .filter((l) => !l.includes('table local'))
+      .join('\n');
   }
 
   async destroy(): Promise<void> {
