@@ -190,6 +190,36 @@ describe('no-init guest: the standalone executable from the tarball, addrmap-ent
     expect(state.exitCode).toBe(5);
   }, 2 * MIN);
 
+  it('an application without signal handlers is ended by a forwarded SIGINT (128+2)', async () => {
+    // A shell leaves SIGINT ignored in background processes; the entrypoint restores the default.
+    const sleeper = await lab.guest('sleeper', { image: images.noinit, host: 5, privileges: 'net', env: { ADDRMAP_ENABLED: '0' }, command: ['sleep', '600'] });
+    await eventually('the application running', async () => (await exec(sleeper, ['pgrep', '-x', 'sleep'])).code === 0);
+    await mustHost('docker', ['kill', '--signal', 'INT', sleeper.getId()]);
+    const state = await eventually('the guest exiting', async () => {
+      const s = await containerState(sleeper);
+      return !s.running && s;
+    });
+    expect(state.exitCode).toBe(130);
+  }, 2 * MIN);
+
+  it('with ADDRMAP_REQUIRED=1, a refused mapping file keeps the application from starting', async () => {
+    const strict = await lab.guest('strict', {
+      image: images.noinit,
+      host: 6,
+      privileges: 'net',
+      env: { ADDRMAP_ENABLED: '1', ADDRMAP_REQUIRED: '1' },
+      files: { '/etc/addrmap/mappings.json': '{"version": 1, "generation": 1, "mappings": [{"from": "fdaa::1", "to": "fdaa::zz"}]}' },
+      // Had the application run, the guest would exit with 5.
+      command: ['sh', '-c', 'exit 5'],
+    });
+    const state = await eventually('the guest exiting', async () => {
+      const s = await containerState(strict);
+      return !s.running && s;
+    });
+    // apply's "refused" status.
+    expect(state.exitCode).toBe(3);
+  }, 2 * MIN);
+
   it('reads the flag from the kernel command line (/proc/cmdline) when the platform sets it there', async () => {
     const cmdlineGuest = await lab.guest('cmdline', {
       image: images.noinit,
