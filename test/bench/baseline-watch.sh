@@ -3,9 +3,9 @@
 # would write to apply the mapping file with nftables. It loads the same
 # table as addrmap (ruleset.nft beside this script), then on every rename
 # into place (or close after writing) of the mapping file turns the whole
-# file into one nft script (flush both maps, add every element; jq does the
-# JSON) and loads it with `nft -f`, which the kernel commits as one
-# transaction. It does no validation, no chain resolution, no host routes and
+# file into one nft script (flush both maps, add every element, one per line;
+# jq does the JSON) and loads it with `nft -f`, which the kernel commits as
+# one transaction. It does no validation, no chain resolution, no host routes and
 # no conntrack cleanup.
 # Usage: baseline-watch.sh /path/to/mappings.json
 # Prints "watching" once the watch is set up, then "applied GENERATION" (or
@@ -24,8 +24,8 @@ apply() {
     "# generation \(.generation)",
     "flush map inet addrmap dnat4",
     "flush map inet addrmap dnat6",
-    ([.mappings[] | select(.from | contains(":") | not) | "\(.from) : \(.to)"] | select(length > 0) | "add element inet addrmap dnat4 { \(join(", ")) }"),
-    ([.mappings[] | select(.from | contains(":")) | "\(.from) : \(.to)"] | select(length > 0) | "add element inet addrmap dnat6 { \(join(", ")) }")
+    ([.mappings[] | select(.from | contains(":") | not)] | select(length > 0) | "add element inet addrmap dnat4 {", (.[] | "\t\(.from) : \(.to),"), "}"),
+    ([.mappings[] | select(.from | contains(":"))] | select(length > 0) | "add element inet addrmap dnat6 {", (.[] | "\t\(.from) : \(.to),"), "}")
   ' "$file" > "$script" || { echo failed; return; }
   nft -f "$script" || { echo failed; return; }
   read -r _ _ generation < "$script"

@@ -423,6 +423,35 @@ export function descendants(pid) {
   return out;
 }
 
+/** CPU time (ms) used so far by a process and its living descendants. */
+export function cpuMs(pid) {
+  let ticks = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]); // utime, stime
+    } catch {}
+  }
+  return ticks * 10; // USER_HZ is 100 on Linux
+}
+
+/**
+ * Waits until a process (with its children) has gone quiet: under maxCpuMs of
+ * CPU in a window of windowMs. Resolves with how long that took.
+ */
+export async function waitQuiet(pid, { windowMs = 1000, maxCpuMs = 30, timeoutMs = 300_000 } = {}) {
+  const t0 = nowMs();
+  let last = cpuMs(pid);
+  for (;;) {
+    await sleep(windowMs);
+    const now = cpuMs(pid);
+    if (now - last <= maxCpuMs) return nowMs() - t0 - windowMs;
+    if (nowMs() - t0 > timeoutMs) throw new Error(`process ${pid} still busy after ${timeoutMs} ms`);
+    last = now;
+  }
+}
+
 // ---- statistics ----------------------------------------------------------------
 
 export function quantile(xs, q) {

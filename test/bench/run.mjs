@@ -14,14 +14,31 @@
 // quick.json for --quick) and a Markdown table beside it.
 import { parseArgs } from 'node:util';
 import { cpus, totalmem, loadavg, hostname } from 'node:os';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, writeFile, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { spawn } from 'node:child_process';
 import {
   ADDR, ADDRMAP, BENCH, NODE, ROOT, SEA, Driver, Lab, LineProc, baseEntries, baseMapping, cleanupAll, descendants, installCleanup, mappingText, median, must,
-  nowMs, probeAddress, pushFile, quantile, readStatus, removeStaleNamespaces, round, run, scratchDir, shuffle, sleep, stage, startAgent, startBaseline,
+  nowMs, probeAddress, pushFile, quantile, readStatus, removeStaleNamespaces, round, run, scratchDir, shuffle, sleep, stage, startAgent, startBaseline, waitQuiet,
 } from './lib.mjs';
+
+// Every figure is for the runtime the project pins (the devDependency `node`),
+// whatever `node` started this script.
+{
+  const pinned = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).devDependencies?.node;
+  const pinnedBin = join(ROOT, 'node_modules/.bin/node');
+  if (pinned && process.version !== `v${pinned}`) {
+    if (process.env.ADDRMAP_BENCH_REEXEC || !existsSync(pinnedBin)) {
+      process.stderr.write(`bench: needs the pinned Node ${pinned} (node_modules/.bin/node; run npm ci), not ${process.version}\n`);
+      process.exit(1);
+    }
+    const child = spawn(pinnedBin, [process.argv[1], ...process.argv.slice(2)], { stdio: 'inherit', env: { ...process.env, ADDRMAP_BENCH_REEXEC: '1' } });
+    for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
+    child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 : 1)));
+    await new Promise(() => {});
+  }
+}
 
 const { values: opts } = parseArgs({
   options: {
@@ -30,6 +47,8 @@ const { values: opts } = parseArgs({
     only: { type: 'string' },
     'no-setup': { type: 'boolean', default: false },
     'no-build': { type: 'boolean', default: false },
+    set: { type: 'string', multiple: true, default: [] },
+    modes: { type: 'string' },
   },
 });
 const QUICK = opts.quick;
@@ -41,17 +60,26 @@ const CONFIG = QUICK
       scale: { fullApplySize: 10000, fullApplyReps: 2 },
       cold: { mappings: 1000, reps: 3 },
       memory: { sizes: [0, 10000], reps: 1, idleSeconds: 6 },
-      data: { reps: 1, seconds: 1, concurrency: 4, mappings: 100 },
+      data: { reps: 1, seconds: 1, concurrency: 4, mappings: 100, metrics: ['tput', 'crr', 'udp'] },
     }
   : {
       mode: 'full',
-      push: { sizes: [10, 1000, 10000, 100000], trials: { 10: 100, 1000: 100, 10000: 60, 100000: 25 } },
+      push: { sizes: [10, 1000, 10000, 100000], trials: { 10: 60, 1000: 60, 10000: 60, 100000: 20 } },
       scale: { fullApplySize: 100000, fullApplyReps: 5 },
       cold: { mappings: 1000, reps: 15 },
       // 40 s: past the first usage sample (every 30 s), which lists the whole table.
       memory: { sizes: [0, 10000, 100000], reps: 3, idleSeconds: 40 },
-      data: { reps: 5, seconds: 5, concurrency: 4, mappings: 1000 },
+      data: { reps: 7, seconds: 3, concurrency: 4, mappings: 1000, metrics: ['tput', 'crr', 'udp'] },
     };
+
+// --set data.reps=9 --set push.sizes=[10,1000]: override any setting (values are JSON).
+for (const kv of opts.set) {
+  const [path, value] = kv.split('=');
+  const keys = path.split('.');
+  let o = CONFIG;
+  for (const k of keys.slice(0, -1)) o = o[k];
+  o[keys.at(-1)] = JSON.parse(value);
+}
 
 const SECTIONS = ['push', 'scale', 'cold', 'memory', 'data'];
 const only = opts.only ? opts.only.split(',').map((s) => s.trim()) : SECTIONS;
@@ -71,7 +99,12 @@ const details = {};
  * (lower is better), ratioMin (higher is better), valueMax (an absolute bound).
  */
 function figure(f) {
-  const ratio = Number.isFinite(f.value) && Number.isFinite(f.baseline) && f.baseline !== 0 ? f.value / f.baseline : null;
+  const ofMedians = Number.isFinite(f.value) && Number.isFinite(f.baseline) && f.baseline !== 0 ? f.value / f.baseline : null;
+  // Paired: the median of per-repetition ratios, each repetition measuring
+  // both sides back to back, which cancels slow drifts of the machine's load.
+  const ratio = f.paired ? (Number.isFinite(f.paired) ? f.paired : null) : ofMedians;
+  if (f.paired) f = { ...f, ratioKind: 'paired', ratioOfMedians: round(ofMedians, 3) };
+  delete f.paired;
   let met = null;
   if (f.target) {
     met = ratio !== null;
@@ -124,11 +157,24 @@ async function pushAtSize(size, trials, withAddElement) {
     const t1 = nowMs();
     await pushFile(B.paths.mappings, mappingText(1, entries));
     await script.waitFor((l) => l === 'applied 1', 600_000, { past: true });
-    details[`push.initial.${size}`] = { addrmapMs: round(initA.t - t0), addrmapPassMs: initA.v.durationMs, baselineMs: round(nowMs() - t1) };
+    const baselineMs = nowMs() - t1;
+    // Measure the steady state: after a full apply the agent may stay busy
+    // (drift checks of its own rebuild's echoes); wait until it is idle, and
+    // record how long that took.
+    const quietMs = await waitQuiet(agent.pid, { timeoutMs: 600_000 });
+    details[`push.initial.${size}`] = {
+      addrmapMs: round(initA.t - t0),
+      addrmapPassMs: initA.v.durationMs,
+      baselineMs: round(baselineMs),
+      addrmapBusyAfterMs: round(nowMs() - initA.t),
+      addrmapQuietAfterMs: round(quietMs),
+      driftDetectedEvents: agent.lines.filter((l) => l.v?.event === 'drift_detected').length,
+    };
+    const driftBefore = details[`push.initial.${size}`].driftDetectedEvents;
     const dA = new Driver(A);
     const dB = new Driver(B);
     const settle = 100 + Math.round(size / 250);
-    await sleep(settle * 3);
+    await sleep(settle);
     for (let k = 1; k <= trials; k++) {
       const gen = k + 1;
       const P = probeAddress(k);
@@ -149,6 +195,11 @@ async function pushAtSize(size, trials, withAddElement) {
             const done = await agent.waitFor(applied(gen), 600_000, { past: true });
             s.addrmapPass.push(done.v.durationMs);
             s.addrmapDone.push(done.t - r.t0);
+            // Pushes are minutes apart in production: let the agent finish
+            // everything a push causes (its file poll notices the rename
+            // within a second and runs one more pass) before the next one.
+            await sleep(Math.max(0, 1100 - (nowMs() - done.t)));
+            await waitQuiet(agent.pid, { windowMs: 200, maxCpuMs: 10 });
           } else {
             const done = await script.waitFor((l) => l === `applied ${gen}` || l === 'failed', 600_000, { past: true });
             if (done.v === 'failed') throw new Error(`baseline script failed: ${script.stderr.slice(-1000)}`);
@@ -158,6 +209,7 @@ async function pushAtSize(size, trials, withAddElement) {
         await sleep(settle);
       }
     }
+    const driftDuring = agent.lines.filter((l) => l.v?.event === 'drift_detected').length - driftBefore;
     const bad = agent.lines.filter((l) => ['refused', 'apply_failed', 'pass_error', 'degraded'].includes(l.v?.event));
     if (bad.length) throw new Error(`addrmap reported problems: ${JSON.stringify(bad.slice(0, 3).map((l) => l.v))}`);
     const passes = agent.lines.filter((l) => l.v?.event === 'applied' || l.v?.event === 'unchanged').length;
@@ -170,6 +222,7 @@ async function pushAtSize(size, trials, withAddElement) {
       probeAttempts: summary(s.attempts),
       addrmapPasses: passes,
       pushes: trials + 1,
+      driftDetectedDuringTrials: driftDuring,
       ...(withAddElement ? { nftAddElement: summary(s.nftAdd), nftAddElementExitMs: summary(s.nftAddExit) } : {}),
     };
     return s;
@@ -314,58 +367,65 @@ async function coldSection() {
 
 async function memorySection() {
   const { sizes, reps, idleSeconds } = CONFIG.memory;
-  log(`memory: idle RSS of addrmap watch with ${sizes.join(', ')} mappings vs an idle node, ${reps} reps, ${idleSeconds} s idle`);
+  log(`memory: idle RSS of addrmap watch with ${sizes.join(', ')} mappings vs an idle node, ${reps} reps of ${idleSeconds} s idle`);
   const runs = [];
-  const labs = [];
-  try {
-    // All at once (they are idle); bare node processes beside them.
-    for (let rep = 0; rep < reps; rep++) {
-      for (const size of [...sizes, 'node']) {
-        const lab = await Lab.create();
-        labs.push(lab);
-        runs.push({ size, lab });
-      }
-    }
-    await Promise.all(
-      runs.map(async (r) => {
-        if (r.size === 'node') {
-          r.proc = new LineProc(r.lab.spawnIn(r.lab.guest, NODE, ['-e', 'setInterval(() => {}, 1 << 30); console.log("ready")']), 'idle node');
-          await r.proc.waitFor((l) => l === 'ready', 30_000);
-        } else {
-          await r.lab.prepareAddrmap();
-          await pushFile(r.lab.paths.mappings, mappingText(1, baseEntries(r.size)));
-          r.proc = await startAgent(r.lab);
-          await r.proc.waitFor(applied(1), 600_000, { past: true });
+  // One agent of each size and a bare node at a time (they idle side by side), reps one after another.
+  for (let rep = 0; rep < reps; rep++) {
+    const batch = [];
+    try {
+      for (const size of [...sizes, 'node']) batch.push({ size, lab: await Lab.create() });
+      await Promise.all(
+        batch.map(async (r) => {
+          if (r.size === 'node') {
+            r.proc = new LineProc(r.lab.spawnIn(r.lab.guest, NODE, ['-e', 'setInterval(() => {}, 1 << 30); console.log("ready")']), 'idle node');
+            await r.proc.waitFor((l) => l === 'ready', 30_000);
+          } else {
+            await r.lab.prepareAddrmap();
+            await pushFile(r.lab.paths.mappings, mappingText(1, baseEntries(r.size)));
+            r.proc = await startAgent(r.lab);
+            const done = await r.proc.waitFor(applied(1), 600_000, { past: true });
+            // Idle means idle: after the start-up apply settles.
+            await waitQuiet(r.proc.pid, { timeoutMs: 600_000 });
+            r.settledMs = nowMs() - done.t;
+          }
+          r.samples = [];
+        }),
+      );
+      const t0 = nowMs();
+      while (nowMs() - t0 < idleSeconds * 1000) {
+        for (const r of batch) {
+          const self = readStatus(r.proc.pid);
+          const tree = [r.proc.pid, ...descendants(r.proc.pid)].map((p) => readStatus(p)?.rssKiB ?? 0).reduce((a, b) => a + b, 0);
+          if (self) r.samples.push({ t: round((nowMs() - t0) / 1000, 1), rss: self.rssKiB / 1024, hwm: self.hwmKiB / 1024, tree: tree / 1024 });
         }
-        r.samples = [];
-      }),
-    );
-    const end = nowMs() + idleSeconds * 1000;
-    while (nowMs() < end) {
-      for (const r of runs) {
-        const self = readStatus(r.proc.pid);
-        const tree = [r.proc.pid, ...descendants(r.proc.pid)].map((p) => readStatus(p)?.rssKiB ?? 0).reduce((a, b) => a + b, 0);
-        if (self) r.samples.push({ rss: self.rssKiB / 1024, hwm: self.hwmKiB / 1024, tree: tree / 1024 });
+        await sleep(1000);
       }
-      await sleep(1000);
+      for (const r of batch) {
+        r.driftEvents = r.proc.lines.filter((l) => l.v?.event === 'drift_detected').length;
+        r.settledMs = round(r.settledMs ?? 0);
+        runs.push(r);
+      }
+    } finally {
+      await Promise.all(batch.map((r) => r.lab.destroy()));
     }
-  } finally {
-    await Promise.all(labs.map((l) => l.destroy()));
   }
   // The idle figure: the median of the last 3 samples of each process, then the median over reps.
   const idle = (r, k) => median(r.samples.slice(-3).map((x) => x[k]));
   const of = (size, k) => runs.filter((r) => r.size === size).map((r) => idle(r, k));
   const nodeRss = median(of('node', 'rss'));
+  const trace = (size) => runs.filter((r) => r.size === size).map((r) => r.samples.filter((_, i) => i % 5 === 0 || i === r.samples.length - 1).map((x) => [x.t, round(x.rss, 1)]));
   details.memory = {
-    node: { rssMiB: round(nodeRss), peakMiB: round(median(runs.filter((r) => r.size === 'node').map((r) => r.samples.at(-1).hwm))) },
+    note: "rssMiB: the agent process; withChildrenMiB adds its `nft monitor` child; peakMiB: VmHWM; trace: [seconds idle, RSS MiB] per rep",
+    node: { rssMiB: round(nodeRss), peakMiB: round(median(runs.filter((r) => r.size === 'node').map((r) => r.samples.at(-1).hwm))), trace: trace('node') },
   };
   for (const size of sizes) {
-    const withKids = median(of(size, 'tree'));
     details.memory[size] = {
       rssMiB: round(median(of(size, 'rss'))),
-      withChildrenMiB: round(withKids),
+      withChildrenMiB: round(median(of(size, 'tree'))),
       peakMiB: round(median(runs.filter((r) => r.size === size).map((r) => r.samples.at(-1).hwm))),
-      note: 'withChildren adds the agent\'s `nft monitor` child',
+      driftDetectedEvents: runs.filter((r) => r.size === size).map((r) => r.driftEvents),
+      busyAfterApplyMs: runs.filter((r) => r.size === size).map((r) => r.settledMs),
+      trace: trace(size),
     };
     figure({
       id: `memory.rss.${size}`,
@@ -420,6 +480,7 @@ async function dataRun(metric, mode) {
       await pushFile(lab.paths.mappings, mappingText(1, entries, [[ADDR.stale6, ADDR.new6]]));
       const agent = await startAgent(lab);
       await agent.waitFor(applied(1), 120_000, { past: true });
+      await waitQuiet(agent.pid);
       if (mode === 'dnat') target = ADDR.stale6;
     } else if (mode === 'socat') {
       await must('ip', ['-n', lab.guest, 'addr', 'add', `${ADDR.stale6}/128`, 'dev', 'lo', 'nodad']);
@@ -451,10 +512,10 @@ async function dataRun(metric, mode) {
 
 async function dataSection() {
   const { reps, seconds } = CONFIG.data;
-  const modes = ['direct', 'dnat', 'direct_loaded', 'socat', 'conntrack_only', 'dnat_nocount'];
+  const modes = opts.modes ? opts.modes.split(',') : ['direct', 'dnat', 'direct_loaded', 'socat', 'conntrack_only', 'dnat_nocount'];
   log(`data: TCP throughput, TCP connections/s, UDP requests/s; ${modes.join(', ')}; ${reps} reps of ${seconds} s, each in fresh namespaces`);
   const s = {};
-  for (const metric of ['tput', 'crr', 'udp']) {
+  for (const metric of CONFIG.data.metrics) {
     s[metric] = Object.fromEntries(modes.map((m) => [m, []]));
     for (let rep = 0; rep < reps; rep++) {
       for (const mode of shuffle(modes)) s[metric][mode].push(await dataRun(metric, mode));
@@ -469,7 +530,7 @@ async function dataSection() {
       conntrack_only: 'diagnostic: client to the new address in a guest with an empty NAT chain (connection tracking on, nothing translated)',
       dnat_nocount: "diagnostic: as dnat, after addrmap apply, with addrmap's two count chains deleted (DNAT alone)",
     },
-    ...Object.fromEntries(Object.entries(s).map(([m, by]) => [m, Object.fromEntries(Object.entries(by).map(([mode, xs]) => [mode, summary(xs)]))])),
+    ...Object.fromEntries(Object.entries(s).map(([m, by]) => [m, Object.fromEntries(Object.entries(by).map(([mode, xs]) => [mode, { ...summary(xs), runs: xs.map((x) => round(x, 2)) }]))])),
     concurrency: CONFIG.data.concurrency,
   };
   const metrics = {
@@ -478,13 +539,16 @@ async function dataSection() {
     udp: { name: `UDP requests per second (${CONFIG.data.concurrency} clients, ping-pong)`, unit: 'req/s' },
   };
   for (const [metric, m] of Object.entries(metrics)) {
-    const value = median(s[metric].dnat);
-    const base = { section: 'data', unit: m.unit, better: 'higher', n: s[metric].dnat.length };
-    figure({ ...base, id: `data.${metric}.vs_direct`, name: `${m.name}: stale address via addrmap`, baselineName: 'direct to the new address', value, baseline: median(s[metric].direct), ...(m.target ? { target: m.target } : {}) });
-    figure({ ...base, id: `data.${metric}.vs_socat`, name: `${m.name}: stale address via addrmap`, baselineName: 'socat on the stale address', value, baseline: median(s[metric].socat) });
-    figure({ ...base, id: `data.${metric}.loaded_direct`, name: `${m.name}: new address, addrmap loaded`, baselineName: 'direct, no rules', value: median(s[metric].direct_loaded), baseline: median(s[metric].direct) });
-    figure({ ...base, id: `data.${metric}.conntrack_only`, name: `${m.name}: diagnostic, conntrack alone`, baselineName: 'direct, no rules', value: median(s[metric].conntrack_only), baseline: median(s[metric].direct) });
-    figure({ ...base, id: `data.${metric}.dnat_nocount`, name: `${m.name}: diagnostic, DNAT without count chains`, baselineName: 'direct, no rules', value: median(s[metric].dnat_nocount), baseline: median(s[metric].direct) });
+    if (!s[metric]) continue;
+    const med = (mode) => median(s[metric][mode] ?? []);
+    const pair = (mode, base) => median((s[metric][mode] ?? []).map((x, i) => x / s[metric][base][i]));
+    const value = med('dnat');
+    const base = { section: 'data', unit: m.unit, better: 'higher', n: (s[metric].dnat ?? []).length };
+    figure({ ...base, id: `data.${metric}.vs_direct`, name: `${m.name}: stale address via addrmap`, baselineName: 'direct to the new address', value, baseline: med('direct'), paired: pair('dnat', 'direct'), ...(m.target ? { target: m.target } : {}) });
+    figure({ ...base, id: `data.${metric}.vs_socat`, name: `${m.name}: stale address via addrmap`, baselineName: 'socat on the stale address', value, baseline: med('socat'), paired: pair('dnat', 'socat') });
+    figure({ ...base, id: `data.${metric}.loaded_direct`, name: `${m.name}: new address, addrmap loaded`, baselineName: 'direct, no rules', value: med('direct_loaded'), baseline: med('direct'), paired: pair('direct_loaded', 'direct') });
+    figure({ ...base, id: `data.${metric}.conntrack_only`, name: `${m.name}: diagnostic, conntrack alone`, baselineName: 'direct, no rules', value: med('conntrack_only'), baseline: med('direct'), paired: pair('conntrack_only', 'direct') });
+    figure({ ...base, id: `data.${metric}.dnat_nocount`, name: `${m.name}: diagnostic, DNAT without count chains`, baselineName: 'direct, no rules', value: med('dnat_nocount'), baseline: med('direct'), paired: pair('dnat_nocount', 'direct') });
   }
 }
 
@@ -495,10 +559,14 @@ function table() {
   for (const f of figures) {
     const t = f.target;
     const target = t ? [t.ratioMax !== undefined ? `<= ${t.ratioMax}x` : null, t.ratioMin !== undefined ? `>= ${t.ratioMin}x` : null, t.valueMax !== undefined ? `<= ${t.valueMax} ${f.unit}` : null].filter(Boolean).join(', ') : '';
-    rows.push([f.name, f.skipped ? `skipped` : fmt(f.value, f.unit), f.baselineName, fmt(f.baseline, f.unit), f.ratio === null ? '-' : `${f.ratio.toFixed(2)}x`, target, f.met === null ? '' : f.met ? 'yes' : 'NO']);
+    rows.push([f.name, f.skipped ? `skipped` : fmt(f.value, f.unit), f.baselineName, fmt(f.baseline, f.unit), f.ratio === null ? '-' : `${f.ratio.toFixed(2)}x${f.ratioKind === 'paired' ? '*' : ''}`, target, f.met === null ? '' : f.met ? 'yes' : 'NO']);
   }
   return rows;
 }
+
+const FOOTNOTE =
+  'Medians; p99 is nearest-rank (with fewer than 100 samples, the largest). Ratio = addrmap / baseline. ' +
+  '* median of per-repetition ratios, both sides measured back to back in each repetition.';
 
 function plain(rows) {
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
@@ -588,9 +656,9 @@ async function main() {
   };
   await mkdir(dirname(OUT), { recursive: true });
   await writeFile(OUT, JSON.stringify(result, null, 2) + '\n');
-  const md = `# addrmap benchmark results (${CONFIG.mode})\n\n${result.startedAt}, ${info.cpus} x ${info.cpuModel}, ${info.memGiB} GiB, kernel ${info.kernel}, Node ${info.node}, nft ${info.nft}, addrmap ${info.addrmapCommit}${info.addrmapTreeDirty ? ' (src modified)' : ''}. Command: \`${result.command}\`; ${result.durationSeconds} s.\n\n${markdown(rows)}\n`;
+  const md = `# addrmap benchmark results (${CONFIG.mode})\n\n${result.startedAt}, ${info.cpus} x ${info.cpuModel}, ${info.memGiB} GiB, kernel ${info.kernel}, Node ${info.node}, nft ${info.nft}, addrmap ${info.addrmapCommit}${info.addrmapTreeDirty ? ' (src modified)' : ''}. Command: \`${result.command}\`; ${result.durationSeconds} s; load average ${load.start.join(' ')} at the start, ${load.end.join(' ')} at the end.\n\n${markdown(rows)}\n\n${FOOTNOTE}\n`;
   await writeFile(OUT.replace(/\.json$/, '') + '.md', md);
-  process.stdout.write('\n' + plain(rows) + '\n\n');
+  process.stdout.write('\n' + plain(rows) + '\n\n' + FOOTNOTE + '\n\n');
   process.stdout.write(`results: ${OUT} (and .md); ${result.durationSeconds} s\n`);
   await cleanupAll();
 }
