@@ -52,6 +52,23 @@ Feature flag (off by default; first found wins):
   ADDRMAP_ENABLED=1|0 in the environment, addrmap.enabled=1|0 on the kernel
   command line, "enabled": true|false in the config file.
 
+Files:
+  /etc/addrmap/config.json     settings: enabled, logLevel, allowedTargets (default ["fc00::/7"]),
+                               usageIntervalSeconds, retireAfterSeconds, metricsFile, metricsListen
+  /etc/addrmap/mappings.json   the mapping file the control plane pushes (format version 1)
+  /usr/share/addrmap/mapping-file.schema.json   its JSON Schema
+  /run/addrmap/status.json, applied.json, usage.json   the agent's state, read by status
+  Both files must be owned by root and writable by no one else, with no symlink on the way.
+
+Pushing a mapping (the control plane's contract):
+  write the new file to a temporary name in the same directory, fsync it, rename it over
+  mappings.json, and raise "generation" on every push; an older generation is refused.
+
+Environment:
+  ADDRMAP_ENABLED, ADDRMAP_CONFIG, ADDRMAP_MAPPINGS, ADDRMAP_STATE_DIR   as above
+  ADDRMAP_LOG_LEVEL   fatal, error, warn, info (default), debug, trace
+  ADDRMAP_REQUIRED=1  addrmap-entrypoint: do not start the application if apply fails
+
 Exit codes:
   apply, watch  0 success (also: feature off), 1 failure (kernel or tool error),
                 2 usage error, 3 mapping or config file refused (kernel state unchanged)
@@ -59,6 +76,8 @@ Exit codes:
                 2 usage error, 3 agent not running, 4 disabled
   explain       0 translated, 1 not translated, 2 usage error
   scan          0 no stale address found, 1 found, 2 usage error
+
+See also: man addrmap, /usr/share/doc/addrmap/README.md
 `;
 
 export async function main(argv: string[]): Promise<number> {

@@ -25,6 +25,8 @@ export interface WatchOptions {
   pollMs?: number;
   /** Called after every pass or repair (metrics, timers). */
   afterPass?: () => Promise<void>;
+  /** Delay before a pass is retried after one that left warnings. */
+  retryMs?: number;
 }
 
 export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watcher> {
@@ -68,7 +70,12 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
             expireDue = false;
             await agent.expire();
           }
-          if (doPass) await agent.pass();
+          if (doPass) {
+            const r = await agent.pass();
+            // Degraded (e.g. a target with no route yet, because the network
+            // came up after addrmap): try again soon rather than wait for a push.
+            if (r.sync?.warnings.length) scheduleRetry();
+          }
         } catch (e) {
           log.error({ event: 'pass_error', reason: (e as Error).message }, 'unexpected error; will retry on the next change');
         }
@@ -81,6 +88,15 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
     }
   };
 
+  let retryTimer: NodeJS.Timeout | null = null;
+  const scheduleRetry = () => {
+    if (retryTimer || stopped) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = null;
+      trigger('retry while degraded');
+    }, o.retryMs ?? 5000);
+    retryTimer.unref();
+  };
   const schedule = () => {
     if (!running) idle = runPasses();
   };
@@ -140,6 +156,7 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
       stopped = true;
       clearInterval(poll);
       if (expiryTimer) clearTimeout(expiryTimer);
+      if (retryTimer) clearTimeout(retryTimer);
       await drift?.stop();
       await watcher.close();
       await idle;

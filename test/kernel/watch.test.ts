@@ -88,6 +88,18 @@ describe('addrmap watch', () => {
     expect(status.mappings).toEqual([expect.objectContaining({ from: ADDR.stale6, to: ADDR.new6, inKernel: true })]);
   });
 
+  it('retries while degraded: a target whose route appears later (network up after addrmap) becomes reachable without a push', async () => {
+    await lab.exec(lab.guest, 'ip', ['-6', 'route', 'del', 'fdaa::/16']);
+    await lab.push(mappingFile(1, [[ADDR.staleUnrouted6, ADDR.new6]]));
+    agent = await lab.watch();
+    await agent.waitFor((e) => e.event === 'degraded' && /no route to target/.test(String(e.reason)));
+    expect((await lab.tcp(ADDR.staleUnrouted6, lab.guest, 500)).ok).toBe(false);
+    await lab.exec(lab.guest, 'ip', ['-6', 'route', 'add', 'fdaa::/16', 'via', ADDR.peer6]);
+    const reach = await lab.waitReachable(ADDR.staleUnrouted6, 10_000);
+    console.log(`reachable ${reach.ms} ms after the route appeared`);
+    expect(reach.reply).toBe(`peer ${ADDR.new6}`);
+  });
+
   it('coalesces a burst of pushes and ends on the last file', async () => {
     agent = await lab.watch();
     for (let g = 1; g <= 50; g++) {
