@@ -145,10 +145,11 @@ async function pushAtSize(size, trials, withAddElement) {
   log(`push: ${size} mappings installed, ${trials} trials each (addrmap, baseline script${withAddElement ? ', nft add element' : ''}), interleaved`);
   const entries = baseEntries(size);
   const [A, B] = await Promise.all([Lab.create({ staleRefused: true }), Lab.create({ staleRefused: true })]);
-  const s = { addrmap: [], baseline: [], nftAdd: [], nftAddExit: [], addrmapPass: [], addrmapDone: [], baselineDone: [], attempts: [] };
+  const s = { addrmap: [], baseline: [], nftAdd: [], nftAddExit: [], addrmapPass: [], addrmapDone: [], baselineDone: [], attempts: [], addrmapAt: [] };
   try {
     await A.prepareAddrmap();
     await Promise.all([startTarget(A), startTarget(B)]);
+    const agentStarted = nowMs();
     const agent = await startAgent(A);
     const script = await startBaseline(B);
     const t0 = nowMs();
@@ -191,6 +192,7 @@ async function pushAtSize(size, trials, withAddElement) {
           const r = await (who === 'addrmap' ? dA : dB).call({ op: 'push', tmp, dst: lab.paths.mappings, host: P, port: PORT });
           s[who].push(r.ms);
           s.attempts.push(r.attempts);
+          if (who === 'addrmap') s.addrmapAt.push([round((r.t0 - agentStarted) / 1000, 1), round(r.ms, 1)]);
           if (who === 'addrmap') {
             const done = await agent.waitFor(applied(gen), 600_000, { past: true });
             s.addrmapPass.push(done.v.durationMs);
@@ -223,6 +225,9 @@ async function pushAtSize(size, trials, withAddElement) {
       addrmapPasses: passes,
       pushes: trials + 1,
       driftDetectedDuringTrials: driftDuring,
+      // [seconds since the agent started, push to reachable ms], for lining outliers up with the agent's timers.
+      addrmapRuns: s.addrmapAt,
+      baselineRuns: s.baseline.map((x) => round(x, 1)),
       ...(withAddElement ? { nftAddElement: summary(s.nftAdd), nftAddElementExitMs: summary(s.nftAddExit) } : {}),
     };
     return s;
