@@ -70,11 +70,16 @@ export class DriftDetector implements NftInterface {
     } finally {
       if (rebuild) {
         this.quietUntil = Date.now() + REBUILD_QUIET_MS;
-        setTimeout(() => {
-          if (!this.suppressed || Date.now() < this.quietUntil) return;
+        // A large rebuild's echoes keep arriving for seconds: each one keeps
+        // the window open (handleEvent), and the verification waits for the end.
+        const verifyWhenQuiet = () => {
+          const wait = this.quietUntil - Date.now();
+          if (wait > 0) return void setTimeout(verifyWhenQuiet, wait + 10).unref();
+          if (!this.suppressed) return;
           this.suppressed = false;
           this.onDrift('verification after a table rebuild', false);
-        }, REBUILD_QUIET_MS + 10).unref();
+        };
+        setTimeout(verifyWhenQuiet, REBUILD_QUIET_MS + 10).unref();
       }
     }
   }
@@ -121,6 +126,7 @@ export class DriftDetector implements NftInterface {
     if (table !== TABLE.name || obj.family !== TABLE.family) return;
     if (Date.now() < this.quietUntil) {
       this.suppressed = true;
+      this.quietUntil = Math.max(this.quietUntil, Date.now() + REBUILD_QUIET_MS);
       return;
     }
     if (kind === 'element') {

@@ -33,6 +33,10 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
   const { log, drift } = o;
   let running = false;
   let again = false;
+  // Identity (inode, size, times) of each watched file as last read: the
+  // poll below triggers only on a change no pass has seen.
+  const identities = new Map<string, string>();
+  const identity = async (f: string) => stat(f).then((s) => `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`, () => 'absent');
   let repairReason: string | null = null;
   let expireDue = false;
   let expiryTimer: NodeJS.Timeout | null = null;
@@ -71,6 +75,8 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
             await agent.expire();
           }
           if (doPass) {
+            // The file as this pass reads it: the poll must not report it again.
+            for (const f of o.files) identities.set(f, await identity(f));
             const r = await agent.pass();
             // Degraded (e.g. a target with no route yet, because the network
             // came up after addrmap): try again soon rather than wait for a push.
@@ -123,8 +129,6 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
 
   // File events can be lost, e.g. when the directory holding the file is
   // replaced; a cheap identity check catches what the watcher missed.
-  const identities = new Map<string, string>();
-  const identity = async (f: string) => stat(f).then((s) => `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`, () => 'absent');
   for (const f of o.files) identities.set(f, await identity(f));
   const poll = setInterval(async () => {
     for (const f of o.files) {
