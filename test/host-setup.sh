@@ -6,6 +6,9 @@
 #   test/host-setup.sh test   also what the kernel tests run inside their guest
 #                             namespaces to check coexistence: iptables,
 #                             firewalld with its D-Bus, and Docker's engine
+#   test/host-setup.sh bench  also what the benchmark suite needs: iperf3,
+#                             inotify-tools and jq (the baseline script),
+#                             socat (the proxy baseline), a C compiler (netload.c)
 set -euo pipefail
 
 need=()
@@ -19,6 +22,13 @@ if [ "${1:-}" = test ]; then
   have dbus-daemon || need+=(dbus)
   have dockerd || need+=(docker.io)
   have nsenter || need+=(util-linux)
+fi
+if [ "${1:-}" = bench ]; then
+  have iperf3 || need+=(iperf3)
+  have inotifywait || need+=(inotify-tools)
+  have jq || need+=(jq)
+  have socat || need+=(socat)
+  have cc || need+=(gcc libc6-dev)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
