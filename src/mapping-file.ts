@@ -17,7 +17,7 @@ export interface Mapping {
    * length, and every address in from's prefix maps to the same host bits in to's.
    */
   prefixLength?: number;
-  /** Position in the file, for error messages. */
+  /** Position in the file (mappings[index]) when it differs from the position in the list, for error messages. */
   index?: number;
 }
 
@@ -46,9 +46,13 @@ export const mappingFileSchema = schema;
 
 /** The mappings still in force at `now`, and those that have expired. */
 export function splitExpired(mappings: readonly Mapping[], now: number): { live: Mapping[]; expired: Mapping[] } {
+  const isExpired = (m: Mapping) => m.expires !== undefined && m.expires <= now;
+  if (!mappings.some(isExpired)) return { live: [...mappings], expired: [] };
   const live: Mapping[] = [];
   const expired: Mapping[] = [];
-  for (const m of mappings) (m.expires !== undefined && m.expires <= now ? expired : live).push(m);
+  // Positions shift once expired entries are left out: keep the file's, so
+  // a refusal still names the right entry.
+  mappings.forEach((m, i) => (isExpired(m) ? expired.push(m) : live.push(m.index === undefined ? { ...m, index: i } : m)));
   return { live, expired };
 }
 
@@ -125,13 +129,10 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
       );
     }
     byFrom.set(key, { to: to.text, expires, index: i });
-    mappings.push({
-      family: from.family,
-      from: from.text,
-      to: to.text,
-      ...(expires === undefined ? {} : { expires }),
-      ...(length === undefined ? {} : { prefixLength: length }),
-    });
+    const mapping: Mapping = { family: from.family, from: from.text, to: to.text };
+    if (expires !== undefined) mapping.expires = expires;
+    if (length !== undefined) mapping.prefixLength = length;
+    mappings.push(mapping);
   });
   if (!file.self) return { generation: file.generation, mappings };
   const self: { from: string; to: string }[] = [];

@@ -39,14 +39,16 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
   if (own.size) mappings = mappings.filter((m) => m.prefixLength !== undefined || !own.has(m.from));
   const singles = new Map<string, Mapping>();
   const nets: Net[] = [];
-  mappings.forEach((m, i) => {
-    const withIndex = m.index === undefined ? { ...m, index: i } : m;
-    if (m.prefixLength === undefined) singles.set(m.from, withIndex);
-    else nets.push({ m: withIndex, net: addressToBig(m.family, m.from), to: addressToBig(m.family, m.to), length: m.prefixLength });
-  });
+  // Where each mapping stands in the file, for error messages; looked up only
+  // when one is needed, so the common pass copies nothing per mapping.
+  const position = (m: Mapping) => m.index ?? mappings.indexOf(m);
+  for (const m of mappings) {
+    if (m.prefixLength === undefined) singles.set(m.from, m);
+    else nets.push({ m, net: addressToBig(m.family, m.from), to: addressToBig(m.family, m.to), length: m.prefixLength });
+  }
   // Longest first: the first containing prefix is the longest match.
   nets.sort((a, b) => b.length - a.length);
-  const entryOf = (m: Mapping) => `mappings[${m.index}]`;
+  const entryOf = (m: Mapping) => `mappings[${position(m)}]`;
   const within = (family: IpFamily, value: bigint, n: Net) => n.m.family === family && samePrefix(family, n.length, value, n.net);
 
   /** One DNAT step for an address: its own mapping, else the longest prefix holding it. */
@@ -60,7 +62,7 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
   };
 
   const resolved = new Map<string, string>();
-  const finalOf = (family: IpFamily, start: string, entry: string): string => {
+  const finalOf = (family: IpFamily, start: string, owner: Mapping): string => {
     const path: string[] = [];
     const onPath = new Set<string>();
     let cur = start;
@@ -73,7 +75,7 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
       }
       if (onPath.has(cur)) {
         const cycle = [...path.slice(path.indexOf(cur)), cur];
-        throw new MappingFileError(singles.has(cur) ? entryOf(singles.get(cur)!) : entry, `mappings form a cycle: ${cycle.join(' -> ')}`);
+        throw new MappingFileError(entryOf(singles.get(cur) ?? owner), `mappings form a cycle: ${cycle.join(' -> ')}`);
       }
       const next = step(family, cur);
       if (next === null) {
@@ -91,7 +93,11 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
 
   const out: DesiredMappings = { v4: new Map(), v6: new Map(), prefixes: [], ...(self.length ? { self: new Map(self.map((s) => [s.from, s.to])) } : {}) };
   const put = (family: IpFamily, from: string, to: string) => (family === 4 ? out.v4 : out.v6).set(from, to);
-  for (const m of singles.values()) put(m.family, m.from, finalOf(m.family, m.from, entryOf(m)));
+  for (const m of singles.values()) {
+    // The usual mapping: its target is not itself stale, nothing to follow.
+    if (!nets.length && !singles.has(m.to)) put(m.family, m.from, m.to);
+    else put(m.family, m.from, finalOf(m.family, m.from, m));
+  }
 
   for (const n of nets) {
     const { family } = n.m;
@@ -131,7 +137,7 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
         if (!samePrefix(family, n.length, v, t)) continue;
         const mine = bigToAddress(family, withPrefix(family, n.length, n.net, v));
         if (singles.has(mine) || (family === 4 ? out.v4 : out.v6).has(mine)) continue;
-        put(family, mine, finalOf(family, s.from, entryOf(s)));
+        put(family, mine, finalOf(family, s.from, s));
       }
     }
   }

@@ -3,8 +3,7 @@
 // process and a netlink round trip per address; at 100k mappings that is
 // seconds. With only the default routing rules in force, the kernel's answer
 // is the longest matching prefix of the main table, which this computes.
-import { Address4, Address6 } from 'ip-address';
-import type { IpFamily } from './address.js';
+import { addressGroups, type IpFamily } from './address.js';
 
 export interface RouteEntry {
   family: IpFamily;
@@ -23,18 +22,18 @@ export interface Via {
 }
 
 export class RouteTable {
-  /** Per family: prefix length -> network value -> best route. */
-  private readonly byLength = new Map<IpFamily, Map<number, Map<bigint, RouteEntry>>>();
+  /** Per family: prefix length -> network bits (as a key string) -> best route. */
+  private readonly byLength = new Map<IpFamily, Map<number, Map<string, RouteEntry>>>();
   private readonly lengths = new Map<IpFamily, number[]>();
 
   constructor(entries: readonly RouteEntry[]) {
     for (const e of entries) {
       const bits = e.family === 6 ? 128 : 32;
       const [addr, len] = e.dst === 'default' ? [e.family === 6 ? '::' : '0.0.0.0', 0] : splitPrefix(e.dst, bits);
-      const key = toBig(e.family, addr) >> BigInt(bits - len);
-      const fam = this.byLength.get(e.family) ?? new Map<number, Map<bigint, RouteEntry>>();
+      const key = networkKey(addressGroups(e.family, addr), len);
+      const fam = this.byLength.get(e.family) ?? new Map<number, Map<string, RouteEntry>>();
       this.byLength.set(e.family, fam);
-      const at = fam.get(len) ?? new Map<bigint, RouteEntry>();
+      const at = fam.get(len) ?? new Map<string, RouteEntry>();
       fam.set(len, at);
       const prev = at.get(key);
       if (!prev || (e.metric ?? 0) < (prev.metric ?? 0)) at.set(key, e);
@@ -44,11 +43,10 @@ export class RouteTable {
 
   /** How the kernel would send a packet to address; null when it could not. */
   lookup(family: IpFamily, address: string): Via | null {
-    const bits = family === 6 ? 128 : 32;
-    const value = toBig(family, address);
+    const groups = addressGroups(family, address);
     const fam = this.byLength.get(family);
     for (const len of this.lengths.get(family) ?? []) {
-      const e = fam!.get(len)!.get(value >> BigInt(bits - len));
+      const e = fam!.get(len)!.get(networkKey(groups, len));
       if (!e) continue;
       if ((e.type && e.type !== 'unicast') || !e.dev) return null;
       return e.gateway ? { dev: e.dev, gateway: e.gateway } : { dev: e.dev };
@@ -66,6 +64,11 @@ function splitPrefix(dst: string, bits: number): [string, number] {
   return [addr!, len === undefined ? bits : Number(len)];
 }
 
-function toBig(family: IpFamily, address: string): bigint {
-  return family === 6 ? new Address6(address).bigInt() : new Address4(address).bigInt();
+/** The first `length` bits of an address, as a string usable as a Map key. */
+function networkKey(groups: readonly number[], length: number): string {
+  let key = '';
+  let i = 0;
+  for (; length >= 16; length -= 16, i++) key += `${groups[i]},`;
+  if (length > 0) key += groups[i]! >> (16 - length);
+  return key;
 }
