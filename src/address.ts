@@ -9,6 +9,8 @@ export interface IpAddress {
   family: IpFamily;
   /** RFC 5952 form for IPv6, dotted quad for IPv4. */
   text: string;
+  /** The value as 16-bit groups, when the parser had them at hand (see addressGroups). */
+  groups?: number[];
 }
 
 export class AddressError extends Error {}
@@ -49,13 +51,16 @@ function parse6(input: string): IpAddress {
 
 /** The policy checks, on the address's value (not its spelling). */
 function check6(g: number[], text: string): IpAddress {
-  const zero = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  const zero = (from: number, to: number) => {
+    for (let i = from; i < to; i++) if (g[i] !== 0) return false;
+    return true;
+  };
   if (zero(0, 5) && g[5] === 0xffff) throw new AddressError('IPv4-mapped IPv6 address; write the IPv4 address instead');
   if (zero(0, 8)) throw new AddressError('unspecified address');
   if (zero(0, 7) && g[7] === 1) throw new AddressError('loopback address');
   if (g[0]! >= 0xff00) throw new AddressError('multicast address');
   if ((g[0]! & 0xffc0) === 0xfe80) throw new AddressError('link-local address');
-  return { family: 6, text };
+  return { family: 6, text, groups: g };
 }
 
 /**
@@ -102,7 +107,14 @@ function hexGroups(input: string): number[] | null {
   return out;
 }
 
-/** RFC 5952: lower case, no leading zeros, the longest run of two or more zero groups (the first, on a tie) as "::". */
+const HEX_DIGITS = [48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102];
+
+/**
+ * RFC 5952: lower case, no leading zeros, the longest run of two or more zero
+ * groups (the first, on a tie) as "::". Built as character codes and turned
+ * into one string, because Number#toString(16) and piecewise concatenation
+ * dominated the cost of a large file.
+ */
 function format6(g: readonly number[]): string {
   let best = -1;
   let bestLen = 1;
@@ -119,17 +131,21 @@ function format6(g: readonly number[]): string {
     }
     i = j;
   }
-  let text = '';
+  const codes: number[] = [];
   for (let i = 0; i < 8; i++) {
     if (i === best) {
-      text += '::';
+      codes.push(58, 58);
       i += bestLen - 1;
       continue;
     }
-    if (text !== '' && !text.endsWith(':')) text += ':';
-    text += g[i]!.toString(16);
+    if (codes.length && codes[codes.length - 1] !== 58) codes.push(58);
+    const x = g[i]!;
+    if (x >= 0x1000) codes.push(HEX_DIGITS[x >> 12]!);
+    if (x >= 0x100) codes.push(HEX_DIGITS[(x >> 8) & 15]!);
+    if (x >= 0x10) codes.push(HEX_DIGITS[(x >> 4) & 15]!);
+    codes.push(HEX_DIGITS[x & 15]!);
   }
-  return text;
+  return String.fromCharCode(...codes);
 }
 
 function parse4(input: string): IpAddress {
@@ -209,7 +225,7 @@ export function parsePrefix(input: string): IpPrefix {
 }
 
 export function prefixContains(prefix: IpPrefix, addr: IpAddress): boolean {
-  return prefix.family === addr.family && sameLeadingBits(prefix.groups, addressGroups(addr.family, addr.text), prefix.length);
+  return prefix.family === addr.family && sameLeadingBits(prefix.groups, addr.groups ?? addressGroups(addr.family, addr.text), prefix.length);
 }
 
 /**

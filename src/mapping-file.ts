@@ -98,9 +98,15 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
   }
   const file = doc as { generation: number; mappings: { from: string; to: string; expires?: string }[]; self?: { from: string; to: string }[] };
 
-  const byFrom = new Map<string, { to: string; expires?: number; index: number }>();
+  // This loop runs for every entry of every push (100k at the largest sizes):
+  // plain loops and one object per mapping, nothing built for the error
+  // messages until one is thrown.
+  const byFrom = new Map<string, Mapping>();
+  const firstIndex = new Map<Mapping, number>();
   const mappings: Mapping[] = [];
-  file.mappings.forEach((m, i) => {
+  const allowedTargets = options.allowedTargets;
+  for (let i = 0; i < file.mappings.length; i++) {
+    const m = file.mappings[i]!;
     const entry = `mappings[${i}]`;
     const { from, to, length } = parseEnds(entry, m.from, m.to);
     if (from.family !== to.family) {
@@ -108,9 +114,14 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
     }
     if (from.text === to.text) throw new MappingFileError(entry, `from and to are the same ${length === undefined ? 'address' : 'prefix'} (${from.text})`);
     // A target prefix must lie wholly inside an allowed range.
-    if (!options.allowedTargets.some((p) => prefixContains(p, to) && (length === undefined || p.length <= length))) {
-      const allowed = options.allowedTargets.map((p) => p.text).join(', ') || 'none';
-      throw new MappingFileError(entry, `to ${length === undefined ? to.text : `${to.text}/${length}`} is outside the allowed target ranges (${allowed}); see allowedTargets in the config file`);
+    let allowed = false;
+    for (let k = 0; k < allowedTargets.length && !allowed; k++) {
+      const p = allowedTargets[k]!;
+      allowed = prefixContains(p, to) && (length === undefined || p.length <= length);
+    }
+    if (!allowed) {
+      const ranges = allowedTargets.map((p) => p.text).join(', ') || 'none';
+      throw new MappingFileError(entry, `to ${length === undefined ? to.text : `${to.text}/${length}`} is outside the allowed target ranges (${ranges}); see allowedTargets in the config file`);
     }
     let expires: number | undefined;
     if (m.expires !== undefined) {
@@ -120,20 +131,23 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
     const key = length === undefined ? from.text : `${from.text}/${length}`;
     const seen = byFrom.get(key);
     if (seen) {
-      if (seen.to === to.text && seen.expires === expires) return; // an exact repeat says nothing new
+      if (seen.to === to.text && seen.expires === expires) continue; // an exact repeat says nothing new
+      const at = firstIndex.get(seen) ?? mappings.indexOf(seen);
       throw new MappingFileError(
         entry,
         seen.to === to.text
-          ? `from ${key} is already mapped by mappings[${seen.index}] with another expiry`
-          : `from ${key} is already mapped to ${seen.to} by mappings[${seen.index}], here to ${to.text}`,
+          ? `from ${key} is already mapped by mappings[${at}] with another expiry`
+          : `from ${key} is already mapped to ${seen.to} by mappings[${at}], here to ${to.text}`,
       );
     }
-    byFrom.set(key, { to: to.text, expires, index: i });
     const mapping: Mapping = { family: from.family, from: from.text, to: to.text };
     if (expires !== undefined) mapping.expires = expires;
     if (length !== undefined) mapping.prefixLength = length;
+    byFrom.set(key, mapping);
+    // Only needed once entries were dropped as repeats, when positions in the file and the list part.
+    if (mappings.length !== i) firstIndex.set(mapping, i);
     mappings.push(mapping);
-  });
+  }
   if (!file.self) return { generation: file.generation, mappings };
   const self: { from: string; to: string }[] = [];
   const selfFrom = new Map<string, number>();

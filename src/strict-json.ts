@@ -8,30 +8,41 @@ export const MAX_DEPTH = 32;
 /** A description of the first problem, or null. Syntax errors are left to JSON.parse. */
 export function strictJsonProblem(text: string): string | null {
   const stack: { keys: Set<string> | null; expectKey: boolean }[] = [];
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === '"') {
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34 /* " */) {
       const start = i;
-      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
-      const top = stack.at(-1);
+      let escaped = false;
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 34) break;
+        if (d === 92 /* \ */) {
+          escaped = true;
+          i++;
+        }
+      }
+      const top = stack[stack.length - 1];
       if (top?.keys && top.expectKey) {
         let key: string;
-        try {
-          key = JSON.parse(text.slice(start, i + 1)) as string;
-        } catch {
-          return null; // malformed: JSON.parse will say where
-        }
+        if (escaped) {
+          try {
+            key = JSON.parse(text.slice(start, i + 1)) as string;
+          } catch {
+            return null; // malformed: JSON.parse will say where
+          }
+        } else key = text.slice(start + 1, i);
         if (top.keys.has(key)) return `duplicate key ${JSON.stringify(key)} at position ${start}`;
         top.keys.add(key);
         top.expectKey = false;
       }
-    } else if (c === '{' || c === '[') {
+    } else if (c === 123 /* { */ || c === 91 /* [ */) {
       if (stack.length >= MAX_DEPTH) return `nested more than ${MAX_DEPTH} levels deep`;
-      stack.push({ keys: c === '{' ? new Set() : null, expectKey: c === '{' });
-    } else if (c === '}' || c === ']') {
+      stack.push({ keys: c === 123 ? new Set() : null, expectKey: c === 123 });
+    } else if (c === 125 /* } */ || c === 93 /* ] */) {
       stack.pop();
-    } else if (c === ',') {
-      const top = stack.at(-1);
+    } else if (c === 44 /* , */) {
+      const top = stack[stack.length - 1];
       if (top?.keys) top.expectKey = true;
     }
   }

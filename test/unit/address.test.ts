@@ -20,7 +20,7 @@ function spell(groups: number[], style: { upper: boolean; pad: boolean; compress
 
 describe('parseAddress', () => {
   test('IPv6 and IPv4 families', () => {
-    expect(parseAddress('fd00::1')).toEqual({ family: 6, text: 'fd00::1' });
+    expect(parseAddress('fd00::1')).toMatchObject({ family: 6, text: 'fd00::1' });
     expect(parseAddress('192.0.2.1')).toEqual({ family: 4, text: '192.0.2.1' });
   });
 
