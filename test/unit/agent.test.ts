@@ -506,6 +506,24 @@ describe('expiring mappings', () => {
     expect(lastEvent()).toMatchObject({ event: 'expired', removed: 1, expired: [{ from: 'fd00::1', to: 'fdaa::1', expires: soon }] });
   });
 
+  test('a refusal names the entry by its place in the file, also when expired entries before it were left out', async () => {
+    const past = new Date(Date.now() - 1000).toISOString();
+    await writeFile(
+      paths.mappings,
+      JSON.stringify({
+        version: 1,
+        generation: 1,
+        mappings: [
+          { from: 'fd00::9', to: 'fdaa::9', expires: past },
+          { from: 'fd00::1', to: 'fd00::2' },
+          { from: 'fd00::2', to: 'fd00::1' },
+        ],
+      }),
+    );
+    const agent = await newAgent();
+    expect(await agent.pass()).toMatchObject({ outcome: 'refused', message: expect.stringMatching(/^mappings\[1\]: mappings form a cycle/) });
+  });
+
   test('an expiry breaks a chain: A->B (expiring) and B->C leave B->C', async () => {
     const soon = new Date(Date.now() + 100).toISOString();
     await writeFile(
