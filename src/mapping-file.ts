@@ -1,10 +1,10 @@
 // Mapping file v1: JSON text in, validated mappings out. The JSON Schema next to
 // this file is the single definition of the shape; this module adds what a
 // schema cannot say (address syntax, duplicates) and names the offending entry.
-import { Ajv2020 } from 'ajv/dist/2020.js';
 import schema from './mapping-file.schema.json' with { type: 'json' };
 import { parseAddress, parsePrefix, prefixContains, AddressError, type IpAddress, type IpFamily, type IpPrefix } from './address.js';
 import { strictJsonProblem } from './strict-json.js';
+import { validate as generatedValidate } from './mapping-file.validate.js';
 
 export interface Mapping {
   family: IpFamily;
@@ -63,7 +63,15 @@ export function nextExpiry(mappings: readonly Mapping[], now: number): number | 
   return next;
 }
 
-const validate = new Ajv2020({ allErrors: false, strict: true }).compile(schema);
+interface SchemaError {
+  keyword: string;
+  instancePath: string;
+  message?: string;
+  params: Record<string, unknown>;
+}
+
+/** The schema, compiled ahead of time by ajv (packaging/validator.mjs). */
+const validate = generatedValidate as { (doc: unknown): boolean; errors?: SchemaError[] | null };
 
 export interface ParseOptions {
   /** Targets must lie in one of these; the config's allowedTargets. */

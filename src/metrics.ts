@@ -1,6 +1,6 @@
 // Prometheus text exposition of the agent's state, for the node_exporter
 // textfile collector (written to a file) and, optionally, a local HTTP port.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { access, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
@@ -59,11 +59,16 @@ export async function writeMetricsFile(path: string, s: AgentStats): Promise<boo
   return true;
 }
 
-/** Serves GET /metrics on host:port; off unless configured. */
-export function serveMetrics(listen: string, s: AgentStats): Promise<Server> {
+/**
+ * Serves GET /metrics on host:port; off unless configured. node:http is
+ * loaded only then: it adds about 16 MiB to a process that otherwise never
+ * needs it.
+ */
+export async function serveMetrics(listen: string, s: AgentStats): Promise<Server> {
   const m = /^(.*):(\d+)$/.exec(listen);
   if (!m) throw new Error(`metricsListen ${JSON.stringify(listen)} is not host:port`);
   const host = m[1]!.replace(/^\[|\]$/g, '');
+  const { createServer } = process.getBuiltinModule('node:http');
   const server = createServer((req, res) => {
     if (req.method === 'GET' && (req.url === '/metrics' || req.url === '/')) {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
