@@ -372,13 +372,16 @@ async function coldSection() {
 
 async function memorySection() {
   const { sizes, reps, idleSeconds } = CONFIG.memory;
-  log(`memory: idle RSS of addrmap watch with ${sizes.join(', ')} mappings vs an idle node, ${reps} reps of ${idleSeconds} s idle`);
+  // The standalone executable is what the packages install (with its own V8 options), so it is measured too when built.
+  const sea = existsSync(SEA) ? SEA : null;
+  log(`memory: idle RSS of addrmap watch with ${sizes.join(', ')} mappings vs an idle node, ${reps} reps of ${idleSeconds} s idle; standalone: ${sea ?? 'not built'}`);
   const runs = [];
-  // One agent of each size and a bare node at a time (they idle side by side), reps one after another.
+  const kinds = [...sizes.map((size) => ({ size, binary: null })), ...(sea ? sizes.map((size) => ({ size, binary: sea })) : []), { size: 'node', binary: null }];
+  // One agent of each kind and a bare node at a time (they idle side by side), reps one after another.
   for (let rep = 0; rep < reps; rep++) {
     const batch = [];
     try {
-      for (const size of [...sizes, 'node']) batch.push({ size, lab: await Lab.create() });
+      for (const k of kinds) batch.push({ ...k, lab: await Lab.create() });
       await Promise.all(
         batch.map(async (r) => {
           if (r.size === 'node') {
@@ -387,7 +390,7 @@ async function memorySection() {
           } else {
             await r.lab.prepareAddrmap();
             await pushFile(r.lab.paths.mappings, mappingText(1, baseEntries(r.size)));
-            r.proc = await startAgent(r.lab);
+            r.proc = await startAgent(r.lab, { binary: r.binary });
             const done = await r.proc.waitFor(applied(1), 600_000, { past: true });
             // Idle means idle: after the start-up apply settles.
             await waitQuiet(r.proc.pid, { timeoutMs: 600_000 });
@@ -416,35 +419,39 @@ async function memorySection() {
   }
   // The idle figure: the median of the last 3 samples of each process, then the median over reps.
   const idle = (r, k) => median(r.samples.slice(-3).map((x) => x[k]));
-  const of = (size, k) => runs.filter((r) => r.size === size).map((r) => idle(r, k));
+  const of = (size, k, binary = null) => runs.filter((r) => r.size === size && r.binary === binary).map((r) => idle(r, k));
   const nodeRss = median(of('node', 'rss'));
-  const trace = (size) => runs.filter((r) => r.size === size).map((r) => r.samples.filter((_, i) => i % 5 === 0 || i === r.samples.length - 1).map((x) => [x.t, round(x.rss, 1)]));
+  const trace = (size, binary = null) => runs.filter((r) => r.size === size && r.binary === binary).map((r) => r.samples.filter((_, i) => i % 5 === 0 || i === r.samples.length - 1).map((x) => [x.t, round(x.rss, 1)]));
   details.memory = {
     note: "rssMiB: the agent process; withChildrenMiB adds its `nft monitor` child; peakMiB: VmHWM; trace: [seconds idle, RSS MiB] per rep",
     node: { rssMiB: round(nodeRss), peakMiB: round(median(runs.filter((r) => r.size === 'node').map((r) => r.samples.at(-1).hwm))), trace: trace('node') },
   };
-  for (const size of sizes) {
-    details.memory[size] = {
-      rssMiB: round(median(of(size, 'rss'))),
-      withChildrenMiB: round(median(of(size, 'tree'))),
-      peakMiB: round(median(runs.filter((r) => r.size === size).map((r) => r.samples.at(-1).hwm))),
-      driftDetectedEvents: runs.filter((r) => r.size === size).map((r) => r.driftEvents),
-      busyAfterApplyMs: runs.filter((r) => r.size === size).map((r) => r.settledMs),
-      trace: trace(size),
-    };
-    figure({
-      id: `memory.rss.${size}`,
-      section: 'memory',
-      name: `idle RSS of addrmap watch, ${size} mappings`,
-      unit: 'MiB',
-      better: 'lower',
-      baselineName: 'idle node process',
-      size,
-      n: of(size, 'rss').length,
-      value: median(of(size, 'rss')),
-      baseline: nodeRss,
-      ...(size === 10000 ? { target: { ratioMax: 1.3 } } : {}),
-    });
+  for (const binary of sea ? [null, sea] : [null]) {
+    for (const size of sizes) {
+      const mine = runs.filter((r) => r.size === size && r.binary === binary);
+      const key = binary ? `standalone.${size}` : `${size}`;
+      details.memory[key] = {
+        rssMiB: round(median(of(size, 'rss', binary))),
+        withChildrenMiB: round(median(of(size, 'tree', binary))),
+        peakMiB: round(median(mine.map((r) => r.samples.at(-1).hwm))),
+        driftDetectedEvents: mine.map((r) => r.driftEvents),
+        busyAfterApplyMs: mine.map((r) => r.settledMs),
+        trace: trace(size, binary),
+      };
+      figure({
+        id: binary ? `memory.rss.standalone.${size}` : `memory.rss.${size}`,
+        section: 'memory',
+        name: binary ? `idle RSS of addrmap watch, ${size} mappings (standalone executable)` : `idle RSS of addrmap watch, ${size} mappings (node dist/addrmap.mjs)`,
+        unit: 'MiB',
+        better: 'lower',
+        baselineName: 'idle node process',
+        size,
+        n: of(size, 'rss', binary).length,
+        value: median(of(size, 'rss', binary)),
+        baseline: nodeRss,
+        ...(size === 10000 ? { target: { ratioMax: 1.3 } } : {}),
+      });
+    }
   }
 }
 
@@ -624,7 +631,8 @@ async function main() {
   if (!opts['no-build']) {
     log('building dist/addrmap.mjs');
     await must(NODE, [join(ROOT, 'packaging/build.mjs')]);
-    if (!existsSync(SEA) && !QUICK && only.includes('cold')) {
+    // Rebuilt every full run, so the executable measured is the source measured.
+    if (!QUICK && (only.includes('cold') || only.includes('memory'))) {
       log('building the standalone executable (npm run package)');
       const r = await run('npm', ['run', 'package'], { timeoutMs: 900_000 });
       if (r.code !== 0) log(`npm run package failed; the standalone executable is skipped: ${r.stderr.slice(-500)}`);
