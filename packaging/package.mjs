@@ -97,7 +97,10 @@ await writeFile(
     output: blob,
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
-    useCodeCache: true,
+    // A code cache is made under the generating process's V8 flags; with the
+    // execArgv below V8 rejects it at every start (a warning on stderr and
+    // no gain), so none is embedded.
+    useCodeCache: false,
     // Guests may have 256 MB: a small young generation keeps the bursts of
     // garbage from parsing a push or listing a large table from staying
     // resident (measured with 10k mappings: 158 MiB idle by default, 92 MiB

@@ -153,8 +153,11 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   const log = createLogger();
   const nft = new ExecNft();
   try {
-    const info = await nft.check();
-    await nft.validate(planSync(EMPTY_VIEW, { v4: new Map(), v6: new Map() }, true).tx);
+    // Run together; a missing or unusable nft is the error to report first.
+    const [checked, validated] = await Promise.allSettled([nft.check(), nft.validate(planSync(EMPTY_VIEW, { v4: new Map(), v6: new Map() }, true).tx)]);
+    if (checked.status === 'rejected') throw checked.reason;
+    if (validated.status === 'rejected') throw validated.reason;
+    const info = checked.value;
     log.debug({ event: 'nft', version: info.version }, 'nft is usable and the kernel accepts the table');
   } catch (e) {
     log.fatal({ event: 'nft_unusable', reason: (e as Error).message }, 'cannot start');

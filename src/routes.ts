@@ -57,8 +57,9 @@ export class IpRoutes implements Routes {
 
   async list(): Promise<RouteSpec[]> {
     const out: RouteSpec[] = [];
-    for (const family of [4, 6] as const) {
-      const res = await execFile(this.binary, ['-j', `-${family}`, 'route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTO)]);
+    const runs = await Promise.all(([4, 6] as const).map((family) => execFile(this.binary, ['-j', `-${family}`, 'route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTO)])));
+    for (const [i, family] of ([4, 6] as const).entries()) {
+      const res = runs[i]!;
       if (res.code !== 0) throw new Error(`ip route show failed: ${res.stderr.trim()}`);
       for (const r of parseJsonLines(res.stdout)) {
         const [dst, len] = r.dst.split('/') as [string, string | undefined];
@@ -90,14 +91,17 @@ export class IpRoutes implements Routes {
 
   async snapshot(): Promise<RouteTable | null> {
     const entries: RouteEntry[] = [];
-    for (const family of [4, 6] as const) {
-      const rules = await execFile(this.binary, ['-j', `-${family}`, 'rule', 'show']);
+    // The four listings at once (rules and main table, per family): they are independent reads.
+    const show = (family: 4 | 6, what: string[]) => execFile(this.binary, ['-j', `-${family}`, ...what]);
+    const runs = await Promise.all(([4, 6] as const).flatMap((family) => [show(family, ['rule', 'show']), show(family, ['route', 'show', 'table', 'main'])]));
+    for (const [i, family] of ([4, 6] as const).entries()) {
+      const rules = runs[2 * i]!;
       if (rules.code !== 0) return null;
       const custom = (JSON.parse(rules.stdout || '[]') as { priority: number; table?: string; src?: string; [k: string]: unknown }[]).some(
         (r) => !DEFAULT_RULES.has(`${r.priority} ${r.table}`) || (r.src !== undefined && r.src !== 'all') || Object.keys(r).some((k) => !['priority', 'src', 'table'].includes(k)),
       );
       if (custom) return null;
-      const res = await execFile(this.binary, ['-j', `-${family}`, 'route', 'show', 'table', 'main']);
+      const res = runs[2 * i + 1]!;
       if (res.code !== 0) throw new Error(`ip route show failed: ${res.stderr.trim()}`);
       for (const r of parseJsonLines(res.stdout)) {
         if (r.protocol === String(ROUTE_PROTO)) continue;

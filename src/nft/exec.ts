@@ -28,19 +28,20 @@ export class ExecNft implements NftInterface {
 
   /** Checks that nft exists, is new enough and speaks JSON; throws a clear NftError otherwise. */
   async check(): Promise<NftInfo> {
-    let res;
-    try {
-      res = await execFile(this.binary, ['--version']);
-    } catch (e) {
-      throw new NftError('nftables is not usable', `${(e as Error).message}; install the nftables package`);
+    // Both questions at once: every process on the start path delays the first rules.
+    const [versionRun, jsonRun] = await Promise.allSettled([execFile(this.binary, ['--version']), execFile(this.binary, ['-j', 'list', 'tables'])]);
+    if (versionRun.status === 'rejected') {
+      throw new NftError('nftables is not usable', `${(versionRun.reason as Error).message}; install the nftables package`);
     }
+    const res = versionRun.value;
     const m = /v(\d+)\.(\d+)\.(\d+)/.exec(res.stdout);
     if (res.code !== 0 || !m) throw new NftError('cannot read the nft version', (res.stderr || res.stdout).trim());
     const version = [Number(m[1]), Number(m[2]), Number(m[3])];
     if (compare(version, MIN_VERSION) < 0) {
       throw new NftError(`nft ${version.join('.')} is too old`, `addrmap needs ${MIN_VERSION.join('.')} or newer`);
     }
-    const json = await execFile(this.binary, ['-j', 'list', 'tables']);
+    if (jsonRun.status === 'rejected') throw new NftError('nft cannot list tables in JSON', (jsonRun.reason as Error).message);
+    const json = jsonRun.value;
     if (json.code !== 0) throw new NftError('nft cannot list tables in JSON', json.stderr.trim());
     try {
       JSON.parse(json.stdout);

@@ -62,7 +62,9 @@ describe('the artifacts', () => {
     const guest = await plainGuest('exe');
     expect((await exec(guest, ['sh', '-c', 'command -v node || command -v nodejs'])).code).not.toBe(0);
     await guest.copyFilesToContainer([{ source: exe, target: '/usr/local/bin/addrmap', mode: 0o755 }]);
-    expect((await mustExec(guest, ['addrmap', 'version'])).trim()).toBe(version);
+    const versionRun = await exec(guest, ['addrmap', 'version']);
+    expect(versionRun).toMatchObject({ code: 0, stderr: '' });
+    expect(versionRun.stdout.trim()).toBe(version);
     const help = await mustExec(guest, ['addrmap', '--help']);
     for (const section of ['Usage: addrmap <command>', 'Commands:', 'Options:', '--config PATH', 'ADDRMAP_ENABLED', 'addrmap.enabled', 'Exit codes:']) {
       expect(help).toContain(section);
