@@ -191,7 +191,10 @@ export class Agent {
       this.o.log.error({ event: 'drift_repair_failed', reason: (e as Error).message, drift: reason }, 'could not repair the table');
       throw e;
     }
-    if (sync.kind !== 'none') {
+    if (sync.forcedOnly) {
+      // The kernel was as it should be; the rebuild only follows a failed transaction.
+      this.o.log.info({ event: 'rebuilt', reason: 'the transaction before failed', drift: reason, durationMs: ms(started) }, 'table rebuilt after a failed transaction; no drift');
+    } else if (sync.kind !== 'none') {
       this.driftRepairs++;
       this.stats.driftRepairs = this.driftRepairs;
       this.o.log.warn(

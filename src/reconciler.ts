@@ -24,6 +24,11 @@ export interface SyncResult {
   conntrackRemoved: number;
   /** Problems that did not stop the sync but leave some mapping degraded. */
   warnings: string[];
+  /**
+   * A full rebuild made only because the transaction before failed: the
+   * kernel already held the desired state. Not drift.
+   */
+  forcedOnly?: boolean;
 }
 
 export interface ReconcilerDeps {
@@ -44,13 +49,26 @@ export class Reconciler {
   async sync(desired: DesiredMappings): Promise<SyncResult> {
     const current = this.view ?? viewFromListing(await this.deps.nft.listTable(TABLE.family, TABLE.name));
     const plan = planSync(current, desired, this.forceFull);
+    const forcedOnly = this.forceFull && planSync(current, desired, false).kind === 'none';
     // Own previous addresses exist before traffic is sent to them, and go
     // only after the rules sending traffic there are gone.
     const wantSelf = [...(desired.self?.keys() ?? [])];
     const selfWarnings = await this.addSelf(wantSelf);
+    const committing = this.deps.nft.run(plan.tx);
+    // Which host routes the new state needs is decided while nft commits (at
+    // 100k mappings both take a noticeable time), starting once nft has been
+    // started so the commit is never delayed; routes change only after the
+    // commit, and not at all if it fails.
+    const routePlanning = new Promise((resolve) => setImmediate(resolve))
+      .then(() => this.planRoutes(desired, plan))
+      .then(
+        (p) => ({ p }),
+        (e: Error) => ({ e }),
+      );
     try {
-      await this.deps.nft.run(plan.tx);
+      await committing;
     } catch (e) {
+      await routePlanning;
       // The kernel is unchanged, but our idea of it may be wrong: re-read and
       // rebuild next time.
       this.view = null;
@@ -70,8 +88,10 @@ export class Reconciler {
       warnings.push(...errors.map((e) => `own previous address not removed: ${e}`));
     }
     let routes = { added: 0, removed: 0 };
+    const planned = await routePlanning;
     try {
-      routes = await this.syncRoutes(desired, plan, warnings);
+      if ('e' in planned) throw planned.e;
+      routes = await this.applyRoutes(planned.p, warnings);
     } catch (e) {
       this.routeView = null;
       warnings.push(`routes not updated: ${(e as Error).message}`);
@@ -106,6 +126,7 @@ export class Reconciler {
       routesRemoved: routes.removed,
       conntrackRemoved: ct.removed,
       warnings,
+      ...(forcedOnly ? { forcedOnly } : {}),
     };
   }
 
@@ -143,10 +164,14 @@ export class Reconciler {
     this.routeView = null;
   }
 
-  private async syncRoutes(desired: DesiredMappings, plan: Plan, warnings: string[]) {
+  /**
+   * Decides the host routes for a desired state without changing anything:
+   * only undecided and retargeted stale addresses are looked at, so a
+   * steady-state change costs only its own addresses.
+   */
+  private async planRoutes(desired: DesiredMappings, plan: Plan): Promise<RoutePlan> {
     // routeView: every stale address (or prefix) already decided on, with its
-    // route or null when it needs none. Only undecided and retargeted ones
-    // are looked at, so a steady-state change costs only its own addresses.
+    // route or null when it needs none.
     if (!this.routeView) {
       this.routeView = new Map((await this.deps.routes.list()).map((r) => [routeKey(r), r]));
     }
@@ -156,55 +181,78 @@ export class Reconciler {
     for (const p of desired.prefixes ?? []) wanted.push({ family: p.family, from: p.from, to: p.to, length: p.length });
     const keyOf = (c: { from: string; length?: number }) => routeKey({ dst: c.from, length: c.length });
     const wantKeys = new Set(wanted.map(keyOf));
-    const remove: RouteSpec[] = [];
+    const out: RoutePlan = { view, replace: [], remove: [], unwanted: [], routeless: [], warnings: [] };
     for (const [key, r] of view) {
       if (wantKeys.has(key)) continue;
-      if (r) remove.push(r);
-      view.delete(key);
+      if (r) out.remove.push(r);
+      out.unwanted.push(key);
     }
 
     const retargeted = new Set(plan.retargeted.map(keyOf));
     // Decided once; routes read from the kernel at start count as decided.
     const need = wanted.filter((c) => !view.has(keyOf(c)) || retargeted.has(keyOf(c)));
-    const replace: RouteSpec[] = [];
-    if (need.length) {
-      const table = await this.deps.routes.snapshot();
-      let targetVia: (c: Change) => Via | null;
-      let staleVia: (c: Change) => Via | null;
-      if (table) {
-        targetVia = (c) => table.lookup(c.family, c.to);
-        staleVia = (c) => table.lookup(c.family, c.from);
-      } else {
-        // Policy routing: ask the kernel about each target, and route every
-        // stale address explicitly rather than guess how it would go.
-        const found = await this.deps.routes.lookup(need.map((c) => ({ family: c.family, address: c.to })));
-        const byTarget = new Map([...found].map(([k, v]) => [normalizeIp(k), v]));
-        targetVia = (c) => byTarget.get(c.to) ?? null;
-        staleVia = () => null;
-      }
-      for (const c of need) {
-        const via = targetVia(c);
-        const current = view.get(keyOf(c)) ?? null;
-        if (!via) {
-          warnings.push(`no route to target ${c.to} of ${keyOf(c)}: the stale address cannot be reached until the target is`);
-          continue;
-        }
-        if (sameVia(staleVia(c), via)) {
-          // Routed like its target already: no route, and none of ours left behind.
-          if (current) remove.push(current);
-          view.set(keyOf(c), null);
-          continue;
-        }
-        const spec: RouteSpec = { family: c.family as IpFamily, dst: c.from, ...(c.length === undefined ? {} : { length: c.length }), ...via };
-        if (current && current.dev === spec.dev && current.gateway === spec.gateway) continue;
-        replace.push(spec);
-      }
+    if (!need.length) return out;
+    const table = await this.deps.routes.snapshot();
+    let targetVia: (c: Change) => Via | null;
+    let staleVia: (c: Change) => Via | null;
+    if (table) {
+      targetVia = (c) => table.lookup(c.family, c.to);
+      staleVia = (c) => table.lookup(c.family, c.from);
+    } else {
+      // Policy routing: ask the kernel about each target, and route every
+      // stale address explicitly rather than guess how it would go.
+      const found = await this.deps.routes.lookup(need.map((c) => ({ family: c.family, address: c.to })));
+      const byTarget = new Map([...found].map(([k, v]) => [normalizeIp(k), v]));
+      targetVia = (c) => byTarget.get(c.to) ?? null;
+      staleVia = () => null;
     }
-    const errors = await this.deps.routes.apply(replace, remove);
-    warnings.push(...errors.map((e) => `route: ${e}`));
-    for (const r of remove) if (view.get(routeKey(r)) === r) view.delete(routeKey(r));
-    for (const r of replace) view.set(routeKey(r), r);
-    if (errors.length) this.routeView = null;
-    return { added: replace.length, removed: remove.length };
+    for (const c of need) {
+      const via = targetVia(c);
+      const current = view.get(keyOf(c)) ?? null;
+      if (!via) {
+        out.warnings.push(`no route to target ${c.to} of ${keyOf(c)}: the stale address cannot be reached until the target is`);
+        continue;
+      }
+      if (sameVia(staleVia(c), via)) {
+        // Routed like its target already: no route, and none of ours left behind.
+        if (current) out.remove.push(current);
+        out.routeless.push(keyOf(c));
+        continue;
+      }
+      const spec: RouteSpec = { family: c.family as IpFamily, dst: c.from, ...(c.length === undefined ? {} : { length: c.length }), ...via };
+      if (current && current.dev === spec.dev && current.gateway === spec.gateway) continue;
+      out.replace.push(spec);
+    }
+    return out;
   }
+
+  /** Carries out a route plan (after the nft commit) and records the outcome in the route view. */
+  private async applyRoutes(p: RoutePlan, warnings: string[]) {
+    // A view dropped meanwhile (invalidate) is re-read next time; the plan still applies to the kernel.
+    const view = this.routeView === p.view ? p.view : null;
+    warnings.push(...p.warnings);
+    const errors = await this.deps.routes.apply(p.replace, p.remove);
+    warnings.push(...errors.map((e) => `route: ${e}`));
+    if (view) {
+      for (const key of p.unwanted) view.delete(key);
+      for (const r of p.remove) if (view.get(routeKey(r)) === r) view.delete(routeKey(r));
+      for (const key of p.routeless) view.set(key, null);
+      for (const r of p.replace) view.set(routeKey(r), r);
+    }
+    if (errors.length) this.routeView = null;
+    return { added: p.replace.length, removed: p.remove.length };
+  }
+}
+
+/** What planRoutes decided; nothing of it is done until applyRoutes. */
+interface RoutePlan {
+  /** The route view the plan was made against. */
+  view: Map<string, RouteSpec | null>;
+  replace: RouteSpec[];
+  remove: RouteSpec[];
+  /** Keys of stale addresses no longer mapped. */
+  unwanted: string[];
+  /** Keys decided to need no route of their own. */
+  routeless: string[];
+  warnings: string[];
 }

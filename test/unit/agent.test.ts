@@ -2,7 +2,7 @@ import { chmod, mkdir, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { Agent } from '../../src/agent.js';
-import { FakeNft } from '../../src/nft/index.js';
+import { FakeNft, Transaction } from '../../src/nft/index.js';
 import { Reconciler } from '../../src/reconciler.js';
 import type { Paths } from '../../src/settings.js';
 import { readSnapshot } from '../../src/state-file.js';
@@ -471,6 +471,40 @@ describe('a helper failing after the nft commit', () => {
     expect(r.sync?.warnings.join('\n')).toMatch(/routes not updated: ip: command not found/);
     expect(logger.events()).toContain('degraded');
     expect((await snapshot()).applied?.generation).toBe(2);
+  });
+});
+
+describe('Agent.repair', () => {
+  test('after a failed push, a check that finds the kernel as it should be rebuilds whole but is not drift', async () => {
+    await push(1, [['fd00::1', 'fdaa::1']]);
+    const agent = await newAgent({ daemon: true });
+    await agent.pass();
+    await push(2, [['fd00::1', 'fdaa::2']]);
+    nft.failNextRun();
+    expect((await agent.pass()).outcome).toBe('failed');
+
+    const sync = await agent.repair('verification after a table rebuild');
+    expect(sync).toMatchObject({ kind: 'full', forcedOnly: true });
+    expect(lastEvent()).toMatchObject({ event: 'rebuilt', reason: 'the transaction before failed' });
+    expect(logger.events()).not.toContain('drift_repaired');
+    expect(agent.stats.driftRepairs).toBe(0);
+    expect(elementsOf(await kernel()).dnat6).toEqual(['fd00::1 -> fdaa::1']);
+  });
+
+  test('real drift after a failed push is repaired, logged and counted as drift', async () => {
+    await push(1, [['fd00::1', 'fdaa::1']]);
+    const agent = await newAgent({ daemon: true });
+    await agent.pass();
+    await push(2, [['fd00::1', 'fdaa::2']]);
+    nft.failNextRun();
+    await agent.pass();
+    await nft.run(new Transaction().delete({ table: { family: 'inet', name: 'addrmap' } }));
+
+    const sync = await agent.repair('delete table');
+    expect(sync).toMatchObject({ kind: 'full' });
+    expect(sync?.forcedOnly).toBeUndefined();
+    expect(lastEvent()).toMatchObject({ event: 'drift_repaired' });
+    expect(agent.stats.driftRepairs).toBe(1);
   });
 });
 
