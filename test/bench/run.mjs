@@ -372,8 +372,10 @@ async function coldSection() {
 
 async function memorySection() {
   const { sizes, reps, idleSeconds } = CONFIG.memory;
-  // The standalone executable is what the packages install (with its own V8 options), so it is measured too when built.
-  const sea = existsSync(SEA) ? SEA : null;
+  // The standalone executable is what the packages install (with its own V8
+  // options), so the full suite measures it too; it rebuilds it first, the
+  // quick one does not and leaves it out.
+  const sea = !QUICK && existsSync(SEA) ? SEA : null;
   log(`memory: idle RSS of addrmap watch with ${sizes.join(', ')} mappings vs an idle node, ${reps} reps of ${idleSeconds} s idle; standalone: ${sea ?? 'not built'}`);
   const runs = [];
   const kinds = [...sizes.map((size) => ({ size, binary: null })), ...(sea ? sizes.map((size) => ({ size, binary: sea })) : []), { size: 'node', binary: null }];
