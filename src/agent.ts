@@ -170,6 +170,16 @@ export class Agent {
     }
   }
 
+  /** Where a mapping of the applied state leads: an address, or for a prefix mapping ("net/len") the target prefix. */
+  targetOf(key: string): string | undefined {
+    const d = this.lastGood;
+    if (!d) return undefined;
+    const single = d.v6.get(key) ?? d.v4.get(key);
+    if (single !== undefined) return single;
+    const p = d.prefixes?.find((x) => `${x.from}/${x.length}` === key);
+    return p && `${p.to}/${p.length}`;
+  }
+
   /** Whether this process has a state the kernel should hold (and drift can be measured against). */
   get holdsState(): boolean {
     return this.lastGood !== null;

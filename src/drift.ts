@@ -24,6 +24,8 @@ export interface DriftOptions {
 
 /** How long an expected echo of our own change may take to arrive. */
 const ECHO_MS = 5000;
+/** More time per element of a transaction: the monitor prints 100k echoes over seconds. */
+const ECHO_MS_PER_ELEMENT = 0.1;
 /**
  * A table rebuild's echoes are too many to match one by one; they are let
  * through for this long, and if anything arrived then, the table is verified
@@ -51,11 +53,16 @@ export class DriftDetector implements NftInterface {
   async run(tx: Transaction): Promise<void> {
     const rebuild = tx.operations.some((op) => 'table' in op.object);
     if (rebuild) this.quietUntil = Infinity;
-    // A rebuild's echoes are covered by the quiet window and the verification
-    // after it; expecting them one by one as well would let a later foreign
-    // change to the same key pass as an echo.
-    const keys = rebuild ? [] : tx.operations.flatMap((op) => ('element' in op.object ? [`${op.verb} ${op.object.element.name} ${normalizeIp(op.object.element.key)}`] : []));
-    const expires = Date.now() + ECHO_MS;
+    // Element echoes are expected one by one, also a rebuild's: a time window
+    // alone mistakes them for foreign changes whenever the event loop is busy
+    // longer than the window (at 100k elements it was, after every start:
+    // ~92k drift_detected lines and seconds of needless repairs). Expecting an
+    // element we add lets nothing foreign through: another tool adding the
+    // same element changes nothing, and any delete of it is not expected. The
+    // table, chains and rules of a rebuild are covered by the quiet window and
+    // the verification after it. Echoes of a large batch take longer to come.
+    const keys = tx.operations.flatMap((op) => ('element' in op.object ? [`${op.verb} ${op.object.element.name} ${normalizeIp(op.object.element.key)}`] : []));
+    const expires = Date.now() + ECHO_MS + keys.length * ECHO_MS_PER_ELEMENT;
     for (const k of keys) {
       const list = this.expected.get(k) ?? [];
       list.push(expires);
@@ -124,15 +131,15 @@ export class DriftDetector implements NftInterface {
     if (!kind || !isObj(obj)) return;
     const table = kind === 'table' ? obj.name : obj.table;
     if (table !== TABLE.name || obj.family !== TABLE.family) return;
+    const foreign = kind === 'element' ? (((obj.elem as { set?: unknown[] })?.set ?? []) as unknown[]).map(elementKey).filter((key) => !this.consume(`${verb} ${obj.name} ${key}`)) : null;
+    if (foreign?.length === 0) return; // our own element echoes
     if (Date.now() < this.quietUntil) {
       this.suppressed = true;
       this.quietUntil = Math.max(this.quietUntil, Date.now() + REBUILD_QUIET_MS);
       return;
     }
-    if (kind === 'element') {
-      const items = ((obj.elem as { set?: unknown[] })?.set ?? []) as unknown[];
-      const foreign = items.map(elementKey).filter((key) => !this.consume(`${verb} ${obj.name} ${key}`));
-      if (foreign.length) this.onDrift(`${verb} element ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''} in map ${obj.name} by another tool`, true);
+    if (foreign) {
+      this.onDrift(`${verb} element ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''} in map ${obj.name} by another tool`, true);
       return;
     }
     this.onDrift(`${verb} ${kind} ${kind === 'rule' ? `in chain ${obj.chain}` : (obj.name ?? '')} by another tool`.replace(/ +/g, ' '), true);

@@ -1,10 +1,12 @@
 // The daemon's outputs besides the kernel: usage sampling (usage.json, for
 // status) and Prometheus metrics (a textfile, and optionally a local port).
+import { access } from 'node:fs/promises';
 import type { Server } from 'node:http';
+import { dirname } from 'node:path';
 import type { Agent } from './agent.js';
 import type { Logger } from './logger.js';
 import { serveMetrics, writeMetricsFile } from './metrics.js';
-import { readState, writeState, USAGE_FILE, APPLIED_FILE, type AppliedState, type UsageState } from './state-file.js';
+import { readState, writeState, USAGE_FILE, type UsageState } from './state-file.js';
 import type { UsageTracker } from './usage.js';
 
 export class Telemetry {
@@ -49,9 +51,11 @@ export class Telemetry {
     if (!this.agent.holdsState) return;
     try {
       const state = await this.usage.sample();
-      const applied = await readState<AppliedState>(this.stateDir, APPLIED_FILE).catch(() => null);
-      const target = new Map((applied?.resolved ?? []).map((m) => [m.from, m.to]));
-      this.agent.stats.perMapping = Object.entries(state.mappings).map(([from, u]) => ({ from, to: target.get(from) ?? '', packets: u.packets, bytes: u.bytes }));
+      // Per-mapping series cost memory and time in proportion to the map
+      // (100k mappings: 200k series); built only when someone reads them.
+      this.agent.stats.perMapping = (await this.metricsWanted())
+        ? Object.entries(state.mappings).map(([from, u]) => ({ from, to: this.agent.targetOf(from) ?? '', packets: u.packets, bytes: u.bytes }))
+        : [];
       await writeState(this.stateDir, USAGE_FILE, state);
       await this.writeMetrics();
     } catch (e) {
@@ -62,6 +66,13 @@ export class Telemetry {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  /** Whether metrics are served, or written into a directory that exists (a collector is installed). */
+  private async metricsWanted(): Promise<boolean> {
+    if (this.server) return true;
+    const path = this.agent.config?.metricsFile;
+    return !!path && (await access(dirname(path)).then(() => true, () => false));
   }
 
   private async writeMetrics(): Promise<void> {

@@ -278,6 +278,20 @@ describe('the quiet window after a transaction with a table operation', () => {
     ]);
   });
 
+  test('a rebuild’s element echoes that arrive after the window (a busy event loop) are still its own, not drift', async () => {
+    const d = detectorOver();
+    await d.run(rebuildTx({ 'fd00::1': 'fdaa::1', 'fd00::2': 'fdaa::2' }));
+    d.handleEvent(tableLine('add'));
+    vi.advanceTimersByTime(1000); // the agent was busy: the window closed before the elements were read
+    expect(calls).toEqual([{ reason: 'verification after a table rebuild', certain: false }]);
+    d.handleEvent(elementLine('add', 'dnat6', [counted('fd00::1', 'fdaa::1')]));
+    d.handleEvent(elementLine('add', 'dnat6', [counted('fd00::2', 'fdaa::2')]));
+    expect(calls).toHaveLength(1);
+    // Each echo is used up once: the same event again is another tool's.
+    d.handleEvent(elementLine('add', 'dnat6', [counted('fd00::2', 'fdaa::2')]));
+    expect(calls.at(-1)).toEqual({ reason: 'add element fd00::2 in map dnat6 by another tool', certain: true });
+  });
+
   test('a quiet window in which nothing arrived needs no verification', async () => {
     const d = detectorOver();
     await d.run(rebuildTx({ 'fd00::1': 'fdaa::1' }));
