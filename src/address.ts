@@ -22,6 +22,13 @@ export class AddressError extends Error {}
  * a mapping that never matches or that hijacks local traffic.
  */
 export function parseAddress(input: string): IpAddress {
+  // Plain hex-and-colons text (nearly every address in a mapping file) takes
+  // a fast path that is several times quicker than ip-address and gives the
+  // same RFC 5952 text (a property test holds the two together); it needs
+  // none of the checks below. Anything else, e.g. an embedded IPv4 part,
+  // goes the long way.
+  const groups = typeof input === 'string' ? hexGroups(input) : null;
+  if (groups) return check6(groups, format6(groups));
   if (typeof input !== 'string' || input.length === 0) throw new AddressError('empty address');
   if (input.length > 64) throw new AddressError('too long to be an address');
   if (/\s/.test(input)) throw new AddressError('contains white space');
@@ -32,12 +39,6 @@ export function parseAddress(input: string): IpAddress {
 
 function parse6(input: string): IpAddress {
   if (input.includes('%')) throw new AddressError('zone ids are not allowed');
-  // Plain hex-and-colons text (nearly every address in a mapping file) takes
-  // a fast path that is several times quicker than ip-address and gives the
-  // same RFC 5952 text (a property test holds the two together); anything
-  // else, e.g. with an embedded IPv4 part, goes to ip-address.
-  const groups = hexGroups(input);
-  if (groups) return check6(groups, format6(groups));
   let a: Address6;
   try {
     a = new Address6(input);
@@ -51,13 +52,11 @@ function parse6(input: string): IpAddress {
 
 /** The policy checks, on the address's value (not its spelling). */
 function check6(g: number[], text: string): IpAddress {
-  const zero = (from: number, to: number) => {
-    for (let i = from; i < to; i++) if (g[i] !== 0) return false;
-    return true;
-  };
-  if (zero(0, 5) && g[5] === 0xffff) throw new AddressError('IPv4-mapped IPv6 address; write the IPv4 address instead');
-  if (zero(0, 8)) throw new AddressError('unspecified address');
-  if (zero(0, 7) && g[7] === 1) throw new AddressError('loopback address');
+  let lead = 0; // leading zero groups
+  while (lead < 8 && g[lead] === 0) lead++;
+  if (lead === 5 && g[5] === 0xffff) throw new AddressError('IPv4-mapped IPv6 address; write the IPv4 address instead');
+  if (lead === 8) throw new AddressError('unspecified address');
+  if (lead === 7 && g[7] === 1) throw new AddressError('loopback address');
   if (g[0]! >= 0xff00) throw new AddressError('multicast address');
   if ((g[0]! & 0xffc0) === 0xfe80) throw new AddressError('link-local address');
   return { family: 6, text, groups: g };

@@ -186,8 +186,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * Both ends of a mapping: two addresses, or two prefixes of one length with
  * no host bits set ("fdaa:0:18:a7b:7d::/80"). A full-length prefix is an address.
  */
+const isPrefix = (t: string) => typeof t === 'string' && t.includes('/');
+
 function parseEnds(entry: string, fromText: string, toText: string): { from: IpAddress; to: IpAddress; length?: number } {
-  const isPrefix = (t: string) => typeof t === 'string' && t.includes('/');
   if (!isPrefix(fromText) && !isPrefix(toText)) return { from: parseField(entry, 'from', fromText), to: parseField(entry, 'to', toText) };
   if (!isPrefix(fromText) || !isPrefix(toText)) {
     const [field, text, other] = isPrefix(fromText) ? ['from', fromText, 'to'] : ['to', toText, 'from'];

@@ -13,8 +13,8 @@ import { Transaction, type TableListing } from './nft/index.js';
 export interface KernelView {
   /** False when the table is missing or its chains, rules or maps differ from ours. */
   layoutOk: boolean;
-  v4: Map<string, string>;
-  v6: Map<string, string>;
+  v4: ReadonlyMap<string, string>;
+  v6: ReadonlyMap<string, string>;
   /** Prefix mappings in rule order (absent: none); null when the prefix chains hold rules that are not ours. */
   prefixes?: PrefixMapping[] | null;
   /** Own previous addresses, previous -> now, as the outbound map holds them (absent: none). */
@@ -167,7 +167,9 @@ function element(family: IpFamily, key: string, value?: string) {
 
 export function viewOf(desired: DesiredMappings): KernelView {
   const self = desired.self ?? new Map<string, string>();
-  const view: KernelView = { layoutOk: true, v4: new Map(desired.v4), v6: new Map(desired.v6), prefixes: [...(desired.prefixes ?? [])] };
+  // The desired maps themselves, not copies: nothing changes them after
+  // resolution, and at 100k mappings a copy per push costs time and memory.
+  const view: KernelView = { layoutOk: true, v4: desired.v4, v6: desired.v6, prefixes: [...(desired.prefixes ?? [])] };
   if (self.size) {
     view.self = new Map(self);
     view.selfIn = new Map([...self].map(([prev, now]) => [now, prev]));

@@ -18,8 +18,9 @@ export interface PrefixMapping {
 
 /** The desired state of the kernel: single addresses per family, and prefixes (longest first). */
 export interface DesiredMappings {
-  v4: Map<string, string>;
-  v6: Map<string, string>;
+  /** Read-only once resolved: the reconciler keeps them as its view of the kernel. */
+  v4: ReadonlyMap<string, string>;
+  v6: ReadonlyMap<string, string>;
   prefixes?: PrefixMapping[];
   /** This guest's own previous IPv6 addresses: previous -> now. */
   self?: Map<string, string>;
@@ -91,8 +92,10 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
     return final;
   };
 
-  const out: DesiredMappings = { v4: new Map(), v6: new Map(), prefixes: [], ...(self.length ? { self: new Map(self.map((s) => [s.from, s.to])) } : {}) };
-  const put = (family: IpFamily, from: string, to: string) => (family === 4 ? out.v4 : out.v6).set(from, to);
+  const v4 = new Map<string, string>();
+  const v6 = new Map<string, string>();
+  const out: DesiredMappings = { v4, v6, prefixes: [], ...(self.length ? { self: new Map(self.map((s) => [s.from, s.to])) } : {}) };
+  const put = (family: IpFamily, from: string, to: string) => (family === 4 ? v4 : v6).set(from, to);
   for (const m of singles.values()) {
     // The usual mapping: its target is not itself stale, nothing to follow.
     if (!nets.length && !singles.has(m.to)) put(m.family, m.from, m.to);

@@ -475,14 +475,19 @@ describe('a helper failing after the nft commit', () => {
 });
 
 describe('Agent.repair', () => {
-  test('after a failed push, a check that finds the kernel as it should be rebuilds whole but is not drift', async () => {
+  /** An agent that applied generation 1 and then failed to apply generation 2. */
+  async function afterFailedPush(): Promise<Agent> {
     await push(1, [['fd00::1', 'fdaa::1']]);
     const agent = await newAgent({ daemon: true });
     await agent.pass();
     await push(2, [['fd00::1', 'fdaa::2']]);
     nft.failNextRun();
     expect((await agent.pass()).outcome).toBe('failed');
+    return agent;
+  }
 
+  test('after a failed push, a check that finds the kernel as it should be rebuilds whole but is not drift', async () => {
+    const agent = await afterFailedPush();
     const sync = await agent.repair('verification after a table rebuild');
     expect(sync).toMatchObject({ kind: 'full', forcedOnly: true });
     expect(lastEvent()).toMatchObject({ event: 'rebuilt', reason: 'the transaction before failed' });
@@ -492,12 +497,7 @@ describe('Agent.repair', () => {
   });
 
   test('real drift after a failed push is repaired, logged and counted as drift', async () => {
-    await push(1, [['fd00::1', 'fdaa::1']]);
-    const agent = await newAgent({ daemon: true });
-    await agent.pass();
-    await push(2, [['fd00::1', 'fdaa::2']]);
-    nft.failNextRun();
-    await agent.pass();
+    const agent = await afterFailedPush();
     await nft.run(new Transaction().delete({ table: { family: 'inet', name: 'addrmap' } }));
 
     const sync = await agent.repair('delete table');

@@ -247,7 +247,7 @@ function modelDesired(m: Model): Desired {
   return { v4: sortPairs(out.v4), v6: sortPairs(out.v6) };
 }
 
-function srcDesired(d: { v4: Map<string, string>; v6: Map<string, string> }): Desired {
+function srcDesired(d: { v4: ReadonlyMap<string, string>; v6: ReadonlyMap<string, string> }): Desired {
   return { v4: sortPairs([...d.v4]), v6: sortPairs([...d.v6]) };
 }
 
