@@ -45,9 +45,9 @@ export class MappingFileError extends Error {
 export const mappingFileSchema = schema;
 
 /** The mappings still in force at `now`, and those that have expired. */
-export function splitExpired(mappings: readonly Mapping[], now: number): { live: Mapping[]; expired: Mapping[] } {
+export function splitExpired(mappings: readonly Mapping[], now: number): { live: readonly Mapping[]; expired: Mapping[] } {
   const isExpired = (m: Mapping) => m.expires !== undefined && m.expires <= now;
-  if (!mappings.some(isExpired)) return { live: [...mappings], expired: [] };
+  if (!mappings.some(isExpired)) return { live: mappings, expired: [] };
   const live: Mapping[] = [];
   const expired: Mapping[] = [];
   // Positions shift once expired entries are left out: keep the file's, so
@@ -107,8 +107,8 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
   const file = doc as { generation: number; mappings: { from: string; to: string; expires?: string }[]; self?: { from: string; to: string }[] };
 
   // This loop runs for every entry of every push (100k at the largest sizes):
-  // plain loops and one object per mapping, nothing built for the error
-  // messages until one is thrown.
+  // plain loops and one object per mapping; of the error messages only the
+  // entry's name is built before one is thrown.
   const byFrom = new Map<string, Mapping>();
   const firstIndex = new Map<Mapping, number>();
   const mappings: Mapping[] = [];

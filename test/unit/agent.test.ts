@@ -52,6 +52,8 @@ async function newAgent(opts: { daemon?: boolean } = {}): Promise<Agent> {
 }
 
 const push = (generation: number, mappings: [string, string][]) => writeFile(paths.mappings, mappingFileText(generation, mappings));
+/** A generation-1 file with entries written out (for fields beyond from and to). */
+const pushEntries = (mappings: Record<string, string>[]) => writeFile(paths.mappings, JSON.stringify({ version: 1, generation: 1, mappings }));
 const kernel = () => nft.listTable('inet', 'addrmap');
 const snapshot = async () => (await readSnapshot(paths.stateDir))!;
 const lastEvent = () => logger.records.at(-1)!;
@@ -512,18 +514,11 @@ describe('expiring mappings', () => {
   test('an expired mapping is not installed; one expiring later is removed by expire() at its time, whatever the file says then', async () => {
     const soon = new Date(Date.now() + 200).toISOString();
     const past = new Date(Date.now() - 1000).toISOString();
-    await writeFile(
-      paths.mappings,
-      JSON.stringify({
-        version: 1,
-        generation: 1,
-        mappings: [
-          { from: 'fd00::1', to: 'fdaa::1', expires: soon },
-          { from: 'fd00::2', to: 'fdaa::2', expires: past },
-          { from: 'fd00::3', to: 'fdaa::3' },
-        ],
-      }),
-    );
+    await pushEntries([
+      { from: 'fd00::1', to: 'fdaa::1', expires: soon },
+      { from: 'fd00::2', to: 'fdaa::2', expires: past },
+      { from: 'fd00::3', to: 'fdaa::3' },
+    ]);
     const agent = await newAgent({ daemon: true });
     const r = await agent.pass();
     expect(r.outcome).toBe('applied');
@@ -542,18 +537,11 @@ describe('expiring mappings', () => {
 
   test('a refusal names the entry by its place in the file, also when expired entries before it were left out', async () => {
     const past = new Date(Date.now() - 1000).toISOString();
-    await writeFile(
-      paths.mappings,
-      JSON.stringify({
-        version: 1,
-        generation: 1,
-        mappings: [
-          { from: 'fd00::9', to: 'fdaa::9', expires: past },
-          { from: 'fd00::1', to: 'fd00::2' },
-          { from: 'fd00::2', to: 'fd00::1' },
-        ],
-      }),
-    );
+    await pushEntries([
+      { from: 'fd00::9', to: 'fdaa::9', expires: past },
+      { from: 'fd00::1', to: 'fd00::2' },
+      { from: 'fd00::2', to: 'fd00::1' },
+    ]);
     const agent = await newAgent();
     expect(await agent.pass()).toMatchObject({ outcome: 'refused', message: expect.stringMatching(/^mappings\[1\]: mappings form a cycle/) });
   });
