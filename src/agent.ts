@@ -11,6 +11,7 @@ import type { Reconciler, SyncResult } from './reconciler.js';
 import type { Logger } from './logger.js';
 import type { Paths } from './settings.js';
 import { AgentStats } from './metrics.js';
+import { missingCapabilities, type Ruleset } from './ruleset.js';
 import { APPLIED_FILE, readSnapshot, writeSnapshot, writeState, type AppliedState, type PushOutcome, type Snapshot } from './state-file.js';
 
 export interface PassResult {
@@ -28,6 +29,8 @@ export interface AgentOptions {
   log: Logger;
   /** The watching daemon records its pid so status can tell it runs. */
   daemon: boolean;
+  /** The table's shape on the running kernel, recorded for status. */
+  ruleset?: Ruleset;
 }
 
 export class Agent {
@@ -297,6 +300,9 @@ export class Agent {
       warnings: u.warnings ?? prev?.warnings ?? [],
       driftRepairs: this.driftRepairs,
     };
+    const caps = this.o.ruleset?.caps;
+    if (caps) snap.kernel = { ...caps, missing: missingCapabilities(caps) };
+    else if (prev?.kernel) snap.kernel = prev.kernel;
     const accepted = Math.max(prev?.acceptedGeneration ?? -1, prev?.applied?.generation ?? -1, snap.applied?.generation ?? -1);
     if (accepted >= 0) snap.acceptedGeneration = accepted;
     this.snapshot = snap;

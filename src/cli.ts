@@ -8,7 +8,10 @@ import { createLogger } from './logger.js';
 import { DriftDetector } from './drift.js';
 import { ExecNft } from './nft/index.js';
 import { Reconciler } from './reconciler.js';
-import { planSync, viewFromListing, EMPTY_VIEW } from './plan.js';
+import { viewFromListing } from './plan.js';
+import { probeKernel } from './kernel-caps.js';
+import { readKernelCmdline, resolveFlag } from './flag.js';
+import { recordStartFailure } from './start-failure.js';
 import { IpRoutes } from './routes.js';
 import { IpSelfAddresses } from './self-addresses.js';
 import { resolvePaths, DEFAULT_PATHS } from './settings.js';
@@ -16,7 +19,7 @@ import { collectStatus, formatStatus, STATUS_EXIT } from './status.js';
 import { explain, ExplainInputError } from './explain.js';
 import { scanPaths, type ScanStats } from './scan.js';
 import { APPLIED_FILE, readState, type AppliedState } from './state-file.js';
-import { TABLE } from './ruleset.js';
+import { missingCapabilities, TABLE, type Ruleset } from './ruleset.js';
 import { startWatching } from './watch.js';
 import { Telemetry } from './telemetry.js';
 import { UsageTracker } from './usage.js';
@@ -24,7 +27,7 @@ import { UsageTracker } from './usage.js';
 declare const ADDRMAP_VERSION: string;
 const VERSION = typeof ADDRMAP_VERSION === 'string' ? ADDRMAP_VERSION : 'dev';
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, refused: 3 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, refused: 3, cannotStart: 4 } as const;
 
 const HELP = `addrmap ${VERSION}: keep stale literal IP addresses reachable after a migration,
 with nftables DNAT driven by a mapping file the control plane pushes.
@@ -71,7 +74,8 @@ Environment:
 
 Exit codes:
   apply, watch  0 success (also: feature off), 1 failure (kernel or tool error),
-                2 usage error, 3 mapping or config file refused (kernel state unchanged)
+                2 usage error, 3 mapping or config file refused (kernel state unchanged),
+                4 cannot start here (nft unusable, or the kernel rejects the table): not retried
   status        0 healthy, 1 degraded (drift, refused or failed push, warnings),
                 2 usage error, 3 agent not running, 4 disabled
   explain       0 translated, 1 not translated, 2 usage error
@@ -132,6 +136,10 @@ export async function main(argv: string[]): Promise<number> {
         nft: root ? new ExecNft() : null,
         conntrack: root ? new ConntrackTool() : null,
         retireAfterSeconds: config.retireAfterSeconds,
+        flag: await readKernelCmdline(process.env).then(
+          (cmdline) => resolveFlag(process.env, cmdline, config.enabled),
+          () => undefined,
+        ).catch(() => undefined),
       });
       process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatStatus(report, { all: !!values.all }) + '\n');
       return STATUS_EXIT[report.health];
@@ -152,23 +160,30 @@ export async function main(argv: string[]): Promise<number> {
 async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolvePaths>): Promise<number> {
   const log = createLogger();
   const nft = new ExecNft();
+  let ruleset: Ruleset;
   try {
     // Run together; a missing or unusable nft is the error to report first.
-    const [checked, validated] = await Promise.allSettled([nft.check(), nft.validate(planSync(EMPTY_VIEW, { v4: new Map(), v6: new Map() }, true).tx)]);
+    const [checked, probed] = await Promise.allSettled([nft.check(), probeKernel((tx) => nft.validate(tx))]);
     if (checked.status === 'rejected') throw checked.reason;
-    if (validated.status === 'rejected') throw validated.reason;
-    const info = checked.value;
-    log.debug({ event: 'nft', version: info.version }, 'nft is usable and the kernel accepts the table');
+    if (probed.status === 'rejected') throw probed.reason;
+    ruleset = probed.value.ruleset;
+    log.debug({ event: 'nft', version: checked.value.version, kernel: ruleset.caps, rejected: probed.value.rejected }, 'nft is usable and the kernel accepts the table');
+    const missing = missingCapabilities(ruleset.caps);
+    if (missing.length) log.warn({ event: 'kernel_capabilities', kernel: ruleset.caps, missing }, `the running kernel lacks part of addrmap's table: ${missing.join('; ')}`);
   } catch (e) {
-    log.fatal({ event: 'nft_unusable', reason: (e as Error).message }, 'cannot start');
-    process.stderr.write(`addrmap: ${(e as Error).message}\n`);
-    return EXIT.failed;
+    // Not retried by init (exit 4): the kernel and nft do not change while
+    // the guest runs, and a restart loop would only repeat this line.
+    const reason = (e as Error).message;
+    log.fatal({ event: 'cannot_start', reason }, 'cannot start');
+    process.stderr.write(`addrmap: ${reason}\n`);
+    await recordStartFailure(paths, command, reason, process.env).catch(() => {});
+    return EXIT.cannotStart;
   }
   // The daemon sees the kernel through the drift detector, which discounts
   // the echoes of addrmap's own transactions.
-  const drift = command === 'watch' ? new DriftDetector(nft, { log, listChains: () => nft.listChains() }) : null;
-  const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: new ConntrackTool(), selfAddresses: new IpSelfAddresses() });
-  const agent = new Agent({ paths, env: process.env, reconciler, log, daemon: command === 'watch' });
+  const drift = command === 'watch' ? new DriftDetector(nft, { log, listChains: () => nft.listChains(), ruleset }) : null;
+  const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: new ConntrackTool(), selfAddresses: new IpSelfAddresses(), ruleset });
+  const agent = new Agent({ paths, env: process.env, reconciler, log, daemon: command === 'watch', ruleset });
   await agent.init();
 
   if (command === 'apply') {

@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { normalizeIp } from './address.js';
 import type { Logger } from './logger.js';
-import { CHAINS, TABLE } from './ruleset.js';
+import { FULL_RULESET, TABLE, type Ruleset } from './ruleset.js';
 import type { Chain, NftInterface, TableFamily, TableListing, Transaction } from './nft/index.js';
 
 export interface DriftOptions {
@@ -20,6 +20,8 @@ export interface DriftOptions {
   /** Period of the chain check. */
   checkIntervalMs?: number;
   listChains: () => Promise<Chain[]>;
+  /** The table's shape on this kernel (default: a kernel that accepts everything). */
+  ruleset?: Ruleset;
 }
 
 /** How long an expected echo of our own change may take to arrive. */
@@ -40,6 +42,9 @@ export class DriftDetector implements NftInterface {
   private monitor: ChildProcess | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** At most one chain check at a time, and none while a transaction holds the kernel's lock. */
+  private checking = false;
+  private committing = 0;
   /** Whether the table should exist now (feature on and applied). */
   tableExpected = false;
   /** certain: a foreign change was seen; otherwise the table just needs a look. */
@@ -68,6 +73,7 @@ export class DriftDetector implements NftInterface {
       list.push(expires);
       this.expected.set(k, list);
     }
+    this.committing++;
     try {
       await this.inner.run(tx);
     } catch (e) {
@@ -75,6 +81,7 @@ export class DriftDetector implements NftInterface {
       for (const k of keys) this.consume(k, expires);
       throw e;
     } finally {
+      this.committing--;
       if (rebuild) {
         this.quietUntil = Date.now() + REBUILD_QUIET_MS;
         // A large rebuild's echoes keep arriving for seconds: each one keeps
@@ -178,16 +185,24 @@ export class DriftDetector implements NftInterface {
     });
   }
 
-  private async checkChains(): Promise<void> {
-    if (!this.tableExpected) return;
+  /** Exported for tests. */
+  async checkChains(): Promise<void> {
+    // A check that falls due while the previous one still runs, or while a
+    // large transaction holds the kernel's lock, is skipped: queued behind
+    // the lock, checks piled up (26 nft processes in a 256 MB VM) and their
+    // kernel memory brought in the OOM killer.
+    if (!this.tableExpected || this.checking || this.committing > 0) return;
+    this.checking = true;
     let chains: Chain[];
     try {
       chains = await this.o.listChains();
     } catch {
       return; // a transient nft failure is not drift
+    } finally {
+      this.checking = false;
     }
     const ours = chains.filter((c) => c.family === TABLE.family && c.table === TABLE.name);
-    const missing = CHAINS.filter((want) => !ours.some((c) => c.name === want.name && c.hook === want.hook && c.prio === want.prio));
+    const missing = (this.o.ruleset ?? FULL_RULESET).chains.filter((want) => !ours.some((c) => c.name === want.name && c.hook === want.hook && c.prio === want.prio));
     if (missing.length) this.onDrift(`chain ${missing.map((c) => c.name).join(', ')} missing or changed`, true);
   }
 }

@@ -5,7 +5,22 @@
 import { isDeepStrictEqual } from 'node:util';
 import { normalizeIp, type IpFamily } from './address.js';
 import type { DesiredMappings } from './resolve.js';
-import { CHAINS, FIXED_RULE_CHAINS, MAPS, MAP_NAMES, SELF_IN_MAP, SELF_OUT_MAP, PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, RULES, TABLE, decodePrefixCount, decodePrefixRule, prefixRules } from './ruleset.js';
+import {
+  COUNT_SET_NAMES,
+  FULL_RULESET,
+  MAP_NAMES,
+  SELF_IN_MAP,
+  SELF_NOW_SET,
+  SELF_OUT_MAP,
+  PREFIX_COUNT_CHAIN,
+  PREFIX_DNAT_CHAIN,
+  TABLE,
+  decodePrefixCount,
+  decodePrefixRule,
+  normalizeExpr,
+  prefixRules,
+  type Ruleset,
+} from './ruleset.js';
 import type { PrefixMapping } from './resolve.js';
 import { Transaction, type TableListing } from './nft/index.js';
 
@@ -43,9 +58,9 @@ export interface Plan {
 
 export const EMPTY_VIEW: KernelView = { layoutOk: false, v4: new Map(), v6: new Map(), prefixes: [] };
 
-export function viewFromListing(listing: TableListing | null): KernelView {
+export function viewFromListing(listing: TableListing | null, ruleset: Ruleset = FULL_RULESET): KernelView {
   if (!listing) return EMPTY_VIEW;
-  const view: KernelView = { layoutOk: layoutMatches(listing), v4: new Map(), v6: new Map(), prefixes: prefixesOf(listing) };
+  const view: KernelView = { layoutOk: layoutMatches(listing, ruleset), v4: new Map(), v6: new Map(), prefixes: prefixesOf(listing) };
   const read = (name: string) => {
     const out = new Map<string, string>();
     for (const el of listing.maps.find((m) => m.name === name)?.elements ?? []) if (el.value !== undefined) out.set(normalizeIp(el.key), normalizeIp(el.value));
@@ -56,6 +71,14 @@ export function viewFromListing(listing: TableListing | null): KernelView {
   const self = read(SELF_OUT_MAP);
   const selfIn = read(SELF_IN_MAP);
   if (self.size || selfIn.size) Object.assign(view, { self, selfIn });
+  // A set mirroring a map's keys that lost or gained one is repaired by a rebuild.
+  const keysOf = (name: string) => new Set((listing.sets?.find((x) => x.name === name)?.elements ?? []).map((el) => normalizeIp(el.key)));
+  const mirrors = (name: string, of: ReadonlyMap<string, string>) => {
+    const keys = keysOf(name);
+    return keys.size === of.size && [...of.keys()].every((k) => keys.has(k));
+  };
+  if (ruleset.caps.count === 'set' && !(mirrors(COUNT_SET_NAMES[4], view.v4) && mirrors(COUNT_SET_NAMES[6], view.v6))) view.layoutOk = false;
+  if (ruleset.caps.selfGuard === 'set' && !mirrors(SELF_NOW_SET, selfIn)) view.layoutOk = false;
   return view;
 }
 
@@ -69,23 +92,26 @@ function prefixesOf(l: TableListing): PrefixMapping[] | null {
   return out;
 }
 
-function layoutMatches(l: TableListing): boolean {
-  const fixed = l.rules.filter((r) => FIXED_RULE_CHAINS.includes(r.chain));
-  if (l.chains.length !== CHAINS.length || l.maps.length !== MAPS.length || fixed.length !== RULES.length) return false;
-  const chainsOk = CHAINS.every((want) =>
+function layoutMatches(l: TableListing, rs: Ruleset): boolean {
+  const fixed = l.rules.filter((r) => rs.fixedRuleChains.includes(r.chain));
+  const sets = l.sets ?? [];
+  if (l.chains.length !== rs.chains.length || l.maps.length !== rs.maps.length || sets.length !== rs.sets.length || fixed.length !== rs.rules.length) return false;
+  const chainsOk = rs.chains.every((want) =>
     l.chains.some((c) => c.name === want.name && c.type === want.type && c.hook === want.hook && c.prio === want.prio && c.policy === want.policy),
   );
-  const mapsOk = MAPS.every((want) => l.maps.some((m) => m.name === want.name && m.type === want.type && m.map === want.map && !!m.counter === !!want.counter));
-  // Rules compare per chain and in order: the kernel lists the JSON we sent verbatim.
-  const rulesOk = FIXED_RULE_CHAINS.every((name) => {
-    const have = l.rules.filter((r) => r.chain === name).map((r) => r.expr);
-    const want = RULES.filter((r) => r.chain === name).map((r) => r.expr);
+  const mapsOk = rs.maps.every((want) => l.maps.some((m) => m.name === want.name && m.type === want.type && m.map === want.map && !!m.counter === !!want.counter));
+  const setsOk = rs.sets.every((want) => sets.some((m) => m.name === want.name && m.type === want.type && !!m.counter === !!want.counter));
+  // Rules compare per chain and in order: the kernel lists the JSON we sent
+  // verbatim, but for protocol names where /etc/protocols has them.
+  const rulesOk = rs.fixedRuleChains.every((name) => {
+    const have = l.rules.filter((r) => r.chain === name).map((r) => normalizeExpr(r.expr));
+    const want = rs.rules.filter((r) => r.chain === name).map((r) => r.expr);
     return isDeepStrictEqual(have, want);
   });
-  return chainsOk && mapsOk && rulesOk;
+  return chainsOk && mapsOk && setsOk && rulesOk;
 }
 
-export function planSync(current: KernelView, desired: DesiredMappings, forceFull = false): Plan {
+export function planSync(current: KernelView, desired: DesiredMappings, forceFull = false, rs: Ruleset = FULL_RULESET): Plan {
   const full = forceFull || !current.layoutOk;
   const tx = new Transaction();
   const plan: Plan = { kind: 'none', tx, added: [], retargeted: [], removed: [] };
@@ -119,16 +145,20 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
     // "add, delete, add" removes whatever table is there without failing when
     // none is, and the rebuild commits atomically with it.
     tx.add({ table: TABLE }).delete({ table: TABLE }).add({ table: TABLE });
-    for (const map of MAPS) tx.add({ map });
-    for (const chain of CHAINS) tx.add({ chain });
-    for (const rule of RULES) tx.add({ rule });
+    for (const map of rs.maps) tx.add({ map });
+    for (const set of rs.sets) tx.add({ set });
+    for (const chain of rs.chains) tx.add({ chain });
+    for (const rule of rs.rules) tx.add({ rule });
     for (const p of wantPrefixes) for (const rule of prefixRules(p)) tx.add({ rule });
     for (const family of [4, 6] as const) {
-      for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) tx.add({ element: element(family, from, to) });
+      const want = desired[family === 4 ? 'v4' : 'v6'];
+      for (const [from, to] of want) tx.add({ element: element(family, from, to) });
+      if (rs.caps.count === 'set') for (const from of want.keys()) tx.add({ element: { ...mapRef(COUNT_SET_NAMES[family]), key: from } });
     }
-    for (const [prev, now] of desired.self ?? []) {
+    for (const [prev, now] of rs.self ? (desired.self ?? []) : []) {
       tx.add({ element: { ...mapRef(SELF_IN_MAP), key: now, value: prev } });
       tx.add({ element: { ...mapRef(SELF_OUT_MAP), key: prev, value: now } });
+      if (rs.caps.selfGuard === 'set') tx.add({ element: { ...mapRef(SELF_NOW_SET), key: now } });
     }
     return plan;
   }
@@ -139,6 +169,11 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
   const singles = (cs: Change[]) => cs.filter((c) => c.length === undefined);
   for (const c of singles([...plan.removed, ...plan.retargeted])) tx.delete({ element: element(c.family, c.from) });
   for (const c of singles([...plan.retargeted, ...plan.added])) tx.add({ element: element(c.family, c.from, c.to) });
+  // A retarget keeps its key, so the count sets change only by additions and removals.
+  if (rs.caps.count === 'set') {
+    for (const c of singles(plan.removed)) tx.delete({ element: { ...mapRef(COUNT_SET_NAMES[c.family]), key: c.from } });
+    for (const c of singles(plan.added)) tx.add({ element: { ...mapRef(COUNT_SET_NAMES[c.family]), key: c.from } });
+  }
   // Prefix rules are few and ordered (longest first): any change rewrites
   // both prefix chains, in the same transaction as the rest.
   if (prefixesChanged) {
@@ -146,9 +181,15 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
     tx.flush({ chain: { family: TABLE.family, table: TABLE.name, name: PREFIX_COUNT_CHAIN } });
     for (const p of wantPrefixes) for (const rule of prefixRules(p)) tx.add({ rule });
   }
-  const wantSelf = desired.self ?? new Map<string, string>();
+  const wantSelf = rs.self ? (desired.self ?? new Map<string, string>()) : new Map<string, string>();
+  const haveSelfIn = current.selfIn ?? new Map<string, string>();
   diffMap(tx, SELF_OUT_MAP, current.self ?? new Map(), wantSelf);
-  diffMap(tx, SELF_IN_MAP, current.selfIn ?? new Map(), new Map([...wantSelf].map(([prev, now]) => [now, prev])));
+  diffMap(tx, SELF_IN_MAP, haveSelfIn, new Map([...wantSelf].map(([prev, now]) => [now, prev])));
+  if (rs.caps.selfGuard === 'set') {
+    const wantNow = new Set(wantSelf.values());
+    for (const now of haveSelfIn.keys()) if (!wantNow.has(now)) tx.delete({ element: { ...mapRef(SELF_NOW_SET), key: now } });
+    for (const now of wantNow) if (!haveSelfIn.has(now)) tx.add({ element: { ...mapRef(SELF_NOW_SET), key: now } });
+  }
   plan.kind = tx.size > 0 ? 'delta' : 'none';
   return plan;
 }

@@ -5,7 +5,7 @@
 // reads the kernel again, and after a failed transaction the next sync
 // rebuilds the table whole.
 import { Transaction, type NftInterface } from './nft/index.js';
-import { TABLE } from './ruleset.js';
+import { FULL_RULESET, TABLE, type Ruleset } from './ruleset.js';
 import { planSync, viewFromListing, viewOf, type KernelView, type Change, type Plan } from './plan.js';
 import type { DesiredMappings } from './resolve.js';
 import { routeKey, type Routes, type RouteSpec } from './routes.js';
@@ -37,6 +37,8 @@ export interface ReconcilerDeps {
   conntrack: Conntrack;
   /** For the guest's own previous addresses; without it they are not made bindable. */
   selfAddresses?: SelfAddresses;
+  /** The table's shape on the running kernel (default: a kernel that accepts everything). */
+  ruleset?: Ruleset;
 }
 
 export class Reconciler {
@@ -44,12 +46,21 @@ export class Reconciler {
   private forceFull = false;
   private routeView: Map<string, RouteSpec | null> | null = null;
 
-  constructor(private readonly deps: ReconcilerDeps) {}
+  private readonly ruleset: Ruleset;
 
-  async sync(desired: DesiredMappings): Promise<SyncResult> {
-    const current = this.view ?? viewFromListing(await this.deps.nft.listTable(TABLE.family, TABLE.name));
-    const plan = planSync(current, desired, this.forceFull);
-    const forcedOnly = this.forceFull && planSync(current, desired, false).kind === 'none';
+  constructor(private readonly deps: ReconcilerDeps) {
+    this.ruleset = deps.ruleset ?? FULL_RULESET;
+  }
+
+  async sync(asked: DesiredMappings): Promise<SyncResult> {
+    const rs = this.ruleset;
+    // Without the self guard, translating the guest's own traffic would take
+    // it from services bound to the address now: such entries wait.
+    const selfRefused = !rs.self && !!asked.self?.size;
+    const desired: DesiredMappings = selfRefused ? { ...asked, self: new Map() } : asked;
+    const current = this.view ?? viewFromListing(await this.deps.nft.listTable(TABLE.family, TABLE.name), rs);
+    const plan = planSync(current, desired, this.forceFull, rs);
+    const forcedOnly = this.forceFull && planSync(current, desired, false, rs).kind === 'none';
     // Own previous addresses exist before traffic is sent to them, and go
     // only after the rules sending traffic there are gone.
     const wantSelf = [...(desired.self?.keys() ?? [])];
@@ -82,6 +93,7 @@ export class Reconciler {
     // (routes, conntrack); its failures are warnings, never "failed", since
     // "failed" promises that nothing changed.
     const warnings: string[] = [...selfWarnings];
+    if (selfRefused) warnings.push(`'self' entries not applied (${asked.self!.size}): the kernel rejects the self guard rule`);
     const dropped = [...(current.self?.keys() ?? [])].filter((a) => !desired.self?.has(a));
     if (dropped.length && this.deps.selfAddresses) {
       const errors = await this.deps.selfAddresses.remove(dropped).catch((e: Error) => [e.message]);
@@ -136,7 +148,7 @@ export class Reconciler {
     const exists = listing !== null;
     if (exists) {
       await this.deps.nft.run(new Transaction().delete({ table: TABLE }));
-      const own = [...(viewFromListing(listing).self?.keys() ?? [])];
+      const own = [...(viewFromListing(listing, this.ruleset).self?.keys() ?? [])];
       if (own.length && this.deps.selfAddresses) {
         const errors = await this.deps.selfAddresses.remove(own);
         if (errors.length) throw new Error(`could not remove own previous addresses: ${errors.join('; ')}`);

@@ -32,6 +32,18 @@ export interface Snapshot {
   warnings: string[];
   /** Repairs of the table after another tool changed it, since the agent started. */
   driftRepairs?: number;
+  /** The table's shape on this kernel, and what the shapes it lacks cost. */
+  kernel?: { count: 'map' | 'set' | 'none'; selfGuard: 'map' | 'set' | 'none'; missing: string[] };
+  /** Set when the agent could not start (unusable nft, a kernel that rejects the table); cleared by a good start. */
+  startFailure?: StartFailure;
+}
+
+export interface StartFailure {
+  at: string;
+  command: 'apply' | 'watch';
+  reason: string;
+  /** Failed starts in a row. */
+  attempts: number;
 }
 
 /** The mappings in force: the file's entries and what they resolve to. */

@@ -7,7 +7,8 @@ import { listFlows, type Flow } from './flows.js';
 import type { NftInterface } from './nft/index.js';
 import { viewFromListing } from './plan.js';
 import { countersOf } from './usage.js';
-import { TABLE } from './ruleset.js';
+import { buildRuleset, FULL_RULESET, TABLE } from './ruleset.js';
+import type { Flag } from './flag.js';
 import { APPLIED_FILE, readSnapshot, readState, USAGE_FILE, type AppliedState, type Snapshot, type UsageState } from './state-file.js';
 
 export type Health = 'healthy' | 'degraded' | 'agent-not-running' | 'disabled';
@@ -57,6 +58,10 @@ export interface StatusReport {
   safeToRetire: { afterSeconds: number; mappings: string[] };
   /** This guest's own previous addresses; inKernel null when the kernel was not read. */
   self: { from: string; to: string; inKernel: boolean | null }[];
+  /** The table's shape on this kernel and what the missing parts cost; null before the agent first started. */
+  kernelCapabilities: Snapshot['kernel'] | null;
+  /** The last failed start, while no start has succeeded since. */
+  startFailure: Snapshot['startFailure'] | null;
 }
 
 export interface StatusSources {
@@ -66,6 +71,8 @@ export interface StatusSources {
   /** null when not privileged. */
   nft: NftInterface | null;
   conntrack: ConntrackTool | null;
+  /** The flag as its sources say now: used when the agent has never written a snapshot. */
+  flag?: Flag;
   now?: Date;
 }
 
@@ -76,7 +83,7 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
     readState<AppliedState>(src.stateDir, APPLIED_FILE),
     readState<UsageState>(src.stateDir, USAGE_FILE),
   ]);
-  const enabled = snap?.flag.enabled ?? false;
+  const enabled = snap?.flag.enabled ?? src.flag?.enabled ?? false;
   const running = snap?.pid ? alive(snap.pid) : false;
   const resolved = enabled && snap?.applied ? (applied?.resolved ?? []) : [];
 
@@ -87,7 +94,8 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
     try {
       const listing = await src.nft.listTable(TABLE.family, TABLE.name);
       tablePresent = listing !== null;
-      kernel = viewFromListing(listing);
+      // The shape the agent chose for this kernel, or it would all look altered.
+      kernel = viewFromListing(listing, snap?.kernel ? buildRuleset(snap.kernel) : FULL_RULESET);
       for (const [k, c] of countersOf(listing)) live.set(k, c);
     } catch {
       kernel = null; // not privileged after all
@@ -140,13 +148,19 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
   for (const w of snap?.warnings ?? []) problems.push(w);
   const health: Health = !enabled ? 'disabled' : !running ? 'agent-not-running' : problems.length ? 'degraded' : 'healthy';
   const since = snap?.startedAt ?? null;
+  const failure = !running && snap?.startFailure ? snap.startFailure : null;
+  const notRunning = failure
+    ? `the addrmap agent cannot start (${failure.attempts} attempt(s), last ${failure.at}): ${failure.reason}`
+    : snap
+      ? 'the addrmap watch agent is not running: pushes are not applied'
+      : `the addrmap agent has never run (no snapshot in ${src.stateDir})`;
 
   return {
     schema: 1,
     health,
-    problems: health === 'agent-not-running' ? ['the addrmap watch agent is not running: pushes are not applied', ...problems] : problems,
+    problems: health === 'agent-not-running' ? [notRunning, ...problems] : problems,
     enabled,
-    flagSource: snap?.flag.source ?? 'unknown (the agent has never run)',
+    flagSource: snap?.flag.source ?? src.flag?.source ?? 'unknown (the agent has never run)',
     agent: {
       running,
       pid: running ? (snap?.pid ?? null) : null,
@@ -167,6 +181,8 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
     expiring,
     safeToRetire: { afterSeconds: retireAfter, mappings: safeToRetire },
     self: (enabled ? (applied?.self ?? []) : []).map((m) => ({ ...m, inKernel: kernel ? kernel.self?.get(m.from) === m.to : null })),
+    kernelCapabilities: snap?.kernel ?? null,
+    startFailure: failure,
   };
 }
 
@@ -213,7 +229,7 @@ const HEALTH_TEXT: Record<Health, string> = {
 export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date } = {}): string {
   const now = opts.now ?? new Date();
   const L: string[] = [];
-  L.push(`addrmap ${HEALTH_TEXT[s.health]}`, '');
+  L.push(`addrmap ${s.startFailure ? 'AGENT NOT RUNNING: it cannot start here; see problems below' : HEALTH_TEXT[s.health]}`, '');
   L.push(`enabled:      ${s.enabled ? 'yes' : 'no'} (from ${s.flagSource})`);
   L.push(`agent:        ${s.agent.running ? `running, pid ${s.agent.pid}, up ${duration(s.agent.uptimeSeconds ?? 0)}` : 'not running'}`);
   L.push(`mapping file: ${s.mappingFile ?? '-'}`);
@@ -227,6 +243,7 @@ export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date 
   if (s.drift === null) L.push('kernel:       not read; run as root for live counters, drift and flows');
   else L.push(`kernel:       ${s.drift.length ? `${s.drift.length} difference(s) from the applied mappings` : 'matches the applied mappings'}`);
   if (s.driftRepairs) L.push(`repairs:      ${s.driftRepairs} since the agent started (another tool changed addrmap's table)`);
+  for (const m of s.kernelCapabilities?.missing ?? []) L.push(`limited:      ${m}`);
   if (s.problems.length) {
     L.push('', 'PROBLEMS');
     for (const p of s.problems) L.push(`  ${p}`);

@@ -13,6 +13,8 @@ export class Telemetry {
   private timer: NodeJS.Timeout | null = null;
   private server: Server | null = null;
   private intervalSeconds = 0;
+  /** A sample that falls due while the previous one still runs is skipped, never queued. */
+  private sampling = false;
 
   constructor(
     private readonly agent: Agent,
@@ -48,7 +50,8 @@ export class Telemetry {
 
   /** Reads the kernel's per-mapping counters; records use and metrics. */
   async sample(): Promise<void> {
-    if (!this.agent.holdsState) return;
+    if (!this.agent.holdsState || this.sampling) return;
+    this.sampling = true;
     try {
       const state = await this.usage.sample();
       // Per-mapping series cost memory and time in proportion to the map
@@ -60,6 +63,8 @@ export class Telemetry {
       await this.writeMetrics();
     } catch (e) {
       this.log.warn({ event: 'usage_sample_failed', reason: (e as Error).message }, 'cannot sample counters');
+    } finally {
+      this.sampling = false;
     }
   }
 

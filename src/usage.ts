@@ -4,7 +4,7 @@
 // stale literals and when the bridge can be retired.
 import { normalizeIp } from './address.js';
 import type { NftInterface, TableListing } from './nft/index.js';
-import { PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, TABLE, decodePrefixCount, decodePrefixRule } from './ruleset.js';
+import { COUNT_SET_NAMES, PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, TABLE, decodePrefixCount, decodePrefixRule } from './ruleset.js';
 import type { MappingUsage, UsageState } from './state-file.js';
 
 export class UsageTracker {
@@ -34,12 +34,21 @@ export class UsageTracker {
 
 /**
  * Packets and bytes per mapping: map elements for single addresses (keyed by
- * address), the two rules of a prefix mapping summed (keyed by "net/len").
+ * address) plus, on kernels that count through a set, that set's element; the
+ * two rules of a prefix mapping summed (keyed by "net/len").
  */
 export function countersOf(listing: TableListing | null): Map<string, { packets: number; bytes: number }> {
   const out = new Map<string, { packets: number; bytes: number }>();
   for (const map of listing?.maps ?? []) {
     for (const el of map.elements) out.set(normalizeIp(el.key), { packets: el.counter?.packets ?? 0, bytes: el.counter?.bytes ?? 0 });
+  }
+  for (const set of listing?.sets ?? []) {
+    if (set.name !== COUNT_SET_NAMES[4] && set.name !== COUNT_SET_NAMES[6]) continue;
+    for (const el of set.elements) {
+      const key = normalizeIp(el.key);
+      const prev = out.get(key) ?? { packets: 0, bytes: 0 };
+      out.set(key, { packets: prev.packets + (el.counter?.packets ?? 0), bytes: prev.bytes + (el.counter?.bytes ?? 0) });
+    }
   }
   for (const rule of listing?.rules ?? []) {
     const d = rule.chain === PREFIX_DNAT_CHAIN ? decodePrefixRule(rule) : null;

@@ -11,6 +11,7 @@ import {
   type Element,
   type NftInterface,
   type NftMap,
+  type NftSet,
   type Operation,
   type Rule,
   type TableFamily,
@@ -18,8 +19,10 @@ import {
   Transaction,
 } from './types.js';
 
-interface FakeMap extends NftMap {
-  elements: Map<string, { value: string; packets: number; bytes: number }>;
+/** A map, or a set when `map` is absent: the kernel keeps both in one namespace. */
+interface FakeMap extends Omit<NftMap, 'map'> {
+  map?: NftMap['map'];
+  elements: Map<string, { value?: string; packets: number; bytes: number }>;
 }
 
 interface FakeTable {
@@ -64,22 +67,26 @@ export class FakeNft implements NftInterface {
   async listTable(family: TableFamily, name: string): Promise<TableListing | null> {
     const t = this.tables.get(key(family, name));
     if (!t) return null;
-    return {
+    const elementsOf = (m: FakeMap) =>
+      [...m.elements].map(([k, e]): Element => {
+        const el: Element = { family, table: name, name: m.name, key: k };
+        if (e.value !== undefined) el.value = e.value;
+        if (m.counter) el.counter = { packets: e.packets, bytes: e.bytes };
+        return el;
+      });
+    const all = [...t.maps.values()];
+    const listing: TableListing = {
       table: { family, name },
       chains: [...t.chains.values()].map((c) => ({ ...c })),
       rules: t.rules.map((r) => structuredClone(r)),
-      maps: [...t.maps.values()].map(({ elements, ...m }) => ({
-        ...m,
-        elements: [...elements].map(([k, e]): Element => {
-          const el: Element = { family, table: name, name: m.name, key: k, value: e.value };
-          if (m.counter) el.counter = { packets: e.packets, bytes: e.bytes };
-          return el;
-        }),
-      })),
+      maps: all.flatMap(({ elements, map, ...m }) => (map === undefined ? [] : [{ ...m, map, elements: elementsOf({ ...m, map, elements }) }])),
     };
+    const sets = all.flatMap(({ elements, map, ...m }): NonNullable<TableListing['sets']> => (map === undefined ? [{ ...m, elements: elementsOf({ ...m, elements }) }] : []));
+    if (sets.length) listing.sets = sets;
+    return listing;
   }
 
-  /** Simulates traffic through a mapped address, for counter assertions. */
+  /** Simulates traffic through a mapped address (a map's or a set's element), for counter assertions. */
   hit(family: TableFamily, table: string, map: string, address: string, packets = 1, bytes = 60): void {
     const e = this.tables.get(key(family, table))?.maps.get(map)?.elements.get(normalizeIp(address));
     if (!e) throw new Error(`no element ${address} in ${map}`);
@@ -185,18 +192,19 @@ function apply(tables: Map<string, FakeTable>, op: Operation, handle: number): n
     }
     fail(op, 'Operation not supported');
   }
-  if ('map' in o) {
-    const m = o.map;
+  if ('map' in o || 'set' in o) {
+    const m: NftMap | NftSet = 'map' in o ? o.map : o.set;
+    const valueType = 'map' in o ? o.map.map : undefined;
     const t = tableOf(tables, op, m.family, m.table);
     const existing = t.maps.get(m.name);
     switch (op.verb) {
       case 'add':
       case 'create':
         if (existing) {
-          if (op.verb === 'create' || existing.type !== m.type || existing.map !== m.map) fail(op, 'File exists');
+          if (op.verb === 'create' || existing.type !== m.type || existing.map !== valueType) fail(op, 'File exists');
           return handle;
         }
-        t.maps.set(m.name, { ...m, counter: !!m.counter, elements: new Map() });
+        t.maps.set(m.name, { ...m, map: valueType, counter: !!m.counter, elements: new Map() });
         return handle;
       case 'delete':
         if (!existing) fail(op, 'No such file or directory');
@@ -220,15 +228,19 @@ function apply(tables: Map<string, FakeTable>, op: Operation, handle: number): n
     const existing = m.elements.get(k);
     switch (op.verb) {
       case 'add':
-      case 'create':
-        if (el.value === undefined || !fits(m.map, el.value)) fail(op, `Invalid argument (value ${el.value} is not ${m.map})`);
+      case 'create': {
+        if (m.map === undefined) {
+          if (el.value !== undefined) fail(op, 'Invalid argument (a set element has no value)');
+        } else if (el.value === undefined || !fits(m.map, el.value)) fail(op, `Invalid argument (value ${el.value} is not ${m.map})`);
+        const value = el.value === undefined ? undefined : normalizeIp(el.value);
         if (existing) {
           // The kernel keeps an element's value: changing it needs delete + add.
-          if (op.verb === 'create' || existing.value !== normalizeIp(el.value)) fail(op, 'File exists');
+          if (op.verb === 'create' || existing.value !== value) fail(op, 'File exists');
           return handle;
         }
-        m.elements.set(k, { value: normalizeIp(el.value), packets: 0, bytes: 0 });
+        m.elements.set(k, value === undefined ? { packets: 0, bytes: 0 } : { value, packets: 0, bytes: 0 });
         return handle;
+      }
       case 'delete':
         if (!existing) fail(op, 'No such file or directory');
         m.elements.delete(k);

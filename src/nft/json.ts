@@ -1,7 +1,7 @@
 // Translation between Transactions/listings and libnftables JSON documents.
 // Kept apart from process handling so unit tests can check the exact batch
 // that would be sent to the kernel.
-import type { Element, NftObject, Operation, TableListing, Transaction, Chain, Rule, NftMap, Table } from './types.js';
+import type { Element, NftObject, Operation, TableListing, Transaction, Chain, Rule, NftMap, NftSet, Table } from './types.js';
 
 type Json = Record<string, unknown>;
 
@@ -63,6 +63,15 @@ function encodeObject(op: Operation): Json {
     }
     return { map };
   }
+  if ('set' in o) {
+    const m = o.set;
+    const set: Json = { family: m.family, table: m.table, name: m.name };
+    if (op.verb === 'add' || op.verb === 'create') {
+      set.type = m.type;
+      if (m.counter) set.stmt = [{ counter: null }];
+    }
+    return { set };
+  }
   throw new Error(`cannot encode ${JSON.stringify(o)}`);
 }
 
@@ -74,6 +83,7 @@ export function decodeListing(doc: unknown): TableListing | null {
   const chains: Chain[] = [];
   const rules: Rule[] = [];
   const maps: TableListing['maps'] = [];
+  const sets: NonNullable<TableListing['sets']> = [];
   for (const item of items) {
     if ('table' in item) {
       const t = item.table as Json;
@@ -97,9 +107,16 @@ export function decodeListing(doc: unknown): TableListing | null {
         counter: stmts.some((s) => 'counter' in s),
         elements,
       });
+    } else if ('set' in item) {
+      const m = item.set as Json;
+      const ref = { family: m.family as NftSet['family'], table: String(m.table), name: String(m.name) };
+      const stmts = (m.stmt as Json[] | undefined) ?? [];
+      const elements: Element[] = ((m.elem as unknown[] | undefined) ?? []).map((e) => decodeElement(ref, e));
+      sets.push({ ...ref, type: m.type as NftSet['type'], counter: stmts.some((s) => 'counter' in s), elements });
     }
   }
-  return table ? { table, chains, rules, maps } : null;
+  if (!table) return null;
+  return sets.length ? { table, chains, rules, maps, sets } : { table, chains, rules, maps };
 }
 
 /** Parses `nft -j list chains` output. */
@@ -141,5 +158,6 @@ export function describeObject(o: NftObject): string {
   if ('chain' in o) return `chain ${o.chain.family} ${o.chain.table} ${o.chain.name}`;
   if ('rule' in o) return `rule in chain ${o.rule.family} ${o.rule.table} ${o.rule.chain}`;
   if ('map' in o) return `map ${o.map.family} ${o.map.table} ${o.map.name}`;
+  if ('set' in o) return `set ${o.set.family} ${o.set.table} ${o.set.name}`;
   return `element ${o.element.key} of map ${o.element.family} ${o.element.table} ${o.element.name}`;
 }

@@ -44,18 +44,26 @@ export interface NftMap extends TableRef {
   counter?: boolean;
 }
 
+/** A set of keys: what a rule looks up when the kernel cannot use a map as a set. */
+export interface NftSet extends TableRef {
+  name: string;
+  type: KeyType;
+  /** Per-element packet and byte counters. */
+  counter?: boolean;
+}
+
 export interface Counter {
   packets: number;
   bytes: number;
 }
 
 export interface Element extends TableRef {
-  /** The map's name. */
+  /** The map's or set's name. */
   name: string;
   key: string;
-  /** Required when adding to a map; ignored when deleting. */
+  /** Required when adding to a map, absent for a set; ignored when deleting. */
   value?: string;
-  /** Only in listings of maps that keep counters. */
+  /** Only in listings of maps and sets that keep counters. */
   counter?: Counter;
 }
 
@@ -64,6 +72,7 @@ export type NftObject =
   | { chain: Chain }
   | { rule: Rule }
   | { map: NftMap }
+  | { set: NftSet }
   | { element: Element };
 
 export type Verb = 'add' | 'create' | 'delete' | 'flush';
@@ -79,6 +88,8 @@ export interface TableListing {
   chains: Chain[];
   rules: Rule[];
   maps: (NftMap & { elements: Element[] })[];
+  /** Absent when the table holds no set. */
+  sets?: (NftSet & { elements: Element[] })[];
 }
 
 export interface NftInterface {
@@ -112,7 +123,7 @@ export class Transaction {
   delete(object: NftObject): this {
     return this.push('delete', object);
   }
-  /** Empties a table (rules and elements) or a map (elements). */
+  /** Empties a table (rules and elements), a map or a set (elements). */
   flush(object: NftObject): this {
     return this.push('flush', object);
   }

@@ -63,7 +63,7 @@ describe('encodeBatch', () => {
               chain: 'self_prerouting',
               expr: [
                 { match: { op: '==', left: { payload: { protocol: 'ip6', field: 'daddr' } }, right: '@self_in6' } },
-                { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: { set: ['tcp', 'udp'] } } },
+                { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: { set: [6, 17] } } },
                 { match: { op: '==', left: { socket: { key: 'transparent' } }, right: { set: [0, 1] } } },
                 { return: null },
               ],
@@ -77,7 +77,7 @@ describe('encodeBatch', () => {
               table: 'addrmap',
               chain: 'self_prerouting',
               expr: [
-                { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: { set: ['tcp', 'udp'] } } },
+                { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: { set: [6, 17] } } },
                 { dnat: { family: 'ip6', addr: { map: { key: { payload: { protocol: 'ip6', field: 'daddr' } }, data: '@self_in6' } } } },
               ],
             },

@@ -82,8 +82,8 @@ describe('planSync', () => {
       ['count_forward', count('ip', 'dnat4')],
       ['count_forward', count('ip6', 'dnat6')],
       ['count_forward', jump('prefix_count')],
-      ['self_prerouting', '[{"match":{"op":"==","left":{"payload":{"protocol":"ip6","field":"daddr"}},"right":"@self_in6"}},{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":{"set":["tcp","udp"]}}},{"match":{"op":"==","left":{"socket":{"key":"transparent"}},"right":{"set":[0,1]}}},{"return":null}]'],
-      ['self_prerouting', '[{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":{"set":["tcp","udp"]}}},{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@self_in6"}}}}]'],
+      ['self_prerouting', '[{"match":{"op":"==","left":{"payload":{"protocol":"ip6","field":"daddr"}},"right":"@self_in6"}},{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":{"set":[6,17]}}},{"match":{"op":"==","left":{"socket":{"key":"transparent"}},"right":{"set":[0,1]}}},{"return":null}]'],
+      ['self_prerouting', '[{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":{"set":[6,17]}}},{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@self_in6"}}}}]'],
       ['self_postrouting', '[{"match":{"op":"==","left":{"meta":{"key":"oifname"}},"right":"lo"}},{"return":null}]'],
       ['self_postrouting', '[{"snat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"saddr"}},"data":"@self_out6"}}}}]'],
     ]);

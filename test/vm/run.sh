@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# test/vm/run.sh SUITE [--mem MB] [--cpus N] [--timeout S] [--env NAME=VALUE]... -- CMD [ARGS...]
+# Boots SUITE's Debian kernel (test/vm/kernel.sh) in QEMU with the host's own
+# root as a throwaway writable overlay, runs CMD there as root in the current
+# directory and exits with its status: 124 on timeout, 125 if the VM never
+# reported one. stdout carries CMD's output (its stderr too: one console);
+# stderr a one-line boot summary.
+set -euo pipefail
+shopt -s lastpipe
+
+usage() { echo "usage: run.sh SUITE [--mem MB] [--cpus N] [--timeout S] [--env NAME=VALUE]... -- CMD [ARGS...]" >&2; exit 2; }
+[ $# -ge 1 ] || usage
+suite=$1
+shift
+mem=1024 cpus=2 timeout=1200 envs=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --mem) mem=${2:?}; shift 2 ;;
+    --cpus) cpus=${2:?}; shift 2 ;;
+    --timeout) timeout=${2:?}; shift 2 ;;
+    --env)
+      [[ ${2:-} =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || { echo "run.sh: --env wants NAME=VALUE" >&2; exit 2; }
+      envs+=("$2"); shift 2 ;;
+    --) shift; break ;;
+    *) usage ;;
+  esac
+done
+[ $# -gt 0 ] || usage
+
+dir=$(bash "$(dirname "${BASH_SOURCE[0]}")/kernel.sh" "$suite")
+ver=$(cat "$dir/version")
+# The guest reads the job through its 9p view of the host root, so the temp
+# dir's path goes on the kernel command line: keep it free of spaces.
+tmp=$(TMPDIR=/tmp mktemp -d /tmp/addrmap-vm.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+# The job is pid 1 after switch_root. Everything from the caller goes
+# through printf %q, so no argument is ever re-parsed as shell code.
+{
+  cat <<'EOF'
+#!/bin/bash
+# pid 1 of the test VM, written by test/vm/run.sh.
+# ip netns and containers expect shared mount propagation, as under systemd.
+mount --make-rshared /
+ip link set lo up 2>/dev/null
+echo "ADDRMAP_VM_BOOTED $(cut -d' ' -f1 /proc/uptime)"
+EOF
+  printf '(cd %q || exit 125\n' "$PWD"
+  printf ' export HOME=/root PATH=%q\n' "$PATH"
+  for e in ${envs[@]+"${envs[@]}"}; do printf ' export %q\n' "$e"; done
+  printf ' exec'
+  printf ' %q' "$@"
+  printf ')\n'
+  cat <<'EOF'
+echo "ADDRMAP_VM_EXIT=$?"
+# Drain the serial line first (stty sets with TCSADRAIN): a poweroff would
+# cut the tail of the output still queued in the tty.
+stty opost onlcr </dev/console
+# pid 1 must not exit (that panics); sysrq powers off without any init system.
+echo o >/proc/sysrq-trigger
+sleep 60
+EOF
+} >"$tmp/job"
+
+# Quiet, but kernel errors still reach the console (shown if the boot fails).
+cmdline="console=ttyS0 quiet loglevel=4 panic=-1 addrmap.job=$tmp/job addrmap.modules=$dir/lib/modules"
+[ -z "${ADDRMAP_VM_9P:-}" ] || cmdline+=" addrmap.9p=$ADDRMAP_VM_9P"
+# The bare vmlinux (PVH entry) skips the slow in-guest decompression.
+kernel=$dir/vmlinux
+[ -f "$kernel" ] || kernel=$dir/vmlinuz
+
+# /dev/kvm exists here but cannot run a guest: always TCG.
+start=$EPOCHREALTIME
+set +e
+timeout -k 5 "$timeout" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m "$mem" -smp "$cpus" \
+  -nographic -no-reboot -nic none \
+  -kernel "$kernel" -initrd "$dir/initramfs.cpio.gz" -append "$cmdline" \
+  -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+  </dev/null 2>&1 |
+  {
+    # Boot chatter is kept for the failure report only; after the marker the
+    # console is CMD's. Output after the exit marker is the poweroff.
+    phase=boot status=
+    while IFS= read -r line || [ -n "$line" ]; do
+      line=${line%$'\r'}
+      printf '%s\n' "$line" >>"$tmp/console"
+      case $phase:$line in
+        boot:*ADDRMAP_VM_BOOTED*)
+          phase=run
+          up=$(awk -v s="$start" -v n="$EPOCHREALTIME" 'BEGIN { printf "%.1f", n - s }')
+          echo "vm: $suite kernel $ver up in ${up}s (guest uptime ${line##* }s)" >&2 ;;
+        run:*ADDRMAP_VM_EXIT=*)
+          phase=done
+          status=${line##*ADDRMAP_VM_EXIT=}
+          [ "${line%ADDRMAP_VM_EXIT=*}" = "" ] || printf '%s\n' "${line%ADDRMAP_VM_EXIT=*}" ;;
+        run:*) printf '%s\n' "$line" ;;
+      esac
+    done
+  }
+qemu=${PIPESTATUS[0]}
+set -e
+
+if [ "$qemu" = 124 ] || [ "$qemu" = 137 ]; then
+  echo "run.sh: timed out after ${timeout}s; last console lines:" >&2
+  tail -n 40 "$tmp/console" >&2
+  exit 124
+fi
+if ! [[ $status =~ ^[0-9]+$ ]]; then
+  echo "run.sh: the VM ended without reporting an exit status (qemu $qemu); last console lines:" >&2
+  tail -n 40 "$tmp/console" >&2
+  exit 125
+fi
+exit "$status"
