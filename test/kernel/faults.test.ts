@@ -56,21 +56,39 @@ describe('faults', () => {
     }
     await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
     const r = await lab.addrmap(['apply'], { PATH: bin });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(4); // not retried by init: nft does not appear by itself
     expect(r.stderr).toMatch(/nftables is not usable: nft: command not found .*install the nftables package/);
     expect(await lab.ruleset()).toBe('');
   });
 
-  it('refuses to start on a kernel without nf_tables NAT, with a clear message (kernel answer simulated)', async () => {
+  it('refuses to start on a kernel without nf_tables NAT, with a clear message, and status says the agent cannot start (kernel answer simulated)', async () => {
     const { env, setFault } = await faultyNft();
     await setFault('no-nat');
     await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
     for (const cmd of ['apply', 'watch']) {
       const r = await lab.addrmap([cmd], env);
-      expect(r.code).toBe(1);
+      // 4: init does not restart it (systemd RestartPreventExitStatus=4): no crash loop.
+      expect(r.code).toBe(4);
       expect(r.stderr).toMatch(/the kernel rejects addrmap's table; it needs nf_tables with NAT/);
+      expect(r.stderr.match(/^addrmap: /gm)).toHaveLength(1); // one error (the kernel's answer may span lines)
     }
     expect(await lab.ruleset()).toBe('');
+    // The flag is on (environment), and status tells why nothing works, not DISABLED.
+    const status = await lab.addrmap(['status', '--json'], env);
+    expect(status.code).toBe(3);
+    const report = JSON.parse(status.stdout);
+    expect(report).toMatchObject({ health: 'agent-not-running', enabled: true, startFailure: { command: 'watch', attempts: 2 } });
+    expect(report.problems[0]).toMatch(/^the addrmap agent cannot start \(2 attempt\(s\), last .*\): the kernel rejects addrmap's table/);
+    const text = await lab.addrmap(['status'], env);
+    expect(text.stdout.split('\n')[0]).toBe('addrmap AGENT NOT RUNNING: it cannot start here; see problems below');
+  });
+
+  it('status of a guest whose agent never ran: the flag as its sources say, not DISABLED', async () => {
+    const r = await lab.addrmap(['status', '--json']);
+    expect(r.code).toBe(3);
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ health: 'agent-not-running', enabled: true, flagSource: 'environment' });
+    expect(report.problems[0]).toMatch(/^the addrmap agent has never run/);
   });
 
   it('keeps the last good state when nft fails in the middle of a transaction, then rebuilds whole', async () => {

@@ -133,9 +133,9 @@ export class Lab {
     return runWithEnv(['ip', 'netns', 'exec', this.guest, process.execPath, ADDRMAP, ...args], this.env(env));
   }
 
-  /** Starts `addrmap watch` in the guest; resolves once it watches. */
-  async watch(env: NodeJS.ProcessEnv = {}): Promise<AgentProcess> {
-    const child = spawn('ip', ['netns', 'exec', this.guest, process.execPath, ADDRMAP, 'watch'], {
+  /** Starts `addrmap watch` in the guest; resolves once it watches. nodeArgs: V8 flags, e.g. those the standalone executable embeds. */
+  async watch(env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<AgentProcess> {
+    const child = spawn('ip', ['netns', 'exec', this.guest, process.execPath, ...nodeArgs, ADDRMAP, 'watch'], {
       env: { ...process.env, ...this.env(env) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -184,6 +184,23 @@ export class Lab {
     const r = JSON.parse(line) as { ok: boolean; reply: string; localPort: number; error?: string };
     if (!r.ok) throw new Error(`tcp-hold could not connect: ${r.error}`);
     return { pid: child.pid!, localPort: r.localPort, reply: r.reply };
+  }
+
+  /** An application that talks through addr all the time (a line every intervalMs); resolves once connected. */
+  async tcpChat(addr: string, intervalMs = 100) {
+    const child = this.spawnIn(this.guest, process.execPath, [join(SUPPORT, 'probe.mjs'), 'tcp-chat', addr, String(PORT + 2), String(intervalMs)]);
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    const closed = new Promise<void>((r) => child.on('close', () => r()));
+    await waitForOutput(child, /chat connected/, 10_000, 'stderr');
+    return {
+      /** Ends the conversation: whether it stayed connected, and the longest wait for an echo. */
+      async stop(): Promise<{ ok: boolean; sent: number; echoed: number; maxGapMs: number; error?: string }> {
+        child.kill('SIGTERM');
+        await closed;
+        return JSON.parse(out);
+      },
+    };
   }
 
   /** Starts a long-lived UDP flow from the guest; resolves when its first datagram is sent. */

@@ -4,6 +4,10 @@
 //   probe.mjs tcp-send ADDR PORT BYTES      -> connects, sends BYTES bytes, prints the answer
 //   probe.mjs tcp-hold ADDR PORT MS         -> connects (to the peer's holding port), prints
 //       {"ok":true,...} once connected, keeps the connection open for MS ms
+//   probe.mjs tcp-chat ADDR PORT INTERVAL_MS -> one connection (to the peer's echo port)
+//       sending a line every INTERVAL_MS until SIGTERM, then prints
+//       {"ok":bool,"sent":n,"echoed":n,"maxGapMs":n,"error":...}: an application
+//       that must stay connected
 //   probe.mjs udp-stream ADDR PORT SRCPORT DURATION_MS INTERVAL_MS
 //       -> {"sent":n,"replies":[{"t":ms since start,"reply":"..."}],"errors":[...]}
 //       one socket, one source port for the whole run, like a long-lived UDP flow
@@ -99,7 +103,48 @@ if (mode === 'tcp') {
       }, 200);
     }, duration);
   });
+} else if (mode === 'tcp-chat') {
+  const interval = Number(rest[0]);
+  const out = { ok: false, sent: 0, echoed: 0, maxGapMs: 0 };
+  let last = Date.now();
+  let buffered = '';
+  const s = net.connect({ host: addr, port });
+  const finish = () => {
+    out.maxGapMs = Math.max(out.maxGapMs, Date.now() - last);
+    print(out);
+    process.exit(0);
+  };
+  s.on('connect', () => {
+    out.ok = true;
+    last = Date.now();
+    console.error('chat connected');
+    setInterval(() => {
+      out.sent++;
+      s.write(`seq${out.sent}\n`);
+    }, interval);
+  });
+  s.on('data', (d) => {
+    buffered += d;
+    const lines = buffered.split('\n');
+    buffered = lines.pop();
+    for (let i = 0; i < lines.length; i++) {
+      const now = Date.now();
+      out.maxGapMs = Math.max(out.maxGapMs, now - last);
+      last = now;
+      out.echoed++;
+    }
+  });
+  s.on('error', (e) => {
+    out.ok = false;
+    out.error = e.code ?? e.message;
+    finish();
+  });
+  s.on('close', () => {
+    if (out.ok) out.ok = false, (out.error = 'closed by the peer');
+    finish();
+  });
+  process.on('SIGTERM', finish);
 } else {
-  console.error('usage: probe.mjs tcp|udp|udp-stream ...');
+  console.error('usage: probe.mjs tcp|udp|udp-stream|tcp-chat ...');
   process.exit(2);
 }

@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+// The scenario that runs inside each VM of the kernel matrix. Software
+// emulation is several times slower than the host: generous timeouts, one
+// file, no parallelism.
+export default defineConfig({
+  test: {
+    include: [process.env.ADDRMAP_VM_SCENARIO ?? 'test/vm/scenario.vm.ts'],
+    testTimeout: 180_000,
+    hookTimeout: 180_000,
+    pool: 'forks',
+    maxWorkers: 1,
+    fileParallelism: false,
+  },
+});
