@@ -181,9 +181,11 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
     tx.flush({ chain: { family: TABLE.family, table: TABLE.name, name: PREFIX_COUNT_CHAIN } });
     for (const p of wantPrefixes) for (const rule of prefixRules(p)) tx.add({ rule });
   }
-  const wantSelf = rs.self ? (desired.self ?? new Map<string, string>()) : new Map<string, string>();
-  const haveSelfIn = current.selfIn ?? new Map<string, string>();
-  diffMap(tx, SELF_OUT_MAP, current.self ?? new Map(), wantSelf);
+  // Without the self guard the table has no self maps: nothing to diff.
+  const none = new Map<string, string>();
+  const wantSelf = rs.self ? (desired.self ?? none) : none;
+  const haveSelfIn = rs.self ? (current.selfIn ?? none) : none;
+  diffMap(tx, SELF_OUT_MAP, rs.self ? (current.self ?? none) : none, wantSelf);
   diffMap(tx, SELF_IN_MAP, haveSelfIn, new Map([...wantSelf].map(([prev, now]) => [now, prev])));
   if (rs.caps.selfGuard === 'set') {
     const wantNow = new Set(wantSelf.values());
