@@ -12,6 +12,12 @@ export const ROOT = resolve(import.meta.dirname, '../..');
 export const ADDRMAP = join(ROOT, 'dist/addrmap.mjs');
 const SUPPORT = join(ROOT, 'test/support');
 export const PORT = 7000;
+/**
+ * Waits for processes to start scale by this (environment
+ * ADDRMAP_TEST_TIMEOUT_SCALE): under software emulation (test/vm) starting
+ * Node takes seconds.
+ */
+export const TIMEOUT_SCALE = Math.max(1, Number(process.env.ADDRMAP_TEST_TIMEOUT_SCALE) || 1);
 
 /** Addresses of the lab. "new" ones live on the peer; "stale" ones nowhere. */
 export const ADDR = {
@@ -141,7 +147,7 @@ export class Lab {
     });
     this.children.push(child);
     const agent = new AgentProcess(child);
-    await agent.waitFor((e) => e.event === 'watching', 10_000);
+    await agent.waitFor((e) => e.event === 'watching', 10_000 * TIMEOUT_SCALE);
     return agent;
   }
 
@@ -303,7 +309,7 @@ export class AgentProcess {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`no matching log event within ${timeoutMs} ms; events: ${JSON.stringify(this.events)}; stderr: ${this.stderr}`)),
-        timeoutMs,
+        timeoutMs * TIMEOUT_SCALE,
       );
       this.waiters.push({ pred, resolve: (e) => (clearTimeout(timer), resolve(e)) });
     });
@@ -351,7 +357,7 @@ function runWithEnv(argv: string[], env: NodeJS.ProcessEnv): Promise<ExecResult>
 function waitForOutput(child: ChildProcess, re: RegExp, timeoutMs: number, stream: 'stdout' | 'stderr' = 'stdout'): Promise<void> {
   return new Promise((resolve, reject) => {
     let seen = '';
-    const timer = setTimeout(() => reject(new Error(`process did not print ${re} within ${timeoutMs} ms: ${seen}`)), timeoutMs);
+    const timer = setTimeout(() => reject(new Error(`process did not print ${re} within ${timeoutMs * TIMEOUT_SCALE} ms: ${seen}`)), timeoutMs * TIMEOUT_SCALE);
     child[stream]!.on('data', (d: Buffer) => {
       seen += d.toString();
       if (re.test(seen)) {
