@@ -34,6 +34,18 @@ const ECHO_MS_PER_ELEMENT = 0.1;
  * afterwards, so another tool's change in that window is still caught.
  */
 const REBUILD_QUIET_MS = 200;
+/**
+ * A transaction with this many element changes runs with the monitor
+ * stopped. The kernel queues a notification per element for every listener,
+ * and a monitor slower than the commit (a small VM) lets the queue grow: 10k
+ * mappings put 60 MB of kernel memory behind `nft monitor` in a 256 MB guest
+ * and the OOM killer took the agent. The chains are checked once the monitor
+ * listens again; a foreign element change in that second is repaired at the
+ * next event or sync.
+ */
+const UNWATCHED_ELEMENTS = 1000;
+/** How long a restarted monitor is given to subscribe before the verification reads the table. */
+const MONITOR_START_MS = 1000;
 
 export class DriftDetector implements NftInterface {
   private expected = new Map<string, number[]>();
@@ -67,6 +79,7 @@ export class DriftDetector implements NftInterface {
     // table, chains and rules of a rebuild are covered by the quiet window and
     // the verification after it. Echoes of a large batch take longer to come.
     const keys = tx.operations.flatMap((op) => ('element' in op.object ? [`${op.verb} ${op.object.element.name} ${normalizeIp(op.object.element.key)}`] : []));
+    if (keys.length >= UNWATCHED_ELEMENTS && this.monitor) return this.runUnwatched(tx);
     const expires = Date.now() + ECHO_MS + keys.length * ECHO_MS_PER_ELEMENT;
     for (const k of keys) {
       const list = this.expected.get(k) ?? [];
@@ -94,6 +107,27 @@ export class DriftDetector implements NftInterface {
           this.onDrift('verification after a table rebuild', false);
         };
         setTimeout(verifyWhenQuiet, REBUILD_QUIET_MS + 10).unref();
+      }
+    }
+  }
+
+  private async runUnwatched(tx: Transaction): Promise<void> {
+    const monitor = this.monitor!;
+    this.monitor = null; // its close is ours, not a crash to report
+    const closed = new Promise<void>((r) => (monitor.exitCode !== null || monitor.signalCode !== null ? r() : monitor.once('close', () => r())));
+    monitor.kill('SIGTERM');
+    await closed;
+    this.committing++;
+    try {
+      await this.inner.run(tx);
+    } finally {
+      this.committing--;
+      if (!this.stopped) {
+        this.startMonitor();
+        // Chains only: a whole-table read at this size costs the guest tens
+        // of MB (nft and the agent both hold every element) just when the
+        // restarted monitor loads its own copy.
+        setTimeout(() => !this.stopped && void this.checkChains(), MONITOR_START_MS).unref();
       }
     }
   }
@@ -174,7 +208,7 @@ export class DriftDetector implements NftInterface {
     child.stderr!.resume();
     child.on('error', (e) => this.o.log.warn({ event: 'monitor_error', reason: e.message }, 'nft monitor failed'));
     child.on('close', (code) => {
-      if (this.stopped) return;
+      if (this.stopped || this.monitor !== child) return;
       // Events may have been lost: restart, and have the kernel checked.
       this.o.log.warn({ event: 'monitor_restart', code }, 'nft monitor exited; restarting');
       setTimeout(() => {

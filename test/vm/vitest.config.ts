@@ -5,7 +5,7 @@ import { defineConfig } from 'vitest/config';
 // file, no parallelism.
 export default defineConfig({
   test: {
-    include: [process.env.ADDRMAP_VM_SCENARIO ?? 'test/vm/scenario.vm.ts'],
+    include: ['test/vm/scenario.vm.ts'],
     testTimeout: 180_000,
     hookTimeout: 180_000,
     pool: 'forks',
