@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The kernel matrix runs after this suite, on its own (test/vm/matrix.config.ts).
+    exclude: ['test/vm/**', '**/node_modules/**'],
     reporters: ['default', './test/support/summary-reporter.ts'],
     // Kernel tests spawn processes in network namespaces and wait for real
     // traffic; they are slow compared with unit tests but bounded.

@@ -6,6 +6,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/vm/scenario.vm.ts'],
+    reporters: ['default', './test/support/summary-reporter.ts'],
     testTimeout: 180_000,
     hookTimeout: 180_000,
     pool: 'forks',
