@@ -81,8 +81,10 @@ for (const kv of opts.set) {
   o[keys.at(-1)] = JSON.parse(value);
 }
 
-const SECTIONS = ['push', 'scale', 'cold', 'memory', 'data'];
-const only = opts.only ? opts.only.split(',').map((s) => s.trim()) : SECTIONS;
+const SECTIONS = ['push', 'scale', 'cold', 'memory', 'data', 'guest'];
+// The guest section boots a VM under software emulation (minutes): full runs
+// only, unless asked for (CI runs the same VM in the kernel matrix).
+const only = opts.only ? opts.only.split(',').map((s) => s.trim()) : QUICK ? SECTIONS.filter((s) => s !== 'guest') : SECTIONS;
 for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`unknown section ${s}; sections: ${SECTIONS.join(', ')}`);
 const OUT = opts.out ?? join(BENCH, 'results', QUICK ? 'quick.json' : 'latest.json');
 
@@ -468,6 +470,47 @@ async function memorySection() {
   }
 }
 
+// ---- 6. a small guest ------------------------------------------------------------------------
+
+/**
+ * What addrmap costs a 256 MB guest in all (kernel and user): Debian 12's
+ * kernel in QEMU runs test/vm/small-vm.mjs, which reads the guest's
+ * /proc/meminfo before the agent starts and after 0, 1k and 10k mappings,
+ * with an application talking through a stale address all along.
+ */
+async function guestSection() {
+  log('guest: 256 MB bookworm VM (QEMU, software emulation), 0 / 1k / 10k mappings');
+  const out = await new Promise((resolve) => {
+    const child = spawn('bash', [join(ROOT, 'test/vm/run.sh'), 'bookworm', '--mem', '256', '--', NODE, join(ROOT, 'test/vm/small-vm.mjs')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    child.stdout.on('data', (d) => (text += d));
+    child.on('close', () => resolve(text));
+  });
+  const line = /^ADDRMAP_GUEST_MEMORY (.*)$/m.exec(out);
+  const r = line ? JSON.parse(line[1]) : null;
+  if (!r) throw new Error(`the guest printed no result:\n${out.slice(-2000)}`);
+  details.guest = {
+    note: 'KiB; cost = the guest before the agent started minus the guest then; slab and SUnreclaim: kernel memory; agentRssAnonKiB: the agent and its nft children',
+    ...r,
+  };
+  for (const row of r.rows) {
+    figure({
+      id: `guest.memavailable.${row.mappings}`,
+      section: 'guest',
+      name: `MemAvailable taken from a 256 MB guest, ${row.mappings} mappings (kernel ${r.kernel}; kernel slab ${round(row.slabCostKiB / 1024, 1)} MiB of it, SUnreclaim ${round(row.sunreclaimCostKiB / 1024, 1)} MiB)`,
+      unit: 'MiB',
+      better: 'lower',
+      baselineName: "the guest's MemAvailable before the agent",
+      size: row.mappings,
+      n: 1,
+      value: row.memAvailableCostKiB / 1024,
+      baseline: r.memAvailableBeforeKiB / 1024,
+      ...(row.mappings === 10000 ? { target: { valueMax: 32 } } : {}),
+    });
+  }
+  figure({ id: 'guest.oomkills', section: 'guest', name: 'OOM kills in the 256 MB guest during 0 / 1k / 10k pushes', unit: 'kills', better: 'lower', baselineName: 'none allowed', n: 1, value: r.oomKills, baseline: 0, target: { valueMax: 0 } });
+}
+
 // ---- 5. data plane ---------------------------------------------------------------------------
 
 const DATA_PORTS = { tput: 5201, crr: 7100, udp: 7200 };
@@ -658,7 +701,7 @@ async function main() {
   const info = await machine();
   const load = { start: loadavg().map((x) => round(x)) };
   log(`bench (${CONFIG.mode}) on ${info.cpus} x ${info.cpuModel}, ${info.memGiB} GiB, kernel ${info.kernel}, node ${info.node}, nft ${info.nft}; sections: ${only.join(', ')}`);
-  const sectionFns = { push: pushSection, scale: scaleSection, cold: coldSection, memory: memorySection, data: dataSection };
+  const sectionFns = { push: pushSection, scale: scaleSection, cold: coldSection, memory: memorySection, data: dataSection, guest: guestSection };
   const timings = {};
   for (const section of SECTIONS.filter((s) => only.includes(s))) {
     const t = Date.now();

@@ -62,8 +62,10 @@ describe('a guest on this kernel', () => {
     agent = await lab.watch();
     const stream = await lab.udpStream(A, 40_000, 6000, 100);
     await new Promise((r) => setTimeout(r, 700));
+    // The push's time, not when this process reads the applied line: under
+    // emulation the log reaches it seconds late.
+    const pushedAt = Date.now() - stream.started;
     const applied = await push();
-    const appliedAt = Date.now() - stream.started;
     console.log(`applied: ${JSON.stringify(applied)}`);
 
     expect(await lab.tcp(A)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
@@ -71,8 +73,9 @@ describe('a guest on this kernel', () => {
     expect(await lab.tcp(ADDR.stale4)).toEqual({ ok: true, reply: `peer ${ADDR.new4}` });
     expect(await lab.tcp(IN_PREFIX)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
     const result = await stream.done;
-    expect(result.replies.filter((x) => x.t < appliedAt - 2000)).toEqual([]);
-    expect(result.replies.filter((x) => x.t >= appliedAt).length).toBeGreaterThan(0);
+    // Nothing answered before the mapping existed; the same flow (one socket) is answered after.
+    expect(result.replies.filter((x) => x.t < pushedAt)).toEqual([]);
+    expect(result.replies.length).toBeGreaterThan(0);
   });
 
   it('counts every packet of a translated flow, not only the first', async () => {

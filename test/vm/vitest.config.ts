@@ -6,7 +6,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/vm/scenario.vm.ts'],
-    reporters: ['default', './test/support/summary-reporter.ts'],
+    // A serial console is a terminal: the default reporter would redraw its progress there.
+    reporters: ['verbose', './test/support/summary-reporter.ts'],
     testTimeout: 180_000,
     hookTimeout: 180_000,
     pool: 'forks',
