@@ -6,7 +6,6 @@
 # reported one. stdout carries CMD's output (its stderr too: one console);
 # stderr a one-line boot summary.
 set -euo pipefail
-shopt -s lastpipe
 
 usage() { echo "usage: run.sh SUITE [--mem MB] [--cpus N] [--timeout S] [--env NAME=VALUE]... -- CMD [ARGS...]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
@@ -70,35 +69,40 @@ kernel=$dir/vmlinux
 [ -f "$kernel" ] || kernel=$dir/vmlinuz
 
 # /dev/kvm exists here but cannot run a guest: always TCG.
+# timeout puts qemu in its own process group, out of reach of the caller's
+# Ctrl-C or kill: the traps pass those on, and the EXIT trap reaps leftovers.
+mkfifo "$tmp/fifo"
 start=$EPOCHREALTIME
-set +e
 timeout -k 5 "$timeout" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m "$mem" -smp "$cpus" \
   -nographic -no-reboot -nic none \
   -kernel "$kernel" -initrd "$dir/initramfs.cpio.gz" -append "$cmdline" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
-  </dev/null 2>&1 |
-  {
-    # Boot chatter is kept for the failure report only; after the marker the
-    # console is CMD's. Output after the exit marker is the poweroff.
-    phase=boot status=
-    while IFS= read -r line || [ -n "$line" ]; do
-      line=${line%$'\r'}
-      printf '%s\n' "$line" >>"$tmp/console"
-      case $phase:$line in
-        boot:*ADDRMAP_VM_BOOTED*)
-          phase=run
-          up=$(awk -v s="$start" -v n="$EPOCHREALTIME" 'BEGIN { printf "%.1f", n - s }')
-          echo "vm: $suite kernel $ver up in ${up}s (guest uptime ${line##* }s)" >&2 ;;
-        run:*ADDRMAP_VM_EXIT=*)
-          phase=done
-          status=${line##*ADDRMAP_VM_EXIT=}
-          [ "${line%ADDRMAP_VM_EXIT=*}" = "" ] || printf '%s\n' "${line%ADDRMAP_VM_EXIT=*}" ;;
-        run:*) printf '%s\n' "$line" ;;
-      esac
-    done
-  }
-qemu=${PIPESTATUS[0]}
-set -e
+  </dev/null >"$tmp/fifo" 2>&1 &
+vm=$!
+trap 'kill "$vm" 2>/dev/null || true; wait "$vm" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+# Boot chatter is kept for the failure report only; after the marker the
+# console is CMD's. Output after the exit marker is the poweroff.
+phase=boot status=
+while IFS= read -r line || [ -n "$line" ]; do
+  line=${line%$'\r'}
+  printf '%s\n' "$line" >>"$tmp/console"
+  case $phase:$line in
+    boot:*ADDRMAP_VM_BOOTED*)
+      phase=run
+      up=$(awk -v s="$start" -v n="$EPOCHREALTIME" 'BEGIN { printf "%.1f", n - s }')
+      echo "vm: $suite kernel $ver up in ${up}s (guest uptime ${line##* }s)" >&2 ;;
+    run:*ADDRMAP_VM_EXIT=*)
+      phase=done
+      status=${line##*ADDRMAP_VM_EXIT=}
+      [ "${line%ADDRMAP_VM_EXIT=*}" = "" ] || printf '%s\n' "${line%ADDRMAP_VM_EXIT=*}" ;;
+    run:*) printf '%s\n' "$line" ;;
+  esac
+done <"$tmp/fifo"
+qemu=0
+wait "$vm" || qemu=$?
 
 if [ "$qemu" = 124 ] || [ "$qemu" = 137 ]; then
   echo "run.sh: timed out after ${timeout}s; last console lines:" >&2
