@@ -10,7 +10,7 @@ import { ExecNft } from './nft/index.js';
 import { Reconciler } from './reconciler.js';
 import { viewFromListing } from './plan.js';
 import { probeKernel } from './kernel-caps.js';
-import { readKernelCmdline, resolveFlag } from './flag.js';
+import { currentFlag } from './flag.js';
 import { recordStartFailure } from './start-failure.js';
 import { IpRoutes } from './routes.js';
 import { IpSelfAddresses } from './self-addresses.js';
@@ -77,7 +77,7 @@ Exit codes:
                 2 usage error, 3 mapping or config file refused (kernel state unchanged),
                 4 cannot start here (nft unusable, or the kernel rejects the table): not retried
   status        0 healthy, 1 degraded (drift, refused or failed push, warnings),
-                2 usage error, 3 agent not running, 4 disabled
+                2 usage error, 3 agent not running (or never ran, or cannot start), 4 disabled
   explain       0 translated, 1 not translated, 2 usage error
   scan          0 no stale address found, 1 found, 2 usage error
 
@@ -136,10 +136,7 @@ export async function main(argv: string[]): Promise<number> {
         nft: root ? new ExecNft() : null,
         conntrack: root ? new ConntrackTool() : null,
         retireAfterSeconds: config.retireAfterSeconds,
-        flag: await readKernelCmdline(process.env).then(
-          (cmdline) => resolveFlag(process.env, cmdline, config.enabled),
-          () => undefined,
-        ).catch(() => undefined),
+        flag: await currentFlag(process.env, config.enabled).catch(() => undefined),
       });
       process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatStatus(report, { all: !!values.all }) + '\n');
       return STATUS_EXIT[report.health];

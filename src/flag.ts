@@ -21,6 +21,11 @@ export async function readKernelCmdline(env: NodeJS.ProcessEnv): Promise<string>
   }
 }
 
+/** The flag as its sources say now (throws FlagError on a malformed value). */
+export async function currentFlag(env: NodeJS.ProcessEnv, configEnabled: boolean | null): Promise<Flag> {
+  return resolveFlag(env, await readKernelCmdline(env), configEnabled);
+}
+
 export function resolveFlag(env: NodeJS.ProcessEnv, cmdline: string, configEnabled: boolean | null): Flag {
   const fromEnv = env.ADDRMAP_ENABLED;
   if (fromEnv !== undefined && fromEnv !== '') return { enabled: parseBool(fromEnv, 'ADDRMAP_ENABLED'), source: 'environment' };

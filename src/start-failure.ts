@@ -2,13 +2,14 @@
 // recorded in the status snapshot, so `addrmap status` says the agent cannot
 // start and why instead of guessing from a missing file.
 import { loadConfig } from './config.js';
-import { readKernelCmdline, resolveFlag, type Flag } from './flag.js';
+import { currentFlag } from './flag.js';
 import type { Paths } from './settings.js';
 import { readSnapshot, writeSnapshot, type Snapshot } from './state-file.js';
 
 export async function recordStartFailure(paths: Paths, command: 'apply' | 'watch', reason: string, env: NodeJS.ProcessEnv): Promise<void> {
   const prev = await readSnapshot(paths.stateDir).catch(() => null);
-  const flag = await currentFlag(paths, env).catch(() => prev?.flag ?? { enabled: false, source: 'default' as const });
+  const config = await loadConfig(paths.config).catch(() => null);
+  const flag = await currentFlag(env, config?.enabled ?? null).catch(() => prev?.flag ?? { enabled: false, source: 'default' as const });
   const at = new Date().toISOString();
   const snap: Snapshot = {
     schema: 1,
@@ -26,9 +27,4 @@ export async function recordStartFailure(paths: Paths, command: 'apply' | 'watch
   // The agent that wrote pid is gone; status must not think it runs.
   snap.pid = null;
   await writeSnapshot(paths.stateDir, snap);
-}
-
-async function currentFlag(paths: Paths, env: NodeJS.ProcessEnv): Promise<Flag> {
-  const config = await loadConfig(paths.config).catch(() => null);
-  return resolveFlag(env, await readKernelCmdline(env), config?.enabled ?? null);
 }
