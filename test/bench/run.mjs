@@ -109,7 +109,8 @@ function figure(f) {
   delete f.paired;
   let met = null;
   if (f.target) {
-    met = ratio !== null;
+    // An absolute bound alone needs no ratio (a baseline of 0 has none).
+    met = f.target.ratioMax === undefined && f.target.ratioMin === undefined ? true : ratio !== null;
     if (f.target.ratioMax !== undefined) met &&= ratio <= f.target.ratioMax;
     if (f.target.ratioMin !== undefined) met &&= ratio >= f.target.ratioMin;
     if (f.target.valueMax !== undefined) met &&= Number.isFinite(f.value) && f.value <= f.target.valueMax;
