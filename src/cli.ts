@@ -71,6 +71,8 @@ Environment:
   ADDRMAP_ENABLED, ADDRMAP_CONFIG, ADDRMAP_MAPPINGS, ADDRMAP_STATE_DIR   as above
   ADDRMAP_LOG_LEVEL   fatal, error, warn, info (default), debug, trace
   ADDRMAP_REQUIRED=1  addrmap-entrypoint: do not start the application if apply fails
+  ADDRMAP_HOLD_ON_FAILURE=1  watch: when it cannot start (exit 4), wait for SIGTERM instead of
+                      exiting (for supervisors that restart on any exit: OpenRC, runit, s6)
 
 Exit codes:
   apply, watch  0 success (also: feature off), 1 failure (kernel or tool error),
@@ -174,6 +176,7 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     log.fatal({ event: 'cannot_start', reason }, 'cannot start');
     process.stderr.write(`addrmap: ${reason}\n`);
     await recordStartFailure(paths, command, reason, process.env).catch(() => {});
+    if (command === 'watch' && process.env.ADDRMAP_HOLD_ON_FAILURE === '1') await holdUntilStopped(log);
     return EXIT.cannotStart;
   }
   // The daemon sees the kernel through the drift detector, which discounts
@@ -203,6 +206,20 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   await telemetry.stop();
   await agent.stopped();
   return EXIT.ok;
+}
+
+/**
+ * For supervisors that restart a service whatever its exit status (OpenRC's
+ * supervise-daemon, runit, s6): a watcher that cannot start waits, idle,
+ * until it is stopped, instead of exiting into a restart loop.
+ */
+function holdUntilStopped(log: ReturnType<typeof createLogger>): Promise<void> {
+  log.info({ event: 'holding' }, 'cannot start; waiting to be stopped (ADDRMAP_HOLD_ON_FAILURE=1) rather than being restarted');
+  return new Promise((resolve) => {
+    // A timer that never fires keeps the event loop, and so the process, alive.
+    const keepAlive = setInterval(() => {}, 2 ** 31 - 1);
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => (clearInterval(keepAlive), resolve()));
+  });
 }
 
 async function explainCommand(input: string, stateDir: string, json: boolean): Promise<number> {

@@ -1,13 +1,13 @@
 // Faults survived with the last good state kept: nft missing or failing
 // mid-transaction, a kernel without NAT, an unusable state directory, the
 // mapping file's directory replaced, SIGKILL at any point, a burst of pushes.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { renameSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFile } from '../../src/exec.js';
-import { ADDR, Lab, ROOT, mappingFile, writeAtomically, type AgentProcess } from '../support/lab.js';
+import { ADDR, ADDRMAP, Lab, ROOT, mappingFile, writeAtomically, type AgentProcess } from '../support/lab.js';
 
 const REAL_NFT = execFileSync('bash', ['-c', 'command -v nft']).toString().trim();
 
@@ -81,6 +81,22 @@ describe('faults', () => {
     expect(report.problems[0]).toMatch(/^the addrmap agent cannot start \(2 attempt\(s\), last .*\): the kernel rejects addrmap's table/);
     const text = await lab.addrmap(['status'], env);
     expect(text.stdout.split('\n')[0]).toBe('addrmap AGENT NOT RUNNING: it cannot start here; see problems below');
+  });
+
+  it('under a supervisor that restarts on any exit (ADDRMAP_HOLD_ON_FAILURE=1), a watcher that cannot start waits to be stopped instead of looping', async () => {
+    const { env, setFault } = await faultyNft();
+    await setFault('no-nat');
+    const child = spawn('ip', ['netns', 'exec', lab.guest, process.execPath, ADDRMAP, 'watch'], { env: { ...process.env, ...lab.env({ ...env, ADDRMAP_HOLD_ON_FAILURE: '1' }) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(child.exitCode).toBeNull(); // still there, idle: no restart for init to do
+    expect(stdout).toContain('"event":"holding"');
+    const report = JSON.parse((await lab.addrmap(['status', '--json'], env)).stdout);
+    expect(report).toMatchObject({ health: 'agent-not-running', startFailure: { command: 'watch', attempts: 1 } });
+    child.kill('SIGTERM');
+    expect(await exited).toBe(4);
   });
 
   it('status of a guest whose agent never ran: the flag as its sources say, not DISABLED', async () => {
