@@ -23,9 +23,9 @@ const ref = { family: TABLE.family, table: TABLE.name };
 
 /**
  * What the running kernel accepts beyond the essentials (DNAT through a map,
- * prefix rules), checked at start-up. Kernels before 6.4 or so (Debian 12's
- * 6.1 among them) reject a lookup that uses a map as a set, so the count
- * chains and the self guard then look up a set holding the same keys.
+ * prefix rules), checked at start-up. Debian's 5.10 and 6.1 kernels reject a
+ * lookup that uses a map as a set (6.12 accepts it), so there the count
+ * chains and the self guard look up a set holding the same keys.
  */
 export interface KernelCaps {
   /** How later packets of a translated flow are counted: by the DNAT map itself, by a set of its keys, or not at all. */
