@@ -233,6 +233,14 @@ export class Reconciler {
       }
       const spec: RouteSpec = { family: c.family as IpFamily, dst: c.from, ...(c.length === undefined ? {} : { length: c.length }), ...via };
       if (current && current.dev === spec.dev && current.gateway === spec.gateway) continue;
+      const foreign = current ? null : table?.exact(c.family, c.from, c.length ?? (c.family === 6 ? 128 : 32));
+      if (foreign) {
+        // Someone else's route for exactly this prefix: never replaced.
+        out.warnings.push(`route ${keyOf(c)} is not addrmap's and does not lead towards ${c.to} (${viaText(foreign)}); left as it is, so ${keyOf(c)} may not reach its target`);
+        continue;
+      }
+      // A change of our own route is delete + add (add never replaces).
+      if (current) out.remove.push(current);
       out.replace.push(spec);
     }
     return out;
@@ -255,6 +263,8 @@ export class Reconciler {
     return { added: p.replace.length, removed: p.remove.length };
   }
 }
+
+const viaText = (v: { dev?: string; gateway?: string; type?: string }) => (v.type && v.type !== 'unicast' ? v.type : `${v.gateway ? `via ${v.gateway} ` : ''}dev ${v.dev ?? '?'}`);
 
 /** What planRoutes decided; nothing of it is done until applyRoutes. */
 interface RoutePlan {

@@ -41,6 +41,11 @@ export class RouteTable {
     for (const [family, fam] of this.byLength) this.lengths.set(family, [...fam.keys()].sort((a, b) => b - a));
   }
 
+  /** The route for exactly this prefix (an administrator's, a connected one), if the table has one. */
+  exact(family: IpFamily, address: string, length: number): RouteEntry | null {
+    return this.byLength.get(family)?.get(length)?.get(networkKey(addressGroups(family, address), length)) ?? null;
+  }
+
   /** How the kernel would send a packet to address; null when it could not. */
   lookup(family: IpFamily, address: string): Via | null {
     const groups = addressGroups(family, address);

@@ -6,7 +6,8 @@
 // device or gateway) gets a /128 (or /32) route that follows the target's.
 // The usual case, both routed alike (e.g. by one route for the platform's
 // whole range), needs none. The routes carry a protocol number of their own,
-// so addrmap finds and removes exactly its own.
+// so addrmap finds and removes exactly its own; a route for the same prefix
+// that someone else made is left alone.
 import { execFile } from './exec.js';
 import type { IpFamily } from './address.js';
 import { RouteTable, type RouteEntry } from './route-table.js';
@@ -34,8 +35,12 @@ export interface Routes {
    * when routing rules beyond the defaults make such lookups inexact.
    */
   snapshot(): Promise<RouteTable | null>;
-  /** Replaces or deletes routes; returns one message per route that failed. */
-  apply(replace: RouteSpec[], remove: RouteSpec[]): Promise<string[]>;
+  /**
+   * Adds and deletes routes (deletes first). Adding never replaces a route
+   * that exists, whoever made it, and deleting removes only addrmap's own;
+   * returns one message per route that failed.
+   */
+  apply(add: RouteSpec[], remove: RouteSpec[]): Promise<string[]>;
 }
 
 interface IpRoute {
@@ -114,14 +119,14 @@ export class IpRoutes implements Routes {
     return new RouteTable(entries);
   }
 
-  async apply(replace: RouteSpec[], remove: RouteSpec[]): Promise<string[]> {
+  async apply(add: RouteSpec[], remove: RouteSpec[]): Promise<string[]> {
     const errors: string[] = [];
     for (const family of [4, 6] as const) {
       const lines = [
         ...remove.filter((r) => r.family === family).map((r) => `route del ${hostPrefix(r)} proto ${ROUTE_PROTO}`),
-        ...replace
-          .filter((r) => r.family === family)
-          .map((r) => `route replace ${hostPrefix(r)}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev} proto ${ROUTE_PROTO}`),
+        // add, not replace: a route someone else made for the same prefix
+        // stays (the kernel answers "File exists"), it is never taken over.
+        ...add.filter((r) => r.family === family).map((r) => `route add ${hostPrefix(r)}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev} proto ${ROUTE_PROTO}`),
       ];
       if (lines.length === 0) continue;
       const res = await execFile(this.binary, [`-${family}`, '-force', '-batch', '-'], { input: lines.join('\n') + '\n' });

@@ -74,9 +74,9 @@ export class FakeRoutes implements Routes {
       else this.table.splice(i, 1);
     }
     for (const r of replace) {
-      // "route replace" keys on destination (and table), whoever owned it before.
-      this.table = this.table.filter((x) => !(x.dst === r.dst && x.family === r.family));
-      this.table.push({ ...r, proto: ROUTE_PROTO });
+      // "route add" fails on a route for the same prefix, whoever made it.
+      if (this.table.some((x) => x.dst === r.dst && x.family === r.family && x.length === r.length)) errors.push(`RTNETLINK answers: File exists (route add ${r.dst})`);
+      else this.table.push({ ...r, proto: ROUTE_PROTO });
     }
     return errors;
   }
