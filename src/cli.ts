@@ -182,7 +182,7 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   // The daemon sees the kernel through the drift detector, which discounts
   // the echoes of addrmap's own transactions.
   const drift = command === 'watch' ? new DriftDetector(nft, { log, listChains: () => nft.listChains(), ruleset }) : null;
-  const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: new ConntrackTool(), selfAddresses: new IpSelfAddresses(), ruleset });
+  const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: new ConntrackTool(), selfAddresses: new IpSelfAddresses(paths.stateDir), ruleset });
   const agent = new Agent({ paths, env: process.env, reconciler, log, daemon: command === 'watch', ruleset });
   await agent.init();
 

@@ -94,9 +94,8 @@ export class Reconciler {
     // "failed" promises that nothing changed.
     const warnings: string[] = [...selfWarnings];
     if (selfRefused) warnings.push(`'self' entries not applied (${asked.self!.size}): the kernel rejects the self guard rule`);
-    const dropped = [...(current.self?.keys() ?? [])].filter((a) => !desired.self?.has(a));
-    if (dropped.length && this.deps.selfAddresses) {
-      const errors = await this.deps.selfAddresses.remove(dropped).catch((e: Error) => [e.message]);
+    if (this.deps.selfAddresses) {
+      const errors = await this.deps.selfAddresses.release([...(desired.self?.keys() ?? [])]).catch((e: Error) => [e.message]);
       warnings.push(...errors.map((e) => `own previous address not removed: ${e}`));
     }
     let routes = { added: 0, removed: 0 };
@@ -148,11 +147,11 @@ export class Reconciler {
     const exists = listing !== null;
     if (exists) {
       await this.deps.nft.run(new Transaction().delete({ table: TABLE }));
-      const own = [...(viewFromListing(listing, this.ruleset).self?.keys() ?? [])];
-      if (own.length && this.deps.selfAddresses) {
-        const errors = await this.deps.selfAddresses.remove(own);
-        if (errors.length) throw new Error(`could not remove own previous addresses: ${errors.join('; ')}`);
-      }
+    }
+    // Also when the table is gone: addresses added just before a crash are recorded.
+    if (this.deps.selfAddresses) {
+      const errors = await this.deps.selfAddresses.release([]);
+      if (errors.length) throw new Error(`could not remove own previous addresses: ${errors.join('; ')}`);
     }
     this.view = null;
     const ours = await this.deps.routes.list();
@@ -164,9 +163,7 @@ export class Reconciler {
 
   private async addSelf(addresses: string[]): Promise<string[]> {
     if (!addresses.length || !this.deps.selfAddresses) return [];
-    const present = await this.deps.selfAddresses.present();
-    const missing = addresses.filter((a) => !present.has(a));
-    const errors = await this.deps.selfAddresses.add(missing);
+    const errors = await this.deps.selfAddresses.add(addresses).catch((e: Error) => [e.message]);
     return errors.map((e) => `own previous address not added: ${e}`);
   }
 

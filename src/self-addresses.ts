@@ -2,33 +2,70 @@
 // the loopback device as a /128 that is deprecated from the start
 // (preferred_lft 0), so applications can bind to it but the kernel never
 // picks it as the source of a new connection, and nodad, so it is usable at
-// once. Which addresses are addrmap's is known from its table (self_out6),
-// so nothing else on the loopback device is ever touched.
+// once. Which addresses are addrmap's is written down (own-addresses.json in
+// the state directory) before they are added: an address that was there
+// before addrmap stays when its entry goes, and one added just before a
+// crash is still known, and removed, after it.
 import { execFile } from './exec.js';
+import { readState, writeState } from './state-file.js';
+
+export const OWN_ADDRESSES_FILE = 'own-addresses.json';
 
 export interface SelfAddresses {
-  /** IPv6 addresses present on the loopback device. */
-  present(): Promise<Set<string>>;
+  /** Makes each address present, recording those addrmap adds; returns one message per failure. */
   add(addresses: string[]): Promise<string[]>;
-  remove(addresses: string[]): Promise<string[]>;
+  /** Removes every address addrmap added that is not in keep; returns one message per failure. */
+  release(keep: string[]): Promise<string[]>;
+}
+
+interface OwnAddresses {
+  schema: 1;
+  /** Addresses addrmap added to lo (possibly not there any more). */
+  addresses: string[];
 }
 
 export class IpSelfAddresses implements SelfAddresses {
-  constructor(private readonly binary = 'ip') {}
+  constructor(
+    private readonly stateDir: string,
+    private readonly binary = 'ip',
+  ) {}
 
-  async present(): Promise<Set<string>> {
+  async add(addresses: string[]): Promise<string[]> {
+    if (!addresses.length) return [];
+    const present = await this.present();
+    const missing = addresses.filter((a) => !present.has(a));
+    if (!missing.length) return [];
+    const own = await this.own();
+    // Recorded first: a crash between the two still leaves them known.
+    await this.save(new Set([...own, ...missing]));
+    return this.batch(missing.map((a) => `addr add ${a}/128 dev lo nodad preferred_lft 0`));
+  }
+
+  async release(keep: string[]): Promise<string[]> {
+    const own = await this.own();
+    const keepSet = new Set(keep);
+    const drop = [...own].filter((a) => !keepSet.has(a));
+    if (!drop.length) return [];
+    const present = await this.present();
+    const errors = await this.batch(drop.filter((a) => present.has(a)).map((a) => `addr del ${a}/128 dev lo`));
+    if (!errors.length) await this.save(new Set([...own].filter((a) => keepSet.has(a))));
+    return errors;
+  }
+
+  private async present(): Promise<Set<string>> {
     const res = await execFile(this.binary, ['-j', '-6', 'addr', 'show', 'dev', 'lo']);
     if (res.code !== 0) throw new Error(`ip addr show failed: ${res.stderr.trim()}`);
     const links = JSON.parse(res.stdout || '[]') as { addr_info?: { local?: string }[] }[];
     return new Set(links.flatMap((l) => (l.addr_info ?? []).map((a) => a.local ?? '')).filter(Boolean));
   }
 
-  add(addresses: string[]): Promise<string[]> {
-    return this.batch(addresses.map((a) => `addr replace ${a}/128 dev lo nodad preferred_lft 0`));
+  private async own(): Promise<Set<string>> {
+    const doc = await readState<OwnAddresses>(this.stateDir, OWN_ADDRESSES_FILE);
+    return new Set(Array.isArray(doc?.addresses) ? doc.addresses.filter((a) => typeof a === 'string') : []);
   }
 
-  remove(addresses: string[]): Promise<string[]> {
-    return this.batch(addresses.map((a) => `addr del ${a}/128 dev lo`));
+  private save(own: Set<string>): Promise<void> {
+    return writeState(this.stateDir, OWN_ADDRESSES_FILE, { schema: 1, addresses: [...own].sort() } satisfies OwnAddresses);
   }
 
   private async batch(lines: string[]): Promise<string[]> {

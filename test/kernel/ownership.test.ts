@@ -1,5 +1,8 @@
 // addrmap touches only what it made: a route someone else made for a stale
-// address is never replaced or removed, only reported.
+// address is never replaced or removed, only reported; an address on lo is
+// removed only if addrmap recorded adding it.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ADDR, Lab, logEvents, mappingFile } from '../support/lab.js';
 
@@ -34,5 +37,44 @@ describe('routes addrmap did not make', () => {
     // And flag off removes addrmap's table, not the administrator's route.
     expect((await lab.addrmap(['apply'], { ADDRMAP_ENABLED: '0' })).code).toBe(0);
     expect((await lab.routes()).split('\n').filter((l) => l.startsWith(ADDR.staleUnrouted6))).toEqual([admin]);
+  });
+});
+
+describe("addresses on lo for the guest's own previous address", () => {
+  const OLD = 'fdaa:0:18:a7b:7d::77';
+  const NEW = 'fdaa:0:18:a7b:c2::77';
+  const lo = async () => (await lab.exec(lab.guest, 'ip', ['-6', 'addr', 'show', 'dev', 'lo'])).stdout;
+  const selfPush = (generation: number, self: boolean) => ({ version: 1, generation, mappings: [], ...(self ? { self: [{ from: OLD, to: NEW }] } : {}) });
+
+  beforeEach(async () => {
+    await lab.exec(lab.guest, 'ip', ['-6', 'addr', 'add', `${NEW}/128`, 'dev', 'gv', 'nodad']);
+  });
+
+  it('one an administrator added before addrmap stays when the entry naming it goes', async () => {
+    await lab.exec(lab.guest, 'ip', ['-6', 'addr', 'add', `${OLD}/128`, 'dev', 'lo']);
+    await lab.push(selfPush(1, true));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    await lab.push(selfPush(2, false));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    expect(await lo()).toContain(`inet6 ${OLD}/128`);
+    expect((await lab.addrmap(['apply'], { ADDRMAP_ENABLED: '0' })).code).toBe(0);
+    expect(await lo()).toContain(`inet6 ${OLD}/128`);
+  });
+
+  it('one addrmap added goes with its entry, and one added just before a crash (recorded, never in the table) goes at the next start', async () => {
+    await lab.push(selfPush(1, true));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    expect(await lo()).toContain(`inet6 ${OLD}/128`);
+    await lab.push(selfPush(2, false));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    expect(await lo()).not.toContain(OLD);
+
+    // The state a SIGKILL between recording and committing leaves: on lo and
+    // recorded, absent from the table.
+    await lab.exec(lab.guest, 'ip', ['-6', 'addr', 'add', `${OLD}/128`, 'dev', 'lo', 'nodad', 'preferred_lft', '0']);
+    await writeFile(join(lab.paths.stateDir, 'own-addresses.json'), JSON.stringify({ schema: 1, addresses: [OLD] }));
+    await lab.push(selfPush(3, false));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    expect(await lo()).not.toContain(OLD);
   });
 });
