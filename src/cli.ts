@@ -12,6 +12,7 @@ import { viewFromListing } from './plan.js';
 import { probeKernel } from './kernel-caps.js';
 import { currentFlag } from './flag.js';
 import { recordStartFailure } from './start-failure.js';
+import { findSetpriv, reapOrphans } from './child-guard.js';
 import { IpRoutes } from './routes.js';
 import { IpSelfAddresses } from './self-addresses.js';
 import { resolvePaths, DEFAULT_PATHS } from './settings.js';
@@ -181,7 +182,13 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   }
   // The daemon sees the kernel through the drift detector, which discounts
   // the echoes of addrmap's own transactions.
-  const drift = command === 'watch' ? new DriftDetector(nft, { log, listChains: () => nft.listChains(), ruleset }) : null;
+  let drift: DriftDetector | null = null;
+  if (command === 'watch') {
+    // A previous agent killed without setpriv in the image may have left its monitor behind.
+    const reaped = await reapOrphans(paths.stateDir);
+    if (reaped.length) log.info({ event: 'orphans_killed', pids: reaped }, "killed a previous agent's leftover nft monitor");
+    drift = new DriftDetector(nft, { log, listChains: () => nft.listChains(), ruleset, setpriv: await findSetpriv(), stateDir: paths.stateDir });
+  }
   const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: new ConntrackTool(), selfAddresses: new IpSelfAddresses(paths.stateDir), ruleset });
   const agent = new Agent({ paths, env: process.env, reconciler, log, daemon: command === 'watch', ruleset });
   await agent.init();

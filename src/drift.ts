@@ -10,6 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { normalizeIp } from './address.js';
+import { dyingWithUs, recordChild } from './child-guard.js';
 import type { Logger } from './logger.js';
 import { FULL_RULESET, TABLE, type Ruleset } from './ruleset.js';
 import type { Chain, NftInterface, TableFamily, TableListing, Transaction } from './nft/index.js';
@@ -22,6 +23,10 @@ export interface DriftOptions {
   listChains: () => Promise<Chain[]>;
   /** The table's shape on this kernel (default: a kernel that accepts everything). */
   ruleset?: Ruleset;
+  /** setpriv, to have the kernel kill the monitor with the agent (null: not in the image). */
+  setpriv?: string | null;
+  /** Where the monitor's pid is recorded, for the next agent to kill an orphan (when setpriv is missing). */
+  stateDir?: string;
 }
 
 /** How long an expected echo of our own change may take to arrive. */
@@ -202,8 +207,12 @@ export class DriftDetector implements NftInterface {
   }
 
   private startMonitor(): void {
-    const child = spawn(this.o.binary ?? 'nft', ['-j', 'monitor'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const argv = dyingWithUs(this.o.setpriv ?? null, [this.o.binary ?? 'nft', '-j', 'monitor']);
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.monitor = child;
+    if (!this.o.setpriv && this.o.stateDir && child.pid) {
+      void recordChild(this.o.stateDir, child.pid, argv).catch((e: Error) => this.o.log.warn({ event: 'state_write_failed', reason: e.message }, 'cannot record the monitor'));
+    }
     createInterface({ input: child.stdout! }).on('line', (l) => this.handleEvent(l));
     child.stderr!.resume();
     child.on('error', (e) => this.o.log.warn({ event: 'monitor_error', reason: e.message }, 'nft monitor failed'));
