@@ -90,12 +90,15 @@ describe('static: no shell anywhere in src/', () => {
     expect(call).toMatch(/\bshell:\s*false\b/);
   });
 
-  test('src/drift.ts spawns only `nft -j monitor`, a fixed argument vector, without a shell option', () => {
+  test('src/drift.ts spawns only `nft -j monitor` (behind a fixed setpriv prefix), a fixed argument vector, without a shell option', () => {
     const text = files.get('src/drift.ts')!;
     const spawns = [...text.matchAll(/\bspawn\s*\(([^;]*)\);/g)];
     expect(spawns).toHaveLength(1);
-    expect(spawns[0]![1]).toMatch(/^this\.o\.binary \?\? 'nft', \['-j', 'monitor'\], \{ stdio: \[[^\]]*\] \}$/);
+    expect(spawns[0]![1]).toMatch(/^argv\[0\]!, argv\.slice\(1\), \{ stdio: \[[^\]]*\] \}$/);
+    expect(text).toMatch(/const argv = dyingWithUs\(this\.o\.setpriv \?\? null, \[this\.o\.binary \?\? 'nft', '-j', 'monitor'\]\);/);
     expect(text).not.toMatch(/\bshell\b\s*:/);
+    // The prefix is setpriv's own fixed options, nothing from a file.
+    expect(files.get('src/child-guard.ts')!).toMatch(/return setpriv \? \[setpriv, '--pdeathsig', 'KILL', '--', \.\.\.argv\] : argv;/);
   });
 
   test('no file evaluates text as code', () => {
