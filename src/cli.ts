@@ -13,6 +13,7 @@ import { probeKernel } from './kernel-caps.js';
 import { currentFlag } from './flag.js';
 import { recordStartFailure } from './start-failure.js';
 import { findSetpriv, reapOrphans } from './child-guard.js';
+import { readLocalAddresses } from './local-addresses.js';
 import { IpRoutes } from './routes.js';
 import { IpSelfAddresses } from './self-addresses.js';
 import { resolvePaths, DEFAULT_PATHS } from './settings.js';
@@ -189,7 +190,7 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     if (reaped.length) log.info({ event: 'orphans_killed', pids: reaped }, "killed a previous agent's leftover nft monitor");
     drift = new DriftDetector(nft, { log, listChains: () => nft.listChains(), ruleset, setpriv: await findSetpriv(), stateDir: paths.stateDir });
   }
-  const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: new ConntrackTool(), selfAddresses: new IpSelfAddresses(paths.stateDir), ruleset });
+  const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: new ConntrackTool(), selfAddresses: new IpSelfAddresses(paths.stateDir), ruleset, localAddresses: () => readLocalAddresses() });
   const agent = new Agent({ paths, env: process.env, reconciler, log, daemon: command === 'watch', ruleset });
   await agent.init();
 
@@ -201,7 +202,7 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
 
   const telemetry = new Telemetry(agent, new UsageTracker(drift!), paths.stateDir, log);
   await telemetry.start();
-  const watcher = await startWatching(agent, { files: [paths.mappings, paths.config], log, drift: drift!, afterPass: () => telemetry.afterPass() });
+  const watcher = await startWatching(agent, { files: [paths.mappings, paths.config], log, drift: drift!, afterPass: () => telemetry.afterPass(), localAddresses: () => readLocalAddresses() });
   const stop = (signal: string) => {
     log.info({ event: 'stopping', signal }, 'stopping; kernel state left in place for the next start');
     void watcher.stop();

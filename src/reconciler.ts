@@ -6,6 +6,7 @@
 // rebuilds the table whole.
 import { Transaction, type NftInterface } from './nft/index.js';
 import { FULL_RULESET, TABLE, type Ruleset } from './ruleset.js';
+import { withoutSelfCapture, type LocalAddresses } from './local-addresses.js';
 import { planSync, viewFromListing, viewOf, type KernelView, type Change, type Plan } from './plan.js';
 import type { DesiredMappings } from './resolve.js';
 import { routeKey, type Routes, type RouteSpec } from './routes.js';
@@ -39,6 +40,8 @@ export interface ReconcilerDeps {
   selfAddresses?: SelfAddresses;
   /** The table's shape on the running kernel (default: a kernel that accepts everything). */
   ruleset?: Ruleset;
+  /** The guest's own addresses (readLocalAddresses); without it none are known. */
+  localAddresses?: () => Promise<LocalAddresses>;
 }
 
 export class Reconciler {
@@ -57,7 +60,12 @@ export class Reconciler {
     // Without the self guard, translating the guest's own traffic would take
     // it from services bound to the address now: such entries wait.
     const selfRefused = !rs.self && !!asked.self?.size;
-    const desired: DesiredMappings = selfRefused ? { ...asked, self: new Map() } : asked;
+    const selfOk: DesiredMappings = selfRefused ? { ...asked, self: new Map() } : asked;
+    // Never the guest itself: a mapping from one of its own addresses waits
+    // (degraded) until the address goes. Its own previous addresses on lo are
+    // addrmap's and do not count.
+    const local = this.deps.localAddresses ? await this.deps.localAddresses() : { v4: [], v6: [] };
+    const { desired, captured } = withoutSelfCapture(selfOk, local, new Set(selfOk.self?.keys() ?? []));
     const current = this.view ?? viewFromListing(await this.deps.nft.listTable(TABLE.family, TABLE.name), rs);
     const plan = planSync(current, desired, this.forceFull, rs);
     const forcedOnly = this.forceFull && planSync(current, desired, false, rs).kind === 'none';
@@ -93,6 +101,7 @@ export class Reconciler {
     // (routes, conntrack); its failures are warnings, never "failed", since
     // "failed" promises that nothing changed.
     const warnings: string[] = [...selfWarnings];
+    for (const c of captured) warnings.push(`mapping ${c.from} -> ${c.to} not installed: ${c.from === c.local ? `${c.local} is an address of this guest` : `it holds ${c.local}, an address of this guest`}`);
     if (selfRefused) warnings.push(`'self' entries not applied (${asked.self!.size}): the kernel rejects the self guard rule`);
     if (this.deps.selfAddresses) {
       const errors = await this.deps.selfAddresses.release([...(desired.self?.keys() ?? [])]).catch((e: Error) => [e.message]);

@@ -8,6 +8,7 @@ import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import type { Agent } from './agent.js';
 import type { DriftDetector } from './drift.js';
 import type { Logger } from './logger.js';
+import type { LocalAddresses } from './local-addresses.js';
 
 export interface Watcher {
   /** Resolves when the watcher has stopped. */
@@ -27,6 +28,8 @@ export interface WatchOptions {
   afterPass?: () => Promise<void>;
   /** Delay before a pass is retried after one that left warnings. */
   retryMs?: number;
+  /** The guest's own addresses: a change (DHCP, router advertisement) gets a pass, which re-checks self-capture. */
+  localAddresses?: () => Promise<LocalAddresses>;
 }
 
 export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watcher> {
@@ -130,6 +133,8 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
   // File events can be lost, e.g. when the directory holding the file is
   // replaced; a cheap identity check catches what the watcher missed.
   for (const f of o.files) identities.set(f, await identity(f));
+  const localKey = async () => (o.localAddresses ? o.localAddresses().then((l) => [...l.v4, ...l.v6].sort().join(' '), () => '') : '');
+  let locals = await localKey();
   const poll = setInterval(async () => {
     for (const f of o.files) {
       const id = await identity(f);
@@ -137,6 +142,11 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
         identities.set(f, id);
         trigger(`poll: ${f} changed`);
       }
+    }
+    const now = await localKey();
+    if (now !== locals) {
+      locals = now;
+      trigger('the guest’s addresses changed');
     }
   }, o.pollMs ?? 1000);
   poll.unref();
