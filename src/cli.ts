@@ -14,6 +14,7 @@ import { currentFlag } from './flag.js';
 import { recordStartFailure } from './start-failure.js';
 import { findSetpriv, reapOrphans } from './child-guard.js';
 import { readLocalAddresses } from './local-addresses.js';
+import { AgentLock, ask } from './agent-lock.js';
 import { IpRoutes } from './routes.js';
 import { IpSelfAddresses } from './self-addresses.js';
 import { resolvePaths, DEFAULT_PATHS } from './settings.js';
@@ -160,6 +161,26 @@ export async function main(argv: string[]): Promise<number> {
 
 async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolvePaths>): Promise<number> {
   const log = createLogger();
+  // One agent per table. apply hands its pass to a running agent, which would
+  // otherwise undo what apply changed behind it.
+  let lock: AgentLock | null = null;
+  if (command === 'apply') {
+    const running = await ask(paths.stateDir, { request: 'pass' }, 10 * 60_000).catch(() => null);
+    if (running) return handedOver(running, log);
+  } else {
+    // A state directory that cannot hold the socket (read-only, full) costs
+    // the lock, not the agent.
+    const got = await AgentLock.acquire(paths.stateDir).catch((e: Error) => {
+      log.warn({ event: 'lock_unavailable', reason: e.message }, 'cannot take the agent lock; running without it');
+      return null;
+    });
+    if (got && !(got instanceof AgentLock)) {
+      log.fatal({ event: 'already_running', pid: got.heldBy }, 'another agent watches this table');
+      process.stderr.write(`addrmap: another agent (pid ${got.heldBy}) already watches this table (state directory ${paths.stateDir})\n`);
+      return EXIT.failed;
+    }
+    lock = got;
+  }
   const nft = new ExecNft();
   let ruleset: Ruleset;
   try {
@@ -210,10 +231,19 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => watcher.trigger('SIGHUP'));
+  lock?.handlePasses(() => watcher.requestPass('addrmap apply'));
   await watcher.done;
+  await lock?.close();
   await telemetry.stop();
   await agent.stopped();
   return EXIT.ok;
+}
+
+/** The running agent did apply's pass: its outcome, as apply would report it. */
+function handedOver(r: { pid: number; outcome?: string; message?: string }, log: ReturnType<typeof createLogger>): number {
+  log.info({ event: 'handed_over', pid: r.pid, outcome: r.outcome }, `the running agent (pid ${r.pid}) made the pass: ${r.outcome}`);
+  if (r.outcome === 'refused' || r.outcome === 'failed') process.stderr.write(`addrmap: ${r.outcome} (by the running agent, pid ${r.pid}): ${r.message ?? ''}\n`);
+  return r.outcome === 'refused' ? EXIT.refused : r.outcome === 'failed' ? EXIT.failed : EXIT.ok;
 }
 
 /**

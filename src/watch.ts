@@ -5,7 +5,7 @@
 // burst of pushes costs at most two passes and ends on the last file.
 import { stat } from 'node:fs/promises';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
-import type { Agent } from './agent.js';
+import type { Agent, PassResult } from './agent.js';
 import type { DriftDetector } from './drift.js';
 import type { Logger } from './logger.js';
 import type { LocalAddresses } from './local-addresses.js';
@@ -16,6 +16,8 @@ export interface Watcher {
   stop(): Promise<void>;
   /** Requests a pass (e.g. on SIGHUP). */
   trigger(reason: string): void;
+  /** Requests a pass and resolves with its result (an `apply` handed over to this agent). */
+  requestPass(reason: string): Promise<PassResult>;
 }
 
 export interface WatchOptions {
@@ -60,6 +62,7 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
   };
   let stopped = false;
   let idle: Promise<void> = Promise.resolve();
+  const passWaiters: ((r: PassResult) => void)[] = [];
 
   const runPasses = async () => {
     running = true;
@@ -78,9 +81,15 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
             await agent.expire();
           }
           if (doPass) {
+            // Only a pass that starts after a request answers it.
+            const answering = passWaiters.splice(0);
             // The file as this pass reads it: the poll must not report it again.
             for (const f of o.files) identities.set(f, await identity(f));
-            const r = await agent.pass();
+            const r = await agent.pass().catch((e: Error) => {
+              for (const w of answering) w({ outcome: 'failed', flag: { enabled: false, source: 'default' }, message: e.message });
+              throw e;
+            });
+            for (const w of answering) w(r);
             // Degraded (e.g. a target with no route yet, because the network
             // came up after addrmap): try again soon rather than wait for a push.
             if (r.sync?.warnings.length) scheduleRetry();
@@ -166,6 +175,12 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
   return {
     done,
     trigger,
+    requestPass(reason: string) {
+      return new Promise<PassResult>((resolve) => {
+        passWaiters.push(resolve);
+        trigger(reason);
+      });
+    },
     async stop() {
       stopped = true;
       clearInterval(poll);
