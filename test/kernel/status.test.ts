@@ -98,7 +98,7 @@ describe('addrmap status', () => {
     await status();
     await lab.addrmap(['status']);
     expect(await listing(lab.paths.stateDir)).toEqual(quiet);
-    expect(Object.keys(before).sort()).toEqual(['applied.json', 'status.json', 'usage.json']);
+    expect(Object.keys(before).sort()).toEqual(['agent.sock', 'applied.json', 'status.json', 'usage.json']);
   });
 
   it('exit codes: 0 healthy, 1 degraded, 2 usage, 3 agent not running, 4 disabled', async () => {
