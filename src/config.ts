@@ -1,6 +1,7 @@
 // The agent's own config file. It is optional: a guest image without one runs
 // with the defaults, which keep the feature off.
-import { parsePrefix, AddressError, type IpPrefix } from './address.js';
+import { isIPv4, isIPv6 } from 'node:net';
+import { parsePrefix, AddressError, normalizeIp, type IpPrefix } from './address.js';
 import { DEFAULT_ALLOWED_TARGETS } from './mapping-file.js';
 import { strictJsonProblem } from './strict-json.js';
 import { readTrustedFile, UntrustedFileError } from './trusted-file.js';
@@ -13,8 +14,10 @@ export interface Config {
   allowedTargets: readonly IpPrefix[];
   /** Prometheus textfile; written only when its directory exists. null: off. */
   metricsFile: string | null;
-  /** host:port to serve /metrics on; null (the default): off. */
+  /** host:port to serve /metrics on; null (the default): off. A loopback host unless metricsListenAnyAddress. */
   metricsListen: string | null;
+  /** Allows metricsListen on an address other hosts can reach (the mapping table to anyone who connects). */
+  metricsListenAnyAddress: boolean;
   /** How often the daemon samples the kernel's per-mapping counters. */
   usageIntervalSeconds: number;
   /** A mapping unused for this long is listed by status as safe to retire. */
@@ -28,6 +31,7 @@ export const DEFAULT_CONFIG: Config = {
   // Debian's prometheus-node-exporter reads its textfile collector from here.
   metricsFile: '/var/lib/prometheus/node-exporter/addrmap.prom',
   metricsListen: null,
+  metricsListenAnyAddress: false,
   usageIntervalSeconds: 30,
   retireAfterSeconds: 7 * 24 * 3600,
 };
@@ -93,10 +97,14 @@ export function parseConfig(text: string, path = 'config'): Config {
         cfg.metricsFile = v;
         break;
       case 'metricsListen':
-        if (v !== null && (typeof v !== 'string' || !/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(v))) {
-          throw new ConfigError(`${path}: "metricsListen" must be host:port (e.g. "127.0.0.1:9851") or null`);
+        if (v !== null && (typeof v !== 'string' || !parseListen(v))) {
+          throw new ConfigError(`${path}: "metricsListen" must be host:port with an IP address or localhost and a port from 1 to 65535 (e.g. "127.0.0.1:9851"), or null`);
         }
         cfg.metricsListen = v;
+        break;
+      case 'metricsListenAnyAddress':
+        if (typeof v !== 'boolean') throw new ConfigError(`${path}: "metricsListenAnyAddress" must be true or false`);
+        cfg.metricsListenAnyAddress = v;
         break;
       case 'usageIntervalSeconds':
         if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 86400) throw new ConfigError(`${path}: "usageIntervalSeconds" must be a whole number from 1 to 86400`);
@@ -111,5 +119,22 @@ export function parseConfig(text: string, path = 'config'): Config {
         throw new ConfigError(`${path}: unknown setting ${JSON.stringify(k)}`);
     }
   }
+  const listen = cfg.metricsListen ? parseListen(cfg.metricsListen) : null;
+  if (listen && !listen.loopback && !cfg.metricsListenAnyAddress) {
+    throw new ConfigError(`${path}: "metricsListen" ${listen.host} is reachable from other hosts and /metrics lists every mapping; use a loopback address, or set "metricsListenAnyAddress": true`);
+  }
   return cfg;
+}
+
+/** host:port as metricsListen takes it: an IP address (IPv6 in brackets) or localhost, and a port from 1 to 65535. */
+export function parseListen(text: string): { host: string; port: number; loopback: boolean } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})|(localhost)):(\d{1,5})$/.exec(text);
+  if (!m) return null;
+  const port = Number(m[4]);
+  if (port < 1 || port > 65535) return null;
+  const host = m[1] ?? m[2] ?? 'localhost';
+  if (m[1] !== undefined && !isIPv6(host)) return null;
+  if (m[2] !== undefined && !isIPv4(host)) return null;
+  const loopback = host === 'localhost' || (isIPv4(host) && host.startsWith('127.')) || (isIPv6(host) && normalizeIp(host) === '::1');
+  return { host, port, loopback };
 }

@@ -77,8 +77,21 @@ export async function serveMetrics(listen: string, s: AgentStats): Promise<Serve
       res.writeHead(404).end();
     }
   });
+  // A scraper needs one connection; many idle ones must not use up the
+  // agent's file descriptors.
+  server.maxConnections = 16;
+  server.requestTimeout = 5000;
+  server.headersTimeout = 5000;
+  server.keepAliveTimeout = 5000;
+  server.setTimeout(10_000, (sock) => sock.destroy());
+  server.on('clientError', (_e, sock) => sock.destroy());
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(Number(m[2]), host, () => resolve(server));
+    server.listen(Number(m[2]), host, () => {
+      server.off('error', reject);
+      // Later errors (EMFILE on accept) are logged by the caller's process, never fatal.
+      server.on('error', () => {});
+      resolve(server);
+    });
   });
 }

@@ -62,6 +62,7 @@ describe('parseConfig / loadConfig', () => {
       allowedTargets: DEFAULT_ALLOWED_TARGETS,
       metricsFile: '/var/lib/prometheus/node-exporter/addrmap.prom',
       metricsListen: null,
+      metricsListenAnyAddress: false,
       usageIntervalSeconds: 30,
       retireAfterSeconds: 604800,
     });
@@ -224,5 +225,26 @@ describe('readKernelCmdline', () => {
 
   test('an unreadable file reads as an empty command line', async () => {
     expect(await readKernelCmdline({ ADDRMAP_CMDLINE_FILE: join(dir, 'missing') })).toBe('');
+  });
+});
+
+describe('metricsListen', () => {
+  const load = async (doc: unknown) => {
+    const f = join(dir, `metrics-${Math.random().toString(36).slice(2)}.json`);
+    await writeFile(f, JSON.stringify(doc), { mode: 0o644 });
+    return loadConfig(f);
+  };
+
+  test.each(['127.0.0.1:9851', '[::1]:9851', 'localhost:9851', '127.1.2.3:1', '[0:0:0:0:0:0:0:1]:65535'])('accepts the loopback address %s', async (v) => {
+    expect((await load({ metricsListen: v })).metricsListen).toBe(v);
+  });
+
+  test.each(['0.0.0.0:9851', '[::]:9851', '192.0.2.1:9851', '[fd00::1]:9851'])('refuses %s, reachable from other hosts, unless metricsListenAnyAddress', async (v) => {
+    await expect(load({ metricsListen: v })).rejects.toThrow(/is reachable from other hosts and \/metrics lists every mapping/);
+    expect((await load({ metricsListen: v, metricsListenAnyAddress: true })).metricsListen).toBe(v);
+  });
+
+  test.each(['127.0.0.1:0', '127.0.0.1:65536', '127.0.0.1:99999', '999.0.0.1:9851', '[::g]:1', 'example.org:9851', '127.0.0.1', ':9851', '[::1]:9851x', '127.0.0.1:09851x'])('refuses the malformed %s', async (v) => {
+    await expect(load({ metricsListen: v })).rejects.toThrow(/"metricsListen" must be host:port/);
   });
 });
