@@ -190,5 +190,23 @@ describe('feature flag', () => {
     expect(await lab.ruleset()).not.toContain('addrmap');
     const status = JSON.parse((await lab.addrmap(['status', '--json'], { ADDRMAP_ENABLED: '' })).stdout);
     expect(status).toMatchObject({ enabled: false, flagSource: 'kernel command line' });
+
+    // As the kernel reads it: quotes, its boolean spellings, nothing after "--".
+    for (const [cmdline, on] of [
+      ['root=/dev/vda1 "addrmap.enabled=1" quiet', true],
+      ['addrmap.enabled="0"', false],
+      ['addrmap.enabled=on', true],
+      ['addrmap.enabled=off -- addrmap.enabled=1', false],
+    ] as const) {
+      await writeFile(lab.paths.cmdline, `${cmdline}\n`);
+      expect((await lab.addrmap(['apply'], { ADDRMAP_ENABLED: '' })).code).toBe(0);
+      expect(await lab.ruleset(), cmdline).toContain(on ? 'table inet addrmap' : '');
+      if (!on) expect(await lab.ruleset(), cmdline).not.toContain('addrmap');
+    }
+    // A value it cannot read is a refusal naming it, never a silent off.
+    await writeFile(lab.paths.cmdline, 'addrmap.enabled=maybe\n');
+    const r = await lab.addrmap(['apply'], { ADDRMAP_ENABLED: '' });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('addrmap.enabled on the kernel command line must be 1 or 0 (or y/n, on/off, true/false), not "maybe"');
   });
 });

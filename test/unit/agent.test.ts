@@ -268,7 +268,7 @@ describe('Agent.pass: the feature flag', () => {
   test.each([
     ['ADDRMAP_ENABLED=yes', { ADDRMAP_ENABLED: 'yes' }, undefined, /ADDRMAP_ENABLED must be 1 or 0 \(or true\/false\), not "yes"/],
     ['ADDRMAP_ENABLED=TRUE', { ADDRMAP_ENABLED: 'TRUE' }, undefined, /ADDRMAP_ENABLED .*not "TRUE"/],
-    ['addrmap.enabled=on', {}, 'root=/dev/vda1 addrmap.enabled=on\n', /addrmap\.enabled on the kernel command line must be 1 or 0 .*not "on"/],
+    ['addrmap.enabled=maybe', {}, 'root=/dev/vda1 addrmap.enabled=maybe\n', /addrmap\.enabled on the kernel command line must be 1 or 0 .*not "maybe"/],
     ['addrmap.enabled= (empty)', {}, 'addrmap.enabled= quiet\n', /kernel command line .*not ""/],
   ])('an invalid flag value (%s) is refused with a clear error and leaves the kernel as it was', async (_name, envFlag, cmdline, message) => {
     await push(1, [['fd00::1', 'fdaa::1']]);

@@ -190,8 +190,32 @@ describe('resolveFlag', () => {
   });
 
   test('parameters that merely contain the name are not the flag', () => {
-    expect(resolveFlag({}, 'xaddrmap.enabled=1 addrmap.enabledx=1 addrmap.enabled', true)).toEqual({ enabled: true, source: 'config file' });
+    expect(resolveFlag({}, 'xaddrmap.enabled=1 addrmap.enabledx=1', true)).toEqual({ enabled: true, source: 'config file' });
     expect(resolveFlag({}, 'foo.addrmap.enabled=0', null)).toEqual({ enabled: false, source: 'default' });
+  });
+
+  test.each<[string, boolean | null]>([
+    // The kernel's own boolean spellings (kstrtobool), and a bare name is on.
+    ['addrmap.enabled=y', true],
+    ['addrmap.enabled=Y', true],
+    ['addrmap.enabled=on', true],
+    ['addrmap.enabled=yes', true],
+    ['addrmap.enabled=true', true],
+    ['addrmap.enabled=n', false],
+    ['addrmap.enabled=off', false],
+    ['addrmap.enabled=no', false],
+    ['addrmap.enabled', true],
+    // Quotes around the value or the whole parameter are the kernel's, not the value's.
+    ['addrmap.enabled="1"', true],
+    ['"addrmap.enabled=0"', false],
+    ['root=/dev/vda1 "addrmap.enabled=1" quiet', true],
+    // A quoted value may hold spaces; the parameter after it still counts.
+    ['foo="a b addrmap.enabled=0" addrmap.enabled=1', true],
+    // After "--" the arguments are init's, not the kernel's.
+    ['addrmap.enabled=1 -- addrmap.enabled=0', true],
+    ['quiet -- addrmap.enabled=1', null],
+  ])('the kernel command line %j reads as the kernel reads it', (cmdline, enabled) => {
+    expect(resolveFlag({}, cmdline, null)).toEqual(enabled === null ? { enabled: false, source: 'default' } : { enabled, source: 'kernel command line' });
   });
 
   test('tabs and newlines separate parameters', () => {
@@ -205,14 +229,15 @@ describe('resolveFlag', () => {
     );
   });
 
-  test.each(['on', 'yes', '', '"1"'])('kernel command line value %j is refused with a clear error', (v) => {
+  test.each(['', '2', 'maybe', '""'])('kernel command line value %j is refused with a clear error', (v) => {
+    const value = v === '""' ? '' : v;
     expect(() => resolveFlag({}, `ro addrmap.enabled=${v} quiet`, true)).toThrow(
-      new FlagError(`addrmap.enabled on the kernel command line must be 1 or 0 (or true/false), not ${JSON.stringify(v)}`),
+      new FlagError(`addrmap.enabled on the kernel command line must be 1 or 0 (or y/n, on/off, true/false), not ${JSON.stringify(value)}`),
     );
   });
 
   test('an invalid kernel command line value is not checked when the environment decides', () => {
-    expect(resolveFlag({ ADDRMAP_ENABLED: '1' }, 'addrmap.enabled=on', null)).toEqual({ enabled: true, source: 'environment' });
+    expect(resolveFlag({ ADDRMAP_ENABLED: '1' }, 'addrmap.enabled=maybe', null)).toEqual({ enabled: true, source: 'environment' });
   });
 });
 
