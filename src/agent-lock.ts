@@ -4,9 +4,10 @@
 // running agent instead of changing the kernel behind its back (the agent
 // would undo it). A socket left by a killed agent answers nobody and is
 // taken over. Only root can connect: the socket is root's, mode 0755.
-import { mkdir, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { prepareStateDir } from './state-file.js';
 
 export const AGENT_SOCKET = 'agent.sock';
 
@@ -29,7 +30,7 @@ export class AgentLock {
 
   /** Takes the lock, or says which agent holds it. */
   static async acquire(stateDir: string): Promise<AgentLock | { heldBy: number }> {
-    await mkdir(stateDir, { recursive: true, mode: 0o755 });
+    await prepareStateDir(stateDir);
     const path = join(stateDir, AGENT_SOCKET);
     const lock = new AgentLock(createServer());
     lock.server.maxConnections = MAX_CONNECTIONS;

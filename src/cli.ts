@@ -21,7 +21,7 @@ import { resolvePaths, DEFAULT_PATHS } from './settings.js';
 import { collectStatus, formatStatus, STATUS_EXIT } from './status.js';
 import { explain, ExplainInputError } from './explain.js';
 import { scanPaths, type ScanStats } from './scan.js';
-import { APPLIED_FILE, readState, type AppliedState } from './state-file.js';
+import { APPLIED_FILE, prepareStateDir, readState, type AppliedState } from './state-file.js';
 import { missingCapabilities, TABLE, type Ruleset } from './ruleset.js';
 import { startWatching } from './watch.js';
 import { Telemetry } from './telemetry.js';
@@ -213,6 +213,9 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   }
   const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: new ConntrackTool(), selfAddresses: new IpSelfAddresses(paths.stateDir), ruleset, localAddresses: () => readLocalAddresses() });
   const agent = new Agent({ paths, env: process.env, reconciler, log, daemon: command === 'watch', ruleset });
+  // Before anything is read from it: repaired if ours but writable by others,
+  // refused (the agent then works without state) if a symlink or someone else's.
+  await prepareStateDir(paths.stateDir).catch((e: Error) => log.error({ event: 'state_dir_untrusted', reason: e.message }, 'state directory not used'));
   await agent.init();
 
   if (command === 'apply') {

@@ -3,9 +3,12 @@
 // of the applied generation) and usage.json (hits per mapping, sampled from
 // the kernel's counters). World-readable and replaced atomically, so readers
 // need no root and never see half a file.
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { chmod, lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Flag } from './flag.js';
+import { readTrustedFile } from './trusted-file.js';
 
 export interface PushOutcome {
   at: string;
@@ -83,21 +86,57 @@ export const USAGE_FILE = 'usage.json';
 export const readSnapshot = (stateDir: string) => readState<Snapshot>(stateDir, SNAPSHOT_FILE);
 export const writeSnapshot = (stateDir: string, snap: Snapshot) => writeState(stateDir, SNAPSHOT_FILE, snap);
 
+/** Large enough for applied.json at 100k mappings, small enough that a planted file cannot balloon a reader. */
+export const STATE_MAX_BYTES = 128 * 1024 * 1024;
+
+/**
+ * A state file, read like the mapping file: no symlink on the way, owned by
+ * root (or the agent's user), not writable by others, opened without
+ * blocking (a FIFO planted there must not hang the agent or `status`),
+ * size capped. null when it does not exist.
+ */
 export async function readState<T>(stateDir: string, name: string): Promise<T | null> {
-  try {
-    return JSON.parse(await readFile(join(stateDir, name), 'utf8')) as T;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
-  }
+  const text = await readTrustedFile(join(stateDir, name), { maxBytes: STATE_MAX_BYTES, extraOwners: owners() });
+  return text === null ? null : (JSON.parse(text) as T);
 }
 
+/**
+ * Replaces a state file atomically. The directory is made root's 0755 when
+ * absent, repaired (group and other write taken away) when it is ours but
+ * writable by others, and refused when it is a symlink or someone else's:
+ * root must not write where another user can plant links. The temp file is
+ * created exclusively and without following a link, then renamed.
+ */
 export async function writeState(stateDir: string, name: string, doc: unknown): Promise<void> {
-  await mkdir(stateDir, { recursive: true, mode: 0o755 });
+  await prepareStateDir(stateDir);
   const target = join(stateDir, name);
-  const tmp = `${target}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(doc) + '\n', { mode: 0o644 });
+  const tmp = `${target}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const fh = await open(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o644);
+  try {
+    await fh.writeFile(JSON.stringify(doc) + '\n');
+  } catch (e) {
+    await fh.close();
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+  await fh.close();
   // fsync is skipped on purpose: the state dir is tmpfs (/run), and stale
   // state after a power loss is harmless because the kernel table is gone too.
   await rename(tmp, target);
 }
+
+export class UntrustedStateDirError extends Error {}
+
+/** Makes the state directory safe to write in, or says why it is not. */
+export async function prepareStateDir(stateDir: string): Promise<void> {
+  await mkdir(stateDir, { recursive: true, mode: 0o755 });
+  const st = await lstat(stateDir);
+  if (st.isSymbolicLink() || !st.isDirectory()) throw new UntrustedStateDirError(`state directory ${stateDir} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'}; refusing to write in it`);
+  if (!new Set([0, ...owners()]).has(st.uid)) throw new UntrustedStateDirError(`state directory ${stateDir} is owned by uid ${st.uid}, not root; refusing to write in it`);
+  if (st.mode & 0o022) await chmod(stateDir, st.mode & 0o755);
+}
+
+const owners = () => {
+  const uid = process.geteuid?.();
+  return uid === undefined || uid === 0 ? [] : [uid];
+};

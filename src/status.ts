@@ -78,10 +78,18 @@ export interface StatusSources {
 
 export async function collectStatus(src: StatusSources): Promise<StatusReport> {
   const now = src.now ?? new Date();
+  // A state file that is not trustworthy (a symlink, someone else's, a FIFO)
+  // is not read, and says so, rather than stopping status.
+  const unreadable: string[] = [];
+  const safely = <T>(p: Promise<T | null>) =>
+    p.catch((e: Error) => {
+      unreadable.push(`state not read: ${e.message}`);
+      return null;
+    });
   const [snap, applied, usage] = await Promise.all([
-    readSnapshot(src.stateDir),
-    readState<AppliedState>(src.stateDir, APPLIED_FILE),
-    readState<UsageState>(src.stateDir, USAGE_FILE),
+    safely(readSnapshot(src.stateDir)),
+    safely(readState<AppliedState>(src.stateDir, APPLIED_FILE)),
+    safely(readState<UsageState>(src.stateDir, USAGE_FILE)),
   ]);
   const enabled = snap?.flag.enabled ?? src.flag?.enabled ?? false;
   const running = snap?.pid ? alive(snap.pid) : false;
@@ -146,6 +154,7 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
     problems.push(`last push ${push.outcome}: ${push.entry ? `${push.entry}: ` : ''}${push.reason}`);
   }
   for (const w of snap?.warnings ?? []) problems.push(w);
+  problems.push(...unreadable);
   const health: Health = !enabled ? 'disabled' : !running ? 'agent-not-running' : problems.length ? 'degraded' : 'healthy';
   const since = snap?.startedAt ?? null;
   const failure = !running && snap?.startFailure ? snap.startFailure : null;
