@@ -30,6 +30,8 @@ export interface SyncResult {
    * kernel already held the desired state. Not drift.
    */
   forcedOnly?: boolean;
+  /** How many of the warnings no retry can fix (a mapping of the guest's own address, someone else's route). */
+  lasting?: number;
 }
 
 export interface ReconcilerDeps {
@@ -101,6 +103,7 @@ export class Reconciler {
     // (routes, conntrack); its failures are warnings, never "failed", since
     // "failed" promises that nothing changed.
     const warnings: string[] = [...selfWarnings];
+    let lasting = captured.length + (selfRefused ? 1 : 0);
     for (const c of captured) warnings.push(`mapping ${c.from} -> ${c.to} not installed: ${c.from === c.local ? `${c.local} is an address of this guest` : `it holds ${c.local}, an address of this guest`}`);
     if (selfRefused) warnings.push(`'self' entries not applied (${asked.self!.size}): the kernel rejects the self guard rule`);
     if (this.deps.selfAddresses) {
@@ -112,6 +115,7 @@ export class Reconciler {
     try {
       if ('e' in planned) throw planned.e;
       routes = await this.applyRoutes(planned.p, warnings);
+      lasting += planned.p.lasting;
     } catch (e) {
       this.routeView = null;
       warnings.push(`routes not updated: ${(e as Error).message}`);
@@ -147,6 +151,7 @@ export class Reconciler {
       conntrackRemoved: ct.removed,
       warnings,
       ...(forcedOnly ? { forcedOnly } : {}),
+      ...(lasting ? { lasting } : {}),
     };
   }
 
@@ -199,7 +204,7 @@ export class Reconciler {
     for (const p of desired.prefixes ?? []) wanted.push({ family: p.family, from: p.from, to: p.to, length: p.length });
     const keyOf = (c: { from: string; length?: number }) => routeKey({ dst: c.from, length: c.length });
     const wantKeys = new Set(wanted.map(keyOf));
-    const out: RoutePlan = { view, replace: [], remove: [], unwanted: [], routeless: [], warnings: [] };
+    const out: RoutePlan = { view, replace: [], remove: [], unwanted: [], routeless: [], warnings: [], lasting: 0 };
     for (const [key, r] of view) {
       if (wantKeys.has(key)) continue;
       if (r) out.remove.push(r);
@@ -242,6 +247,7 @@ export class Reconciler {
       const foreign = current ? null : table?.exact(c.family, c.from, c.length ?? (c.family === 6 ? 128 : 32));
       if (foreign) {
         // Someone else's route for exactly this prefix: never replaced.
+        out.lasting++;
         out.warnings.push(`route ${keyOf(c)} is not addrmap's and does not lead towards ${c.to} (${viaText(foreign)}); left as it is, so ${keyOf(c)} may not reach its target`);
         continue;
       }
@@ -283,4 +289,6 @@ interface RoutePlan {
   /** Keys decided to need no route of their own. */
   routeless: string[];
   warnings: string[];
+  /** Warnings a retry cannot fix. */
+  lasting: number;
 }

@@ -92,7 +92,8 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
             for (const w of answering) w(r);
             // Degraded (e.g. a target with no route yet, because the network
             // came up after addrmap): try again soon rather than wait for a push.
-            if (r.sync?.warnings.length) scheduleRetry();
+            // Not for what no retry fixes (a mapping of the guest's own address).
+            if ((r.sync?.warnings.length ?? 0) > (r.sync?.lasting ?? 0)) scheduleRetry();
           }
         } catch (e) {
           log.error({ event: 'pass_error', reason: (e as Error).message }, 'unexpected error; will retry on the next change');
