@@ -67,5 +67,8 @@ describe("the agent's children", () => {
     expect(second.agent.events.find((e) => e.event === 'orphans_killed')).toMatchObject({ pids: [first.monitor] });
     expect(await alive(other)).toBe(true); // someone else's monitor is not ours to kill
     process.kill(other, 'SIGKILL');
+    // A stopped agent takes its monitor along (afterEach's SIGKILL would leave it, with no setpriv here).
+    await second.agent.stop('SIGTERM');
+    expect(await gone(second.monitor, 2000)).toBe(true);
   });
 });
