@@ -16,10 +16,8 @@ export interface Probe {
   rejected: { shape: string; reason: string }[];
 }
 
-const tableOf = (caps: KernelCaps) => {
-  const rs = buildRuleset(caps);
-  return { rs, tx: planSync(EMPTY_VIEW, { v4: new Map(), v6: new Map() }, true, rs).tx };
-};
+/** The whole table in one shape, empty: what a check-only batch asks the kernel about. */
+const emptyTable = (caps: KernelCaps) => planSync(EMPTY_VIEW, { v4: new Map(), v6: new Map() }, true, buildRuleset(caps)).tx;
 
 /**
  * The richest ruleset the kernel accepts. One check when the kernel takes
@@ -30,7 +28,7 @@ export async function probeKernel(validate: Validate): Promise<Probe> {
   const rejected: Probe['rejected'] = [];
   const accepts = async (caps: KernelCaps, shape: string) => {
     try {
-      await validate(tableOf(caps).tx);
+      await validate(emptyTable(caps));
       return true;
     } catch (e) {
       if (!(e instanceof NftError)) throw e;
@@ -42,7 +40,7 @@ export async function probeKernel(validate: Validate): Promise<Probe> {
 
   const base: KernelCaps = { count: 'none', selfGuard: 'none' };
   // The essentials alone: when they fail, the kernel's answer is the error.
-  await validate(tableOf(base).tx);
+  await validate(emptyTable(base));
   let count: KernelCaps['count'] = 'none';
   for (const c of ['map', 'set'] as const) {
     if (await accepts({ ...base, count: c }, `count via ${c}`)) {
@@ -59,6 +57,6 @@ export async function probeKernel(validate: Validate): Promise<Probe> {
   }
   const caps: KernelCaps = { count, selfGuard };
   // Each part passed alone; the whole must pass too before it is relied on.
-  await validate(tableOf(caps).tx);
+  await validate(emptyTable(caps));
   return { ruleset: buildRuleset(caps), rejected };
 }

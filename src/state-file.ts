@@ -8,6 +8,7 @@ import { constants } from 'node:fs';
 import { chmod, lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Flag } from './flag.js';
+import { ownUid } from './config.js';
 import { readTrustedFile } from './trusted-file.js';
 
 export interface PushOutcome {
@@ -96,7 +97,7 @@ export const STATE_MAX_BYTES = 128 * 1024 * 1024;
  * size capped. null when it does not exist.
  */
 export async function readState<T>(stateDir: string, name: string): Promise<T | null> {
-  const text = await readTrustedFile(join(stateDir, name), { maxBytes: STATE_MAX_BYTES, extraOwners: owners() });
+  const text = await readTrustedFile(join(stateDir, name), { maxBytes: STATE_MAX_BYTES, extraOwners: ownUid() });
   return text === null ? null : (JSON.parse(text) as T);
 }
 
@@ -132,11 +133,6 @@ export async function prepareStateDir(stateDir: string): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o755 });
   const st = await lstat(stateDir);
   if (st.isSymbolicLink() || !st.isDirectory()) throw new UntrustedStateDirError(`state directory ${stateDir} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'}; refusing to write in it`);
-  if (!new Set([0, ...owners()]).has(st.uid)) throw new UntrustedStateDirError(`state directory ${stateDir} is owned by uid ${st.uid}, not root; refusing to write in it`);
+  if (!new Set([0, ...ownUid()]).has(st.uid)) throw new UntrustedStateDirError(`state directory ${stateDir} is owned by uid ${st.uid}, not root; refusing to write in it`);
   if (st.mode & 0o022) await chmod(stateDir, st.mode & 0o755);
 }
-
-const owners = () => {
-  const uid = process.geteuid?.();
-  return uid === undefined || uid === 0 ? [] : [uid];
-};

@@ -74,14 +74,19 @@ export class FakeNft implements NftInterface {
         if (m.counter) el.counter = { packets: e.packets, bytes: e.bytes };
         return el;
       });
-    const all = [...t.maps.values()];
+    const maps: TableListing['maps'] = [];
+    const sets: NonNullable<TableListing['sets']> = [];
+    for (const m of t.maps.values()) {
+      const { elements: _, map, ...rest } = m;
+      if (map === undefined) sets.push({ ...rest, elements: elementsOf(m) });
+      else maps.push({ ...rest, map, elements: elementsOf(m) });
+    }
     const listing: TableListing = {
       table: { family, name },
       chains: [...t.chains.values()].map((c) => ({ ...c })),
       rules: t.rules.map((r) => structuredClone(r)),
-      maps: all.flatMap(({ elements, map, ...m }) => (map === undefined ? [] : [{ ...m, map, elements: elementsOf({ ...m, map, elements }) }])),
+      maps,
     };
-    const sets = all.flatMap(({ elements, map, ...m }): NonNullable<TableListing['sets']> => (map === undefined ? [{ ...m, elements: elementsOf({ ...m, elements }) }] : []));
     if (sets.length) listing.sets = sets;
     return listing;
   }
