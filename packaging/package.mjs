@@ -153,6 +153,9 @@ function tree(systemdDir) {
   return [
     ['usr/bin/addrmap', { file: exe }, 0o755],
     ['usr/bin/addrmap-entrypoint', src('init/entrypoint/addrmap-entrypoint'), 0o755],
+    // The FFI addon for in-process kernel access (ctnetlink); the executable
+    // looks for it in ../lib/addrmap beside itself.
+    ['usr/lib/addrmap/koffi.node', { file: require.resolve(`@koromix/koffi-linux-${ARCH.node}/linux_${ARCH.node}/koffi.node`) }, 0o644],
     ['etc/addrmap/config.json', src('packaging/config.json'), 0o644],
     ['etc/default/addrmap', src('init/systemd/addrmap.default'), 0o644],
     [`${systemdDir}/addrmap.service`, src('init/systemd/addrmap.service'), 0o644],

@@ -183,6 +183,15 @@ export function normalizeIp(text: string): string {
   return groups ? format6(groups) : new Address6(text).correctForm();
 }
 
+/** The canonical text of an address given as its 4 or 16 bytes in network order (as netlink carries it). */
+export function addressFromBytes(b: Uint8Array): string {
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  if (b.length !== 16) throw new AddressError(`an address is 4 or 16 bytes, not ${b.length}`);
+  const g: number[] = [];
+  for (let i = 0; i < 16; i += 2) g.push((b[i]! << 8) | b[i + 1]!);
+  return format6(g);
+}
+
 export interface IpPrefix {
   family: IpFamily;
   /** Canonical "address/length". */

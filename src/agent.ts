@@ -143,7 +143,7 @@ export class Agent {
           retargeted: sync.retargeted,
           routesAdded: sync.routesAdded,
           routesRemoved: sync.routesRemoved,
-          conntrackRemoved: sync.conntrackRemoved,
+          conntrackQueued: sync.conntrackQueued,
           ...(expired.length ? { expired: expired.length } : {}),
           durationMs: ms(started),
         },

@@ -3,7 +3,8 @@
 import { parseArgs } from 'node:util';
 import { Agent } from './agent.js';
 import { DEFAULT_CONFIG, loadConfig } from './config.js';
-import { ConntrackTool } from './conntrack.js';
+import { ConntrackCleanup } from './conntrack-cleanup.js';
+import { conntrackTable } from './netlink/ctnetlink.js';
 import { createLogger } from './logger.js';
 import { DriftDetector } from './drift.js';
 import { ExecNft } from './nft/index.js';
@@ -139,7 +140,7 @@ export async function main(argv: string[]): Promise<number> {
       const report = await collectStatus({
         stateDir: paths.stateDir,
         nft: root ? new ExecNft() : null,
-        conntrack: root ? new ConntrackTool() : null,
+        conntrack: root ? conntrackTable() : null,
         retireAfterSeconds: config.retireAfterSeconds,
         flag: await currentFlag(process.env, config.enabled).catch(() => undefined),
       });
@@ -211,7 +212,15 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     if (reaped.length) log.info({ event: 'orphans_killed', pids: reaped }, "killed a previous agent's leftover nft monitor");
     drift = new DriftDetector(nft, { log, listChains: () => nft.listChains(), ruleset, setpriv: await findSetpriv(), stateDir: paths.stateDir });
   }
-  const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: new ConntrackTool(), selfAddresses: new IpSelfAddresses(paths.stateDir), ruleset, localAddresses: () => readLocalAddresses() });
+  const table = conntrackTable();
+  const cleanup = new ConntrackCleanup(
+    () => table,
+    (o) => {
+      if (o.warning) log.warn({ event: 'conntrack_cleanup_incomplete', targets: o.targets, removed: o.removed, durationMs: o.durationMs, reason: o.warning }, o.warning);
+      else log.info({ event: 'conntrack_cleaned', targets: o.targets, removed: o.removed, durationMs: o.durationMs, via: table.via }, `conntrack: ${o.removed} stale flows removed`);
+    },
+  );
+  const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: cleanup, selfAddresses: new IpSelfAddresses(paths.stateDir), ruleset, localAddresses: () => readLocalAddresses() });
   const agent = new Agent({ paths, env: process.env, reconciler, log, daemon: command === 'watch', ruleset });
   // Before anything is read from it: repaired if ours but writable by others,
   // refused (the agent then works without state) if a symlink or someone else's.
@@ -220,6 +229,9 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
 
   if (command === 'apply') {
     const r = await agent.pass();
+    // The mappings are in effect already; the flows they fix are waited for
+    // so that apply returns with the guest's connections working.
+    await cleanup.settled();
     if (r.outcome === 'refused' || r.outcome === 'failed') process.stderr.write(`addrmap: ${r.outcome}: ${r.message}\n`);
     return r.outcome === 'refused' ? EXIT.refused : r.outcome === 'failed' ? EXIT.failed : EXIT.ok;
   }

@@ -4,6 +4,9 @@
 // After a mapping is added or retargeted, entries whose original destination
 // is the stale address and whose reply does not come from the current target
 // are removed; the next packet then creates a fresh, translated entry.
+//
+// The kernel's table is reached through ConntrackTable: ctnetlink in-process
+// where the FFI loads, the conntrack program otherwise.
 import { execFile, CommandNotFoundError } from './exec.js';
 import type { IpFamily } from './address.js';
 import { addressToBig, bigToAddress, normalizeIp, samePrefix, withPrefix } from './address.js';
@@ -16,18 +19,8 @@ export interface StaleTarget {
   length?: number;
 }
 
-export interface ConntrackResult {
-  /** Entries removed. */
-  removed: number;
-  /** Set when cleanup could not run (e.g. the conntrack tool is missing). */
-  warning?: string;
-}
-
-export interface Conntrack {
-  clear(targets: StaleTarget[]): Promise<ConntrackResult>;
-}
-
 export interface FlowEntry {
+  family: IpFamily;
   proto: string;
   /** TCP state (ESTABLISHED, SYN_SENT, ...); absent for other protocols. */
   state?: string;
@@ -39,19 +32,68 @@ export interface FlowEntry {
   replySrc: string;
 }
 
+/** The kernel's connection tracking table, for one network namespace. */
+export interface ConntrackTable {
+  /** What `removed` counts come from, for messages ("ctnetlink", "conntrack tool"). */
+  readonly via: string;
+  /**
+   * The tracked flows of one family whose original destination passes
+   * `wanted`: read once, filtered while read, so memory follows the matches
+   * and not the table.
+   */
+  list(family: IpFamily, wanted?: (origDst: string) => boolean): Promise<FlowEntry[]>;
+  /** Deletes these flows (as listed) and says how many went; one already gone is not an error. */
+  remove(flows: FlowEntry[]): Promise<number>;
+}
+
+/** Where the changed mappings now send an address; undefined for addresses they do not cover. */
+export class TargetIndex {
+  private readonly single = new Map<string, string>();
+  private readonly nets: { family: IpFamily; net: bigint; to: bigint; length: number }[] = [];
+
+  constructor(targets: Iterable<StaleTarget>) {
+    for (const t of targets) {
+      if (t.length === undefined) this.single.set(t.from, t.to);
+      else this.nets.push({ family: t.family, net: addressToBig(t.family, t.from), to: addressToBig(t.family, t.to), length: t.length });
+    }
+    // The most specific prefix decides, as the kernel's interval map does.
+    this.nets.sort((a, b) => b.length - a.length);
+  }
+
+  get size(): number {
+    return this.single.size + this.nets.length;
+  }
+
+  targetOf(family: IpFamily, dst: string): string | undefined {
+    const one = this.single.get(dst);
+    if (one !== undefined || this.nets.length === 0) return one;
+    const v = addressToBig(family, dst);
+    const n = this.nets.find((x) => x.family === family && samePrefix(family, x.length, v, x.net));
+    return n ? bigToAddress(family, withPrefix(family, n.length, n.to, v)) : undefined;
+  }
+}
+
+/** The flows that still go where the mapping no longer sends them. */
+export function staleFlows(flows: readonly FlowEntry[], targets: TargetIndex): FlowEntry[] {
+  return flows.filter((f) => {
+    const to = targets.targetOf(f.family, f.origDst);
+    return to !== undefined && f.replySrc !== to;
+  });
+}
+
 /**
  * Parses `conntrack -L` lines: protocol first, then the original tuple
  * (src=, dst=, sport=, dport=) and the reply tuple, whose src= says who
  * answers.
  */
-export function parseConntrackList(text: string): FlowEntry[] {
+export function parseConntrackList(text: string, family: IpFamily): FlowEntry[] {
   const out: FlowEntry[] = [];
   for (const line of text.split('\n')) {
     const srcs = [...line.matchAll(/\bsrc=(\S+)/g)].map((m) => m[1]!);
     const dst = /\bdst=(\S+)/.exec(line)?.[1];
     if (!dst || srcs.length < 2) continue;
     const words = line.trim().split(/\s+/);
-    const e: FlowEntry = { proto: words[0]!, origSrc: normalizeIp(srcs[0]!), origDst: normalizeIp(dst), replySrc: normalizeIp(srcs[1]!) };
+    const e: FlowEntry = { family, proto: words[0]!, origSrc: normalizeIp(srcs[0]!), origDst: normalizeIp(dst), replySrc: normalizeIp(srcs[1]!) };
     const state = words.find((w, i) => i > 0 && /^[A-Z_]+$/.test(w));
     if (state) e.state = state;
     const sport = /\bsport=(\d+)/.exec(line)?.[1];
@@ -63,59 +105,41 @@ export function parseConntrackList(text: string): FlowEntry[] {
   return out;
 }
 
-export class ConntrackTool implements Conntrack {
+/**
+ * The conntrack program, for images where the FFI cannot load. Each delete
+ * is a process that walks the whole table, so this is the slow way: one
+ * process per (stale destination, wrong answerer) pair.
+ */
+export class ConntrackTool implements ConntrackTable {
+  readonly via = 'conntrack tool';
+
   constructor(private readonly binary = 'conntrack') {}
 
-  /** Every tracked flow of one family (read-only). */
-  async list(family: IpFamily): Promise<FlowEntry[]> {
-    const res = await execFile(this.binary, ['-L', '-f', family === 4 ? 'ipv4' : 'ipv6']);
+  async list(family: IpFamily, wanted?: (origDst: string) => boolean): Promise<FlowEntry[]> {
+    const res = await this.run(['-L', '-f', family === 4 ? 'ipv4' : 'ipv6']);
     if (res.code !== 0) throw new Error(`conntrack -L failed: ${res.stderr.trim()}`);
-    return parseConntrackList(res.stdout);
+    const all = parseConntrackList(res.stdout, family);
+    return wanted ? all.filter((f) => wanted(f.origDst)) : all;
   }
 
-  async clear(targets: StaleTarget[]): Promise<ConntrackResult> {
-    if (targets.length === 0) return { removed: 0 };
+  async remove(flows: FlowEntry[]): Promise<number> {
+    const pairs = new Map<string, FlowEntry>();
+    for (const f of flows) pairs.set(`${f.family} ${f.origDst} ${f.replySrc}`, f);
     let removed = 0;
+    for (const f of pairs.values()) {
+      const res = await this.run(['-D', '-f', f.family === 4 ? 'ipv4' : 'ipv6', '--orig-dst', f.origDst, '--reply-src', f.replySrc]);
+      const n = /(\d+) flow entries have been deleted/.exec(res.stderr);
+      removed += n ? Number(n[1]) : 0;
+    }
+    return removed;
+  }
+
+  private async run(args: string[]) {
     try {
-      for (const family of [4, 6] as const) {
-        const mine = targets.filter((t) => t.family === family);
-        if (mine.length === 0) continue;
-        const want = new Map(mine.filter((t) => t.length === undefined).map((t) => [t.from, t.to]));
-        const nets = mine
-          .filter((t) => t.length !== undefined)
-          .map((t) => ({ net: addressToBig(family, t.from), to: addressToBig(family, t.to), length: t.length! }))
-          .sort((a, b) => b.length - a.length);
-        // Where the current mappings send this destination; undefined: not one of the changed ones.
-        const targetOf = (dst: string): string | undefined => {
-          const single = want.get(dst);
-          if (single !== undefined || !nets.length) return single;
-          const v = addressToBig(family, dst);
-          const n = nets.find((x) => samePrefix(family, x.length, v, x.net));
-          return n ? bigToAddress(family, withPrefix(family, n.length, n.to, v)) : undefined;
-        };
-        const fam = family === 4 ? 'ipv4' : 'ipv6';
-        // One dump per family, filtered here: a process per mapping would not
-        // scale to a push of 100k mappings.
-        const list = await execFile(this.binary, ['-L', '-f', fam]);
-        if (list.code !== 0) return { removed, warning: `conntrack -L failed: ${list.stderr.trim()}` };
-        const doomed = new Set<string>();
-        for (const e of parseConntrackList(list.stdout)) {
-          const target = targetOf(e.origDst);
-          if (target !== undefined && e.replySrc !== target) doomed.add(`${e.origDst} ${e.replySrc}`);
-        }
-        for (const pair of doomed) {
-          const [dst, replySrc] = pair.split(' ') as [string, string];
-          const res = await execFile(this.binary, ['-D', '-f', fam, '--orig-dst', dst, '--reply-src', replySrc]);
-          const n = /(\d+) flow entries have been deleted/.exec(res.stderr);
-          removed += n ? Number(n[1]) : 0;
-        }
-      }
+      return await execFile(this.binary, args);
     } catch (e) {
-      if (e instanceof CommandNotFoundError) {
-        return { removed, warning: 'conntrack tool not installed: flows to a stale address started before the push keep failing until they time out' };
-      }
+      if (e instanceof CommandNotFoundError) throw new Error('neither ctnetlink nor the conntrack tool is available');
       throw e;
     }
-    return { removed };
   }
 }

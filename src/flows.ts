@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { execFile } from './exec.js';
 import { normalizeIp, type IpFamily } from './address.js';
-import type { ConntrackTool } from './conntrack.js';
+import type { ConntrackTable } from './conntrack.js';
 
 export interface Flow {
   proto: string;
@@ -33,11 +33,10 @@ export interface SocketOwner {
   command: string;
 }
 
-export async function listFlows(stale: ReadonlyMap<string, string>, conntrack: ConntrackTool): Promise<Flow[]> {
+export async function listFlows(stale: ReadonlyMap<string, string>, conntrack: ConntrackTable): Promise<Flow[]> {
   const flows: Flow[] = [];
   for (const family of [4, 6] as IpFamily[]) {
-    for (const e of await conntrack.list(family)) {
-      if (!stale.has(e.origDst)) continue;
+    for (const e of await conntrack.list(family, (dst) => stale.has(dst))) {
       flows.push({
         proto: e.proto,
         ...(e.state ? { state: e.state } : {}),

@@ -1,6 +1,6 @@
 // Makes the kernel match a desired set of mappings: nft transaction first
 // (atomic, the part traffic depends on), then host routes, then conntrack
-// cleanup. It remembers what it last committed so a steady-state change costs
+// cleanup is queued (it runs behind the pass, never delaying the next one). It remembers what it last committed so a steady-state change costs
 // only its delta; after any failure, or when it has no memory (start-up), it
 // reads the kernel again, and after a failed transaction the next sync
 // rebuilds the table whole.
@@ -11,7 +11,7 @@ import { planSync, viewFromListing, viewOf, type KernelView, type Change, type P
 import type { DesiredMappings } from './resolve.js';
 import { routeKey, type Routes, type RouteSpec } from './routes.js';
 import { sameVia, type Via } from './route-table.js';
-import type { Conntrack } from './conntrack.js';
+import type { Cleanup } from './conntrack-cleanup.js';
 import type { SelfAddresses } from './self-addresses.js';
 import { addressToBig, normalizeIp, samePrefix, type IpFamily } from './address.js';
 
@@ -22,7 +22,8 @@ export interface SyncResult {
   retargeted: number;
   routesAdded: number;
   routesRemoved: number;
-  conntrackRemoved: number;
+  /** Mappings handed to the conntrack cleanup, which runs after the pass. */
+  conntrackQueued: number;
   /** Problems that did not stop the sync but leave some mapping degraded. */
   warnings: string[];
   /**
@@ -37,7 +38,7 @@ export interface SyncResult {
 export interface ReconcilerDeps {
   nft: NftInterface;
   routes: Routes;
-  conntrack: Conntrack;
+  conntrack: Cleanup;
   /** For the guest's own previous addresses; without it they are not made bindable. */
   selfAddresses?: SelfAddresses;
   /** The table's shape on the running kernel (default: a kernel that accepts everything). */
@@ -134,13 +135,7 @@ export class Reconciler {
         }
       }
     }
-    let ct: { removed: number; warning?: string } = { removed: 0 };
-    try {
-      ct = await this.deps.conntrack.clear(changed.map(({ family, from, to, length }) => ({ family, from, to, ...(length === undefined ? {} : { length }) })));
-    } catch (e) {
-      ct = { removed: 0, warning: `conntrack cleanup failed: ${(e as Error).message}` };
-    }
-    if (ct.warning) warnings.push(ct.warning);
+    this.deps.conntrack.request(changed.map(({ family, from, to, length }) => ({ family, from, to, ...(length === undefined ? {} : { length }) })));
     return {
       kind: plan.kind,
       added: plan.added.length,
@@ -148,7 +143,7 @@ export class Reconciler {
       retargeted: plan.retargeted.length,
       routesAdded: routes.added,
       routesRemoved: routes.removed,
-      conntrackRemoved: ct.removed,
+      conntrackQueued: changed.length,
       warnings,
       ...(forcedOnly ? { forcedOnly } : {}),
       ...(lasting ? { lasting } : {}),

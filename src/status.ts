@@ -2,7 +2,7 @@
 // that state, which stale addresses are still used (and by whom), and what
 // went wrong. Read-only: it reads the agent's state files and, when
 // privileged, the kernel; it never writes, locks or changes anything.
-import { ConntrackTool } from './conntrack.js';
+import type { ConntrackTable } from './conntrack.js';
 import { listFlows, type Flow } from './flows.js';
 import type { NftInterface } from './nft/index.js';
 import { viewFromListing } from './plan.js';
@@ -70,7 +70,7 @@ export interface StatusSources {
   retireAfterSeconds?: number;
   /** null when not privileged. */
   nft: NftInterface | null;
-  conntrack: ConntrackTool | null;
+  conntrack: ConntrackTable | null;
   /** The flag as its sources say now: used when the agent has never written a snapshot. */
   flag?: Flag;
   now?: Date;

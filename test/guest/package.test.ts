@@ -87,6 +87,7 @@ describe('the artifacts', () => {
     for (const path of [
       './usr/bin/addrmap',
       './usr/bin/addrmap-entrypoint',
+      './usr/lib/addrmap/koffi.node',
       './etc/addrmap/config.json',
       './etc/default/addrmap',
       './lib/systemd/system/addrmap.service',
@@ -125,6 +126,8 @@ describe('the artifacts', () => {
     expect(apply.code, apply.stderr).toBe(0);
     const table = await addrmapTable(guest);
     expect(table).toContain('fd00:aaaa::1 : fd00:bbbb::1');
+    // The executable found its FFI addon: conntrack went over ctnetlink.
+    expect(apply.stdout).toContain('"via":"ctnetlink"');
 
     // Installing again (what an upgrade does) leaves the kernel state alone.
     expect((await exec(guest, ['dpkg', '--install', deb])).code).toBe(0);
@@ -154,6 +157,7 @@ describe('the artifacts', () => {
         'etc/default/addrmap',
         'usr/bin/addrmap',
         'usr/bin/addrmap-entrypoint',
+        'usr/lib/addrmap/koffi.node',
         'usr/lib/systemd/system/addrmap.service',
         'usr/share/addrmap/init/openrc/addrmap',
         'usr/share/addrmap/init/openrc/addrmap.confd',

@@ -101,7 +101,8 @@ describe('addrmap apply', () => {
     // At 10 datagrams a second for the rest of the 3 s, nearly all are answered.
     expect(after.length).toBeGreaterThanOrEqual(Math.floor((3000 - appliedAt) / 100) - 3);
     expect(after[0]!.t - appliedAt).toBeLessThan(500);
-    expect(logEvents(r.stdout).find((e) => e.event === 'applied')).toMatchObject({ conntrackRemoved: 1 });
+    expect(logEvents(r.stdout).find((e) => e.event === 'applied')).toMatchObject({ conntrackQueued: 1 });
+    expect(logEvents(r.stdout).find((e) => e.event === 'conntrack_cleaned')).toMatchObject({ targets: 1, removed: 1, via: 'ctnetlink' });
   });
 
   it('translates traffic from a container routed through the guest (prerouting)', async () => {

@@ -1,7 +1,8 @@
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { ConntrackTool, parseConntrackList } from '../../src/conntrack.js';
+import { ConntrackTool, parseConntrackList, type StaleTarget } from '../../src/conntrack.js';
+import { ConntrackCleanup, type CleanupOutcome } from '../../src/conntrack-cleanup.js';
 import { tempDir } from './fakes.js';
 
 // `conntrack -L -f ipv6` lines as printed by conntrack-tools.
@@ -12,21 +13,21 @@ const TCP_TRANSLATED =
 
 describe('parseConntrackList', () => {
   test('all fields of a translated TCP flow', () => {
-    expect(parseConntrackList(TCP_TRANSLATED)).toEqual([
-      { proto: 'tcp', state: 'ESTABLISHED', origSrc: 'fd00:1::1', origDst: 'fdbb::1', sport: 41000, dport: 7000, replySrc: 'fdaa:0:18:a7b:c2::2' },
+    expect(parseConntrackList(TCP_TRANSLATED, 6)).toEqual([
+      { family: 6, proto: 'tcp', state: 'ESTABLISHED', origSrc: 'fd00:1::1', origDst: 'fdbb::1', sport: 41000, dport: 7000, replySrc: 'fdaa:0:18:a7b:c2::2' },
     ]);
   });
 
   test('an unreplied UDP flow: original destination and reply source are the stale address', () => {
-    expect(parseConntrackList(UDP_UNREPLIED)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdbb::1' }]);
+    expect(parseConntrackList(UDP_UNREPLIED, 6)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdbb::1' }]);
   });
 
   test('a translated TCP flow: the reply comes from the target', () => {
-    expect(parseConntrackList(TCP_TRANSLATED)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdaa:0:18:a7b:c2::2' }]);
+    expect(parseConntrackList(TCP_TRANSLATED, 6)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdaa:0:18:a7b:c2::2' }]);
   });
 
   test('several lines, with blank lines and a trailing newline', () => {
-    expect(parseConntrackList(`${UDP_UNREPLIED}\n\n${TCP_TRANSLATED}\n`)).toMatchObject([
+    expect(parseConntrackList(`${UDP_UNREPLIED}\n\n${TCP_TRANSLATED}\n`, 6)).toMatchObject([
       { origDst: 'fdbb::1', replySrc: 'fdbb::1' },
       { origDst: 'fdbb::1', replySrc: 'fdaa:0:18:a7b:c2::2' },
     ]);
@@ -34,17 +35,17 @@ describe('parseConntrackList', () => {
 
   test('addresses are normalised to canonical form', () => {
     const line = 'udp 17 29 src=FD00:1:0:0:0:0:0:1 dst=FDBB:0000::0001 sport=1 dport=2 src=FDAA::0002 dst=fd00:1::1 sport=2 dport=1 mark=0 use=1';
-    expect(parseConntrackList(line)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdaa::2' }]);
+    expect(parseConntrackList(line, 6)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdaa::2' }]);
   });
 
   test('IPv4 lines', () => {
     const line = 'tcp      6 117 SYN_SENT src=10.0.0.5 dst=10.1.0.9 sport=50000 dport=5432 [UNREPLIED] src=10.1.0.9 dst=10.0.0.5 sport=5432 dport=50000 mark=0 use=1';
-    expect(parseConntrackList(line)).toMatchObject([{ origDst: '10.1.0.9', replySrc: '10.1.0.9' }]);
+    expect(parseConntrackList(line, 4)).toMatchObject([{ origDst: '10.1.0.9', replySrc: '10.1.0.9' }]);
   });
 
   test('ICMP lines (type/code/id instead of ports)', () => {
     const line = 'icmpv6   58 29 src=fd00:1::1 dst=fdbb::1 type=128 code=0 id=7 src=fdbb::1 dst=fd00:1::1 type=129 code=0 id=7 mark=0 use=1';
-    expect(parseConntrackList(line)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdbb::1' }]);
+    expect(parseConntrackList(line, 6)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdbb::1' }]);
   });
 
   test('lines without both directions, and summary lines, are skipped', () => {
@@ -53,15 +54,15 @@ describe('parseConntrackList', () => {
       'udp 17 29 src=fd00:1::1 dst=fdbb::1 sport=1 dport=2',
       '',
     ].join('\n');
-    expect(parseConntrackList(text)).toMatchObject([]);
+    expect(parseConntrackList(text, 6)).toMatchObject([]);
   });
 
   test('an empty listing has no flows', () => {
-    expect(parseConntrackList('')).toMatchObject([]);
+    expect(parseConntrackList('', 6)).toMatchObject([]);
   });
 });
 
-describe('ConntrackTool.clear (with a stand-in conntrack binary)', () => {
+describe('ConntrackCleanup over the conntrack tool (with a stand-in conntrack binary)', () => {
   let dir: string;
   let cleanup: () => Promise<void>;
   let bin: string;
@@ -89,9 +90,16 @@ exit 1
   });
 
   const calls = async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+  const clean = async (targets: StaleTarget[], binary = bin) => {
+    const outcomes: CleanupOutcome[] = [];
+    const c = new ConntrackCleanup(() => new ConntrackTool(binary), (o) => outcomes.push(o));
+    c.request(targets);
+    await c.settled();
+    return outcomes;
+  };
 
   test('no targets: nothing runs', async () => {
-    expect(await new ConntrackTool(bin).clear([])).toEqual({ removed: 0 });
+    expect(await clean([])).toEqual([]);
     expect(await calls()).toEqual([]);
   });
 
@@ -105,8 +113,7 @@ exit 1
         'udp 17 29 src=fd00:1::1 dst=fd00:9::9 sport=1 dport=2 src=fd00:9::9 dst=fd00:1::1 sport=2 dport=1 mark=0 use=1', // not a stale address
       ].join('\n') + '\n',
     );
-    const r = await new ConntrackTool(bin).clear([{ family: 6, from: 'fdbb::1', to: 'fdcc::2' }]);
-    expect(r).toEqual({ removed: 2 });
+    expect(await clean([{ family: 6, from: 'fdbb::1', to: 'fdcc::2' }])).toMatchObject([{ targets: 1, removed: 2 }]);
     expect(await calls()).toEqual([
       '-L -f ipv6',
       '-D -f ipv6 --orig-dst fdbb::1 --reply-src fdbb::1',
@@ -116,23 +123,34 @@ exit 1
 
   test('lists each family once and only for families with targets', async () => {
     await writeFile(join(dir, 'list-ipv4'), 'udp 17 29 src=10.0.0.5 dst=10.1.0.9 sport=1 dport=2 src=10.1.0.9 dst=10.0.0.5 sport=2 dport=1 mark=0 use=1\n');
-    const r = await new ConntrackTool(bin).clear([
+    const r = await clean([
       { family: 4, from: '10.1.0.9', to: '10.2.0.9' },
       { family: 4, from: '10.1.0.10', to: '10.2.0.10' },
     ]);
-    expect(r).toEqual({ removed: 1 });
+    expect(r).toMatchObject([{ targets: 2, removed: 1 }]);
     expect(await calls()).toEqual(['-L -f ipv4', '-D -f ipv4 --orig-dst 10.1.0.9 --reply-src 10.1.0.9']);
   });
 
-  test('a missing conntrack tool is a warning, not an error', async () => {
-    const r = await new ConntrackTool(join(dir, 'no-such-conntrack')).clear([{ family: 6, from: 'fdbb::1', to: 'fdcc::2' }]);
-    expect(r.removed).toBe(0);
-    expect(r.warning).toMatch(/conntrack tool not installed/);
+  test('requests during a cleanup are merged into one more round, the newest target winning', async () => {
+    const outcomes: CleanupOutcome[] = [];
+    const c = new ConntrackCleanup(() => new ConntrackTool(bin), (o) => outcomes.push(o));
+    c.request([{ family: 6, from: 'fdbb::1', to: 'fdcc::2' }]);
+    c.request([{ family: 6, from: 'fdbb::2', to: 'fdcc::3' }]);
+    c.request([{ family: 6, from: 'fdbb::2', to: 'fdcc::4' }]);
+    await c.settled();
+    expect(outcomes.map((o) => o.targets)).toEqual([1, 1]);
+    expect((await calls()).filter((l) => l.startsWith('-L'))).toHaveLength(2);
+  });
+
+  test('without ctnetlink and without the tool: a warning naming both, not an error', async () => {
+    const r = await clean([{ family: 6, from: 'fdbb::1', to: 'fdcc::2' }], join(dir, 'no-such-conntrack'));
+    expect(r).toMatchObject([{ removed: 0, warning: 'conntrack cleanup incomplete: neither ctnetlink nor the conntrack tool is available' }]);
   });
 
   test('a failing listing is a warning', async () => {
     await writeFile(bin, '#!/bin/sh\necho "conntrack: Operation not permitted" >&2\nexit 1\n');
-    const r = await new ConntrackTool(bin).clear([{ family: 6, from: 'fdbb::1', to: 'fdcc::2' }]);
-    expect(r).toEqual({ removed: 0, warning: 'conntrack -L failed: conntrack: Operation not permitted' });
+    expect(await clean([{ family: 6, from: 'fdbb::1', to: 'fdcc::2' }])).toMatchObject([
+      { removed: 0, warning: 'conntrack cleanup incomplete: conntrack -L failed: conntrack: Operation not permitted' },
+    ]);
   });
 });

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { IpFamily } from '../../src/address.js';
-import type { Conntrack, ConntrackResult, StaleTarget } from '../../src/conntrack.js';
+import type { StaleTarget } from '../../src/conntrack.js';
+import type { Cleanup } from '../../src/conntrack-cleanup.js';
 import type { FakeNft } from '../../src/nft/fake.js';
 import type { TableListing } from '../../src/nft/index.js';
 import type { DesiredMappings } from '../../src/resolve.js';
@@ -91,16 +92,12 @@ export class FakeRoutes implements Routes {
 }
 
 /** Records every clear() call; removes `perTarget` entries for each target. */
-export class FakeConntrack implements Conntrack {
+/** Records what each pass hands to the conntrack cleanup (which runs on its own, after the pass). */
+export class FakeConntrack implements Cleanup {
   readonly calls: StaleTarget[][] = [];
-  perTarget = 1;
-  warning: string | undefined;
 
-  async clear(targets: StaleTarget[]): Promise<ConntrackResult> {
+  request(targets: StaleTarget[]): void {
     this.calls.push(targets.map((t) => ({ ...t })));
-    const res: ConntrackResult = { removed: targets.length * this.perTarget };
-    if (this.warning !== undefined) res.warning = this.warning;
-    return res;
   }
 }
 

@@ -1,0 +1,93 @@
+// The C functions addrmap calls in-process, through the koffi FFI addon.
+// Loaded on first use, once: a guest whose image cannot load the addon (an
+// unusual libc, a read-only noexec location) still works through the
+// programs it would otherwise spawn, and says so.
+import { createRequire } from 'node:module';
+import { existsSync, realpathSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type * as KoffiModule from 'koffi';
+
+type Koffi = typeof KoffiModule;
+
+export interface Libc {
+  socket(domain: number, type: number, protocol: number): number;
+  bind(fd: number, addr: Buffer, len: number): number;
+  send(fd: number, buf: Buffer, len: number, flags: number): number;
+  recv(fd: number, buf: Buffer, len: number, flags: number): number;
+  setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
+  close(fd: number): number;
+  /** errno after the last failed call. */
+  errno(): number;
+}
+
+let loaded: Libc | Error | undefined;
+
+/** libc through the FFI, or why it cannot be had here. */
+export function libc(): Libc | Error {
+  if (loaded === undefined) {
+    try {
+      loaded = bindLibc(loadKoffi());
+    } catch (e) {
+      loaded = new Error(`in-process kernel access unavailable: ${(e as Error).message}`);
+    }
+  }
+  return loaded;
+}
+
+/**
+ * The addon from node_modules when addrmap runs from its sources or npm
+ * package; otherwise the copy shipped beside the bundle or the executable
+ * (koffi's own loader looks only inside node_modules).
+ */
+function loadKoffi(): Koffi {
+  const script = process.argv[1] ? safeRealpath(process.argv[1]) : undefined;
+  for (const from of [script, join(process.cwd(), 'package.json')]) {
+    if (!from) continue;
+    try {
+      return createRequire(from)('koffi') as Koffi;
+    } catch {
+      // not installed there: try the shipped addon
+    }
+  }
+  const musl = !(process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
+  const name = musl ? 'koffi-musl.node' : 'koffi.node';
+  // Beside the bundle (dist/), or where the packages install it for the
+  // standalone executable (/usr/bin/addrmap -> /usr/lib/addrmap/).
+  const dirs = [script && dirname(script), join(dirname(process.execPath), '../lib/addrmap'), dirname(process.execPath)];
+  for (const dir of dirs) {
+    if (!dir || !existsSync(join(dir, name))) continue;
+    const mod = { exports: {} as Koffi };
+    process.dlopen(mod, join(dir, name));
+    return mod.exports;
+  }
+  throw new Error(`the koffi addon (${name}) is neither installed nor shipped beside addrmap`);
+}
+
+function safeRealpath(p: string): string | undefined {
+  try {
+    return realpathSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+function bindLibc(koffi: Koffi): Libc {
+  // The process's own symbols: node is linked against the C library, whichever
+  // it is (glibc's libc.so.6, musl's libc.musl-*.so.1).
+  const lib = koffi.load(null);
+  // Pointer-sized results come back as numbers or bigints depending on the
+  // value; every caller wants a number.
+  const f = (decl: string) => {
+    const fn = lib.func(decl) as (...args: unknown[]) => number | bigint;
+    return (...args: unknown[]) => Number(fn(...args));
+  };
+  return {
+    socket: f('int socket(int domain, int type, int protocol)'),
+    bind: f('int bind(int fd, const void *addr, uint32_t len)'),
+    send: f('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
+    recv: f('intptr_t recv(int fd, _Out_ void *buf, size_t len, int flags)'),
+    setsockopt: f('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
+    close: f('int close(int fd)'),
+    errno: () => koffi.errno(),
+  };
+}
