@@ -5,7 +5,7 @@
 // done in one more round, so the table is read at most once per family per
 // round, however many mappings changed and however often.
 import type { IpFamily } from './address.js';
-import { TargetIndex, staleFlows, type ConntrackTable, type StaleTarget } from './conntrack.js';
+import { TargetIndex, type ConntrackTable, type FlowEntry, type StaleTarget } from './conntrack.js';
 
 export interface CleanupOutcome {
   /** Mappings whose stale flows were looked for. */
@@ -27,6 +27,8 @@ const key = (t: StaleTarget) => `${t.family} ${t.from}/${t.length ?? ''}`;
 export class ConntrackCleanup implements Cleanup {
   private pending = new Map<string, StaleTarget>();
   private running: Promise<void> | null = null;
+  /** Counts requests, so a sweep knows when its idea of the newer ones is out of date. */
+  private requests = 0;
 
   constructor(
     private readonly table: () => ConntrackTable,
@@ -35,6 +37,7 @@ export class ConntrackCleanup implements Cleanup {
 
   request(targets: StaleTarget[]): void {
     for (const t of targets) this.pending.set(key(t), t);
+    this.requests++;
     if (this.pending.size && !this.running) {
       this.running = this.drain().finally(() => {
         this.running = null;
@@ -69,12 +72,21 @@ export class ConntrackCleanup implements Cleanup {
     for (const family of [4, 6] as IpFamily[]) {
       const targets = new TargetIndex(batch.filter((t) => t.family === family));
       if (targets.size === 0) continue;
-      const listed = await table.list(family, (dst) => targets.targetOf(family, dst) !== undefined);
-      // A push that came in while the table was read may send some of these
-      // elsewhere again: its own round decides for them.
-      const newer = new TargetIndex([...this.pending.values()].filter((t) => t.family === family));
-      const doomed = staleFlows(listed, targets).filter((f) => newer.targetOf(family, f.origDst) === undefined);
-      removed += await table.remove(doomed);
+      // A push that comes in while the table is read may send some of these
+      // flows elsewhere again: its own round decides for them.
+      let newer: TargetIndex | null = null;
+      let newerOf = -1;
+      const doomed = (f: FlowEntry) => {
+        const to = targets.targetOf(family, f.origDst);
+        if (to === undefined || f.replySrc === to) return false;
+        if (this.pending.size === 0) return true;
+        if (!newer || newerOf !== this.requests) {
+          newer = new TargetIndex([...this.pending.values()].filter((t) => t.family === family));
+          newerOf = this.requests;
+        }
+        return newer.targetOf(family, f.origDst) === undefined;
+      };
+      removed += await table.sweep(family, doomed, (dst) => targets.targetOf(family, dst) !== undefined);
     }
     return removed;
   }

@@ -34,7 +34,7 @@ export interface FlowEntry {
 
 /** The kernel's connection tracking table, for one network namespace. */
 export interface ConntrackTable {
-  /** What `removed` counts come from, for messages ("ctnetlink", "conntrack tool"). */
+  /** How the table is reached, for messages ("ctnetlink", "conntrack tool"). */
   readonly via: string;
   /**
    * The tracked flows of one family whose original destination passes
@@ -42,8 +42,12 @@ export interface ConntrackTable {
    * and not the table.
    */
   list(family: IpFamily, wanted?: (origDst: string) => boolean): Promise<FlowEntry[]>;
-  /** Deletes these flows (as listed) and says how many went; one already gone is not an error. */
-  remove(flows: FlowEntry[]): Promise<number>;
+  /**
+   * Reads the table once and deletes the flows `doomed` picks (among those
+   * `wanted` lets through), each exactly as read; says how many went. A flow
+   * gone meanwhile is not an error.
+   */
+  sweep(family: IpFamily, doomed: (f: FlowEntry) => boolean, wanted?: (origDst: string) => boolean): Promise<number>;
 }
 
 /** Where the changed mappings now send an address; undefined for addresses they do not cover. */
@@ -71,14 +75,6 @@ export class TargetIndex {
     const n = this.nets.find((x) => x.family === family && samePrefix(family, x.length, v, x.net));
     return n ? bigToAddress(family, withPrefix(family, n.length, n.to, v)) : undefined;
   }
-}
-
-/** The flows that still go where the mapping no longer sends them. */
-export function staleFlows(flows: readonly FlowEntry[], targets: TargetIndex): FlowEntry[] {
-  return flows.filter((f) => {
-    const to = targets.targetOf(f.family, f.origDst);
-    return to !== undefined && f.replySrc !== to;
-  });
 }
 
 /**
@@ -122,9 +118,9 @@ export class ConntrackTool implements ConntrackTable {
     return wanted ? all.filter((f) => wanted(f.origDst)) : all;
   }
 
-  async remove(flows: FlowEntry[]): Promise<number> {
+  async sweep(family: IpFamily, doomed: (f: FlowEntry) => boolean, wanted?: (origDst: string) => boolean): Promise<number> {
     const pairs = new Map<string, FlowEntry>();
-    for (const f of flows) pairs.set(`${f.family} ${f.origDst} ${f.replySrc}`, f);
+    for (const f of (await this.list(family, wanted)).filter(doomed)) pairs.set(`${f.family} ${f.origDst} ${f.replySrc}`, f);
     let removed = 0;
     for (const f of pairs.values()) {
       const res = await this.run(['-D', '-f', f.family === 4 ? 'ipv4' : 'ipv6', '--orig-dst', f.origDst, '--reply-src', f.replySrc]);

@@ -139,28 +139,47 @@ export class NetlinkConntrack implements ConntrackTable {
   readonly via = 'ctnetlink';
 
   async list(family: IpFamily, wanted?: (origDst: string) => boolean): Promise<FlowEntry[]> {
-    const sock = NetlinkSocket.open(NETLINK_NETFILTER);
+    const flows: FlowEntry[] = [];
+    await this.read(family, wanted, async (batch) => {
+      flows.push(...batch);
+    });
+    return flows;
+  }
+
+  /**
+   * Deletes as it reads: each datagram's doomed flows go before the next is
+   * read, so memory holds one datagram's worth, not the table's.
+   */
+  async sweep(family: IpFamily, doomed: (f: FlowEntry) => boolean, wanted?: (origDst: string) => boolean): Promise<number> {
+    const deleter = NetlinkSocket.open(NETLINK_NETFILTER);
+    let removed = 0;
     try {
-      const flows: FlowEntry[] = [];
-      const request = encodeMessage(ctType(IPCTNL_MSG_CT_GET), NLM_F_REQUEST | NLM_F_DUMP, sock.nextSeq(), nfgen(family));
-      await sock.dump(request, (m) => {
-        const f = decodeFlow(m.payload, family, wanted);
-        if (f) flows.push(f);
+      await this.read(family, wanted, async (batch) => {
+        const go = batch.filter(doomed);
+        if (!go.length) return;
+        const errnos = await deleter.acknowledged(go.map((f) => encodeDelete(f, deleter.nextSeq())));
+        removed += errnos.filter((e) => e === 0).length;
+        const failed = errnos.find((e) => e !== 0 && e !== ENOENT);
+        if (failed !== undefined) throw new Error(`conntrack delete refused: errno ${failed} (${removed} flows removed before)`);
       });
-      return flows;
+      return removed;
     } finally {
-      sock.close();
+      deleter.close();
     }
   }
 
-  async remove(flows: FlowEntry[]): Promise<number> {
-    if (flows.length === 0) return 0;
+  private async read(family: IpFamily, wanted: ((origDst: string) => boolean) | undefined, onBatch: (flows: FlowEntry[]) => Promise<void>): Promise<void> {
     const sock = NetlinkSocket.open(NETLINK_NETFILTER);
     try {
-      const errnos = await sock.acknowledged(flows.map((f) => encodeDelete(f, sock.nextSeq())));
-      const failed = errnos.find((e) => e !== 0 && e !== ENOENT);
-      if (failed !== undefined) throw new Error(`conntrack delete refused: errno ${failed}`);
-      return errnos.filter((e) => e === 0).length;
+      const request = encodeMessage(ctType(IPCTNL_MSG_CT_GET), NLM_F_REQUEST | NLM_F_DUMP, sock.nextSeq(), nfgen(family));
+      for await (const batch of sock.dump(request)) {
+        const flows: FlowEntry[] = [];
+        for (const m of batch) {
+          const f = decodeFlow(m.payload, family, wanted);
+          if (f) flows.push(f);
+        }
+        await onBatch(flows);
+      }
     } finally {
       sock.close();
     }

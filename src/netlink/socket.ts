@@ -104,23 +104,27 @@ export class NetlinkSocket {
   }
 
   /**
-   * Sends one dump request and hands every answer to onMessage until the
-   * kernel says done.
+   * Sends one dump request and yields the answers datagram by datagram until
+   * the kernel says done. The kernel waits while the caller works on one (it
+   * may send other requests on another socket meanwhile); a message's payload
+   * is valid only until the next one is asked for.
    */
-  async dump(request: Buffer, onMessage: (m: NetlinkMessage) => void): Promise<void> {
+  async *dump(request: Buffer): AsyncGenerator<NetlinkMessage[]> {
     const seq = request.readUInt32LE(8);
     this.sendAll(request);
     for (;;) {
+      const batch: NetlinkMessage[] = [];
       for (const m of messages(await this.receive())) {
         if (m.seq !== seq) continue; // a late answer to an earlier, abandoned request
-        if (m.type === NLMSG_DONE) return;
-        if (m.type === NLMSG_ERROR) {
-          const err = -m.payload.readInt32LE(0);
+        if (m.type === NLMSG_DONE || m.type === NLMSG_ERROR) {
+          const err = m.type === NLMSG_ERROR ? -m.payload.readInt32LE(0) : 0;
           if (err !== 0) throw new NetlinkError(`netlink dump: errno ${err}`, err);
+          if (batch.length) yield batch;
           return;
         }
-        onMessage(m);
+        batch.push(m);
       }
+      if (batch.length) yield batch;
     }
   }
 

@@ -9,7 +9,8 @@
 //   npm run bench -- --only push,memory --out /tmp/r.json
 //
 // Sections: push (push to reachable), scale (full apply, one-mapping change),
-// cold (cold start), memory (idle RSS), data (data plane).
+// cold (cold start), memory (idle RSS), data (data plane), conntrack (a push
+// over a full conntrack table), guest (a small VM).
 // Prints a table; writes JSON (default test/bench/results/latest.json, or
 // quick.json for --quick) and a Markdown table beside it.
 import { parseArgs } from 'node:util';
@@ -61,6 +62,7 @@ const CONFIG = QUICK
       cold: { mappings: 1000, reps: 3 },
       memory: { sizes: [0, 10000], reps: 1, idleSeconds: 6 },
       data: { reps: 1, seconds: 1, concurrency: 4, mappings: 100, metrics: ['tput', 'crr', 'udp'] },
+      conntrack: { stale: 2000, perAddress: 50, reps: 1 },
     }
   : {
       mode: 'full',
@@ -70,6 +72,7 @@ const CONFIG = QUICK
       // 40 s: past the first usage sample (every 30 s), which lists the whole table.
       memory: { sizes: [0, 10000, 100000], reps: 3, idleSeconds: 40 },
       data: { reps: 7, seconds: 3, concurrency: 4, mappings: 1000, metrics: ['tput', 'crr', 'udp'] },
+      conntrack: { stale: 2000, perAddress: 50, reps: 3 },
     };
 
 // --set data.reps=9 --set push.sizes=[10,1000]: override any setting (values are JSON).
@@ -81,7 +84,7 @@ for (const kv of opts.set) {
   o[keys.at(-1)] = JSON.parse(value);
 }
 
-const SECTIONS = ['push', 'scale', 'cold', 'memory', 'data', 'guest'];
+const SECTIONS = ['push', 'scale', 'cold', 'memory', 'data', 'conntrack', 'guest'];
 // The guest section boots a VM under software emulation (minutes): full runs
 // only, unless asked for (CI runs the same VM in the kernel matrix).
 const only = opts.only ? opts.only.split(',').map((s) => s.trim()) : QUICK ? SECTIONS.filter((s) => s !== 'guest') : SECTIONS;
@@ -479,6 +482,112 @@ async function memorySection() {
  * /proc/meminfo before the agent starts and after 0, 1k and 10k mappings,
  * with an application talking through a stale address all along.
  */
+// ---- conntrack: a push over a full conntrack table --------------------------------------
+
+/**
+ * One trial: an agent with one mapping; with `flows`, the guest's table then
+ * holds stale x perAddress untranslated UDP flows to the stale addresses
+ * about to be mapped. Then one push maps them all (and a probe address), and
+ * a second push follows at once, while the cleanup of the first runs.
+ */
+async function conntrackTrial(withFlows) {
+  const { stale, perAddress } = CONFIG.conntrack;
+  const lab = await Lab.create({ staleRefused: true });
+  try {
+    await lab.prepareAddrmap();
+    // Unanswered UDP flows would expire after 30 s, within a full run's trial.
+    await must('ip', ['netns', 'exec', lab.guest, 'sysctl', '-q', '-w', 'net.netfilter.nf_conntrack_udp_timeout=600']);
+    await startTarget(lab);
+    const agent = await startAgent(lab);
+    await pushFile(lab.paths.mappings, mappingText(1, '', [[probeAddress(0), ADDR.new6]]));
+    await agent.waitFor(applied(1), 60_000, { past: true });
+    await agent.waitFor((e) => e?.event === 'conntrack_cleaned', 60_000, { past: true });
+    const out = { tracked: 0, toolListMs: NaN };
+    if (withFlows) {
+      const r = await lab.exec(lab.guest, NODE, [join(BENCH, 'flows.mjs'), String(stale), String(perAddress), '9']);
+      if (r.code !== 0) throw new Error(`flows.mjs failed: ${r.stderr}`);
+      out.tracked = Number((await must('ip', ['netns', 'exec', lab.guest, 'conntrack', '-C'])).stdout.trim());
+      // The baseline: reading the same table once with the conntrack tool.
+      const list = await lab.exec(lab.guest, 'conntrack', ['-L', '-f', 'ipv6']);
+      if (list.code !== 0) throw new Error(`conntrack -L failed: ${list.stderr}`);
+      out.toolListMs = list.ms;
+    }
+    await waitQuiet(agent.pid);
+    const driver = new Driver(lab);
+    const [P1, P2] = [probeAddress(1), probeAddress(2)];
+    const cleaned = agent.waitFor((e) => e?.event === 'conntrack_cleaned' && e.targets > 1, 600_000);
+    const first = await driver.call({ op: 'push', tmp: await stage(lab.paths.mappings, mappingText(2, baseEntries(stale), [[probeAddress(0), ADDR.new6], [P1, ADDR.new6]])), dst: lab.paths.mappings, host: P1, port: PORT });
+    const second = await driver.call({
+      op: 'push',
+      tmp: await stage(lab.paths.mappings, mappingText(3, baseEntries(stale), [[probeAddress(0), ADDR.new6], [P1, ADDR.new6], [P2, ADDR.new6]])),
+      dst: lab.paths.mappings,
+      host: P2,
+      port: PORT,
+    });
+    const c = await cleaned;
+    const left = withFlows ? Number((await must('ip', ['netns', 'exec', lab.guest, 'conntrack', '-C'])).stdout.trim()) : 0;
+    await driver.proc.stop();
+    return {
+      ...out,
+      pushMs: first.ms,
+      secondPushMs: second.ms,
+      // Both clocks are CLOCK_MONOTONIC (hrtime), in different processes.
+      secondPushDuringCleanup: c.t > second.t0 + second.ms,
+      cleanupMs: c.v.durationMs,
+      cleanupDoneAfterPushMs: round(c.t - first.t0),
+      removed: c.v.removed,
+      trackedAfter: left,
+      via: c.v.via,
+    };
+  } finally {
+    await lab.destroy();
+  }
+}
+
+async function conntrackSection() {
+  const { stale, perAddress, reps } = CONFIG.conntrack;
+  const n = stale * perAddress;
+  log(`conntrack: push mapping ${stale} stale addresses with ${n} tracked flows to them, vs the same push with none; ${reps} reps, interleaved`);
+  const runs = { flows: [], empty: [] };
+  for (let rep = 0; rep < reps; rep++) {
+    for (const kind of shuffle(['flows', 'empty'])) runs[kind].push(await conntrackTrial(kind === 'flows'));
+  }
+  details.conntrack = { ...runs, note: `${n} untranslated UDP flows (${perAddress} per stale address) in the guest's table before the push; the second push follows the first at once` };
+  const pick = (kind, k) => runs[kind].map((r) => r[k]);
+  const base = { section: 'conntrack', better: 'lower', size: n, n: reps };
+  figure({
+    ...base,
+    id: 'conntrack.push',
+    name: `push to DNAT in effect (reachable), ${stale} new mappings, ${n} stale flows tracked`,
+    unit: 'ms',
+    baselineName: 'the same push, no flows tracked',
+    value: median(pick('flows', 'pushMs')),
+    baseline: median(pick('empty', 'pushMs')),
+    target: { valueMax: 100 },
+  });
+  figure({
+    ...base,
+    id: 'conntrack.push_during_cleanup',
+    name: 'the next push, made while that cleanup runs',
+    unit: 'ms',
+    baselineName: 'the same push, no flows tracked',
+    value: median(pick('flows', 'secondPushMs')),
+    baseline: median(pick('empty', 'secondPushMs')),
+  });
+  figure({
+    ...base,
+    id: 'conntrack.cleanup',
+    name: `conntrack cleanup, ${n} flows over ${stale} stale addresses (push to done)`,
+    unit: 'ms',
+    baselineName: 'one `conntrack -L` of the same table',
+    value: median(pick('flows', 'cleanupDoneAfterPushMs')),
+    baseline: median(pick('flows', 'toolListMs')),
+    target: { valueMax: 5000 },
+  });
+  const removed = pick('flows', 'removed');
+  figure({ ...base, id: 'conntrack.removed', name: 'stale flows removed by that cleanup', unit: 'flows', better: 'higher', baselineName: 'flows tracked', value: median(removed), baseline: median(pick('flows', 'tracked')) });
+}
+
 async function guestSection() {
   log('guest: 256 MB bookworm VM (QEMU, software emulation), 0 / 1k / 10k mappings');
   const out = await new Promise((resolve) => {
@@ -702,7 +811,7 @@ async function main() {
   const info = await machine();
   const load = { start: loadavg().map((x) => round(x)) };
   log(`bench (${CONFIG.mode}) on ${info.cpus} x ${info.cpuModel}, ${info.memGiB} GiB, kernel ${info.kernel}, node ${info.node}, nft ${info.nft}; sections: ${only.join(', ')}`);
-  const sectionFns = { push: pushSection, scale: scaleSection, cold: coldSection, memory: memorySection, data: dataSection, guest: guestSection };
+  const sectionFns = { push: pushSection, scale: scaleSection, cold: coldSection, memory: memorySection, data: dataSection, conntrack: conntrackSection, guest: guestSection };
   const timings = {};
   for (const section of SECTIONS.filter((s) => only.includes(s))) {
     const t = Date.now();

@@ -1,0 +1,72 @@
+// Conntrack cleanup on the real kernel: after a push, exactly the tracked
+// flows that still go where the mappings no longer send them are deleted
+// (over ctnetlink in-process, or with the conntrack tool where the FFI addon
+// cannot load), and nothing else. The conntrack tool is the oracle.
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { execFile } from '../../src/exec.js';
+import { ADDR, ADDRMAP, Lab, logEvents, mappingFile } from '../support/lab.js';
+
+/** Routed towards the peer like stale6, and nobody has it. */
+const STALE_B = 'fdaa:0:18:a7b:7d:f066:b83b:3';
+
+let lab: Lab;
+beforeEach(async () => {
+  lab = await Lab.create();
+  await lab.setPeerAddresses([ADDR.new6, ADDR.newer6]);
+  await lab.startPeer();
+});
+afterEach(async () => {
+  await lab?.destroy();
+});
+
+/** The guest's tracked IPv6 UDP flows towards the peer's side (fdaa::/16) as the conntrack tool lists them: "dst answered-by". */
+async function tracked(): Promise<string[]> {
+  const r = await lab.exec(lab.guest, 'conntrack', ['-L', '-f', 'ipv6', '-p', 'udp']);
+  const flows = [...r.stdout.matchAll(/src=\S+ dst=(\S+) .*?src=(\S+) dst=/g)].map((m) => `${m[1]} ${m[2]}`);
+  return flows.filter((f) => f.startsWith('fdaa:')).sort();
+}
+
+/** Flows of three kinds, then a push that retargets one mapping and adds another. */
+async function scenario(apply: (args: string[]) => Promise<{ code: number; stdout: string }>) {
+  await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+  expect((await apply(['apply'])).code).toBe(0);
+  expect(await lab.udp(ADDR.stale6)).toMatchObject({ ok: true }); // translated, answered by new6: stale after the retarget
+  await lab.udp(STALE_B); // untranslated, unanswered: stale once STALE_B is mapped
+  expect(await lab.udp(ADDR.newer6)).toMatchObject({ ok: true }); // straight to a target: no mapping covers it
+  expect(await tracked()).toEqual([`${ADDR.stale6} ${ADDR.new6}`, `${ADDR.newer6} ${ADDR.newer6}`, `${STALE_B} ${STALE_B}`].sort());
+
+  await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.newer6], [STALE_B, ADDR.new6]]));
+  const r = await apply(['apply']);
+  expect(r.code).toBe(0);
+  expect(await tracked()).toEqual([`${ADDR.newer6} ${ADDR.newer6}`]);
+  // The next datagrams are translated to the new targets, and answered from there.
+  expect(await lab.udp(ADDR.stale6)).toMatchObject({ ok: true });
+  expect(await lab.udp(STALE_B)).toMatchObject({ ok: true });
+  expect(await tracked()).toEqual([`${ADDR.stale6} ${ADDR.newer6}`, `${ADDR.newer6} ${ADDR.newer6}`, `${STALE_B} ${ADDR.new6}`].sort());
+  return logEvents(r.stdout);
+}
+
+describe('conntrack cleanup', () => {
+  it('over ctnetlink: deletes the stale flows of the changed mappings, and only those', async () => {
+    const events = await scenario((args) => lab.addrmap(args));
+    expect(events.find((e) => e.event === 'applied')).toMatchObject({ conntrackQueued: 2 });
+    expect(events.find((e) => e.event === 'conntrack_cleaned')).toMatchObject({ targets: 2, removed: 2, via: 'ctnetlink' });
+  });
+
+  it('where the FFI addon cannot load: the same with the conntrack tool, said in the log', async () => {
+    // The bundle alone in a directory with no node_modules above it, run from there.
+    const dir = await mkdtemp(join(tmpdir(), 'addrmap-noffi-'));
+    try {
+      await copyFile(ADDRMAP, join(dir, 'addrmap.mjs'));
+      const env = Object.entries(lab.env()).map(([k, v]) => `${k}=${v}`);
+      const apply = (args: string[]) => execFile('ip', ['netns', 'exec', lab.guest, 'env', '-C', dir, ...env, process.execPath, join(dir, 'addrmap.mjs'), ...args]);
+      const events = await scenario(apply);
+      expect(events.find((e) => e.event === 'conntrack_cleaned')).toMatchObject({ targets: 2, removed: 2, via: 'conntrack tool' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
