@@ -40,6 +40,10 @@ const EXPECTED = [
   'memory.rss.0',
   'memory.rss.10000',
   ...['tput', 'crr', 'udp'].flatMap((m) => ['vs_direct', 'vs_socat', 'loaded_direct', 'conntrack_only', 'dnat_nocount'].map((b) => `data.${m}.${b}`)),
+  'conntrack.push',
+  'conntrack.push_during_cleanup',
+  'conntrack.cleanup',
+  'conntrack.removed',
 ];
 
 let dir: string | undefined;
