@@ -42,8 +42,9 @@ function parse6(input: string): IpAddress {
   let a: Address6;
   try {
     a = new Address6(input);
-  } catch (e) {
-    throw new AddressError(`not a valid IPv6 address (${(e as Error).message})`);
+  } catch {
+    // The library's message quotes the input: not passed on.
+    throw new AddressError('not a valid IPv6 address');
   }
   const big = a.bigInt();
   const fromBig = Array.from({ length: 8 }, (_, i) => Number((big >> BigInt(112 - 16 * i)) & 0xffffn));
@@ -151,9 +152,10 @@ function parse4(input: string): IpAddress {
   let a: Address4;
   try {
     a = new Address4(input);
-  } catch (e) {
+  } catch {
     if (!/^[\d.]+$/.test(input)) throw new AddressError('not a valid IP address');
-    throw new AddressError(`not a valid IPv4 address (${(e as Error).message})`);
+    if (/(^|\.)0\d/.test(input)) throw new AddressError('not a valid IPv4 address: leading zeros (some parsers read them as octal)');
+    throw new AddressError('not a valid IPv4 address');
   }
   const text = a.correctForm();
   const first = Number(text.split('.')[0]);
@@ -205,12 +207,12 @@ export interface IpPrefix {
 
 /** Parses "fc00::/7" or "198.51.100.0/24"; host bits must be zero. */
 export function parsePrefix(input: string): IpPrefix {
-  if (typeof input !== 'string' || !/^[^/\s]+\/\d{1,3}$/.test(input)) throw new AddressError(`${JSON.stringify(input)} is not a prefix (address/length)`);
+  if (typeof input !== 'string' || !/^[^/\s]+\/\d{1,3}$/.test(input)) throw new AddressError('not a prefix (address/length)');
   const [addrText, lenText] = input.split('/') as [string, string];
   const family: IpFamily = addrText.includes(':') ? 6 : 4;
   const bits = family === 6 ? 128 : 32;
   const length = Number(lenText);
-  if (length > bits) throw new AddressError(`${input}: length ${length} is over ${bits}`);
+  if (length > bits) throw new AddressError(`prefix length ${length} is over ${bits}`);
   let value: bigint;
   let text: string;
   try {

@@ -4,6 +4,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { parsePrefix, AddressError, normalizeIp, type IpPrefix } from './address.js';
 import { DEFAULT_ALLOWED_TARGETS } from './mapping-file.js';
 import { strictJsonProblem } from './strict-json.js';
+import { describeJsonError } from './json-syntax.js';
 import { readTrustedFile, UntrustedFileError } from './trusted-file.js';
 
 export interface Config {
@@ -60,14 +61,16 @@ export function ownUid(): number[] {
   return uid === undefined || uid === 0 ? [] : [uid];
 }
 
+const KNOWN_SETTINGS = ['enabled', 'logLevel', 'allowedTargets', 'metricsFile', 'metricsListen', 'metricsListenAnyAddress', 'usageIntervalSeconds', 'retireAfterSeconds'];
+
 export function parseConfig(text: string, path = 'config'): Config {
   const problem = strictJsonProblem(text);
   if (problem) throw new ConfigError(`${path}: invalid JSON: ${problem}`);
   let doc: unknown;
   try {
     doc = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`${path}: invalid JSON: ${(e as Error).message}`);
+  } catch {
+    throw new ConfigError(`${path}: ${describeJsonError(text)}`);
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ConfigError(`${path}: must be a JSON object`);
   const cfg = { ...DEFAULT_CONFIG };
@@ -116,7 +119,7 @@ export function parseConfig(text: string, path = 'config'): Config {
         break;
       default:
         // A typo such as "enable" must not silently leave the feature off.
-        throw new ConfigError(`${path}: unknown setting ${JSON.stringify(k)}`);
+        throw new ConfigError(`${path}: an unknown setting (known: ${KNOWN_SETTINGS.join(', ')})`);
     }
   }
   const listen = cfg.metricsListen ? parseListen(cfg.metricsListen) : null;

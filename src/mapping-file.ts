@@ -4,6 +4,7 @@
 import schema from './mapping-file.schema.json' with { type: 'json' };
 import { parseAddress, parsePrefix, prefixContains, AddressError, type IpAddress, type IpFamily, type IpPrefix } from './address.js';
 import { strictJsonProblem } from './strict-json.js';
+import { describeJsonError } from './json-syntax.js';
 import { validate as generatedValidate } from './mapping-file.validate.js';
 
 export interface Mapping {
@@ -87,13 +88,14 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
   let doc: unknown;
   try {
     doc = JSON.parse(text);
-  } catch (e) {
-    throw new MappingFileError(null, `invalid JSON: ${(e as Error).message}`);
+  } catch {
+    throw new MappingFileError(null, describeJsonError(text));
   }
   // Checked before the schema so that a newer format is reported as such rather
   // than as a list of fields this version does not know.
   if (isObject(doc) && 'version' in doc && doc.version !== 1) {
-    throw new MappingFileError('version', `unsupported version ${JSON.stringify(doc.version)}; this addrmap reads version 1`);
+    const v = doc.version;
+    throw new MappingFileError('version', `unsupported version${typeof v === 'number' && Number.isSafeInteger(v) ? ` ${v}` : ' (not a whole number)'}; this addrmap reads version 1`);
   }
   if (!validate(doc)) {
     const err = validate.errors?.[0];
@@ -118,7 +120,7 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
     const entry = `mappings[${i}]`;
     const { from, to, length } = parseEnds(entry, m.from, m.to);
     if (from.family !== to.family) {
-      throw new MappingFileError(entry, `mixes address families: from ${m.from} is IPv${from.family}, to ${m.to} is IPv${to.family}`);
+      throw new MappingFileError(entry, `mixes address families: from ${from.text} is IPv${from.family}, to ${to.text} is IPv${to.family}`);
     }
     if (from.text === to.text) throw new MappingFileError(entry, `from and to are the same ${length === undefined ? 'address' : 'prefix'} (${from.text})`);
     // A target prefix must lie wholly inside an allowed range.
@@ -134,7 +136,7 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
     let expires: number | undefined;
     if (m.expires !== undefined) {
       expires = Date.parse(m.expires);
-      if (!Number.isFinite(expires)) throw new MappingFileError(entry, `expires ${JSON.stringify(m.expires)} is not a valid time`);
+      if (!Number.isFinite(expires)) throw new MappingFileError(entry, 'expires is not a valid time; write an RFC 3339 time such as "2026-12-31T23:00:00Z"');
     }
     const key = length === undefined ? from.text : `${from.text}/${length}`;
     const seen = byFrom.get(key);
@@ -191,20 +193,20 @@ const isPrefix = (t: string) => typeof t === 'string' && t.includes('/');
 function parseEnds(entry: string, fromText: string, toText: string): { from: IpAddress; to: IpAddress; length?: number } {
   if (!isPrefix(fromText) && !isPrefix(toText)) return { from: parseField(entry, 'from', fromText), to: parseField(entry, 'to', toText) };
   if (!isPrefix(fromText) || !isPrefix(toText)) {
-    const [field, text, other] = isPrefix(fromText) ? ['from', fromText, 'to'] : ['to', toText, 'from'];
-    throw new MappingFileError(entry, `${field} ${JSON.stringify(text)} is a prefix but ${other} is an address; a prefix maps to a prefix of the same length`);
+    const [field, other] = isPrefix(fromText) ? ['from', 'to'] : ['to', 'from'];
+    throw new MappingFileError(entry, `${field} is a prefix but ${other} is an address; a prefix maps to a prefix of the same length`);
   }
   const p = (field: 'from' | 'to', t: string) => {
     try {
       return parsePrefix(t);
     } catch (e) {
-      if (e instanceof AddressError) throw new MappingFileError(entry, `${field} ${JSON.stringify(t)}: ${e.message}`);
+      if (e instanceof AddressError) throw new MappingFileError(entry, `${field}: ${e.message}`);
       throw e;
     }
   };
   const from = p('from', fromText);
   const to = p('to', toText);
-  if (from.family !== to.family) throw new MappingFileError(entry, `mixes address families: from ${fromText} is IPv${from.family}, to ${toText} is IPv${to.family}`);
+  if (from.family !== to.family) throw new MappingFileError(entry, `mixes address families: from ${from.text} is IPv${from.family}, to ${to.text} is IPv${to.family}`);
   if (from.length !== to.length) throw new MappingFileError(entry, `prefix lengths differ (/${from.length} and /${to.length}); they must be equal`);
   const full = from.family === 6 ? 128 : 32;
   const net = (x: typeof from) => x.text.slice(0, x.text.lastIndexOf('/'));
@@ -217,9 +219,17 @@ function parseField(entry: string, field: 'from' | 'to', value: string) {
   try {
     return parseAddress(value);
   } catch (e) {
-    if (e instanceof AddressError) throw new MappingFileError(entry, `${field} ${JSON.stringify(value)}: ${e.message}`);
+    if (e instanceof AddressError) throw new MappingFileError(entry, `${field}: ${e.message}`);
     throw e;
   }
+}
+
+/** The fields the schema allows in the object at a JSON pointer ("", "/mappings/3", "/self/0"). */
+function knownFields(pointer: string): string {
+  const props = (o: unknown) => Object.keys((o as { properties?: object }).properties ?? {}).join(', ');
+  const top = schema as unknown as { properties: Record<string, { items?: unknown }> };
+  const list = pointer.split('/')[1];
+  return list && top.properties[list]?.items ? props(top.properties[list].items) : props(top);
 }
 
 /** "/mappings/3/to" -> "mappings[3].to" */
@@ -232,10 +242,11 @@ function pointerToEntry(pointer: string): string | null {
     .join('');
 }
 
-function describeSchemaError(err: { keyword: string; message?: string; params: Record<string, unknown> }): string {
+function describeSchemaError(err: SchemaError): string {
   switch (err.keyword) {
     case 'additionalProperties':
-      return `unknown field ${JSON.stringify(err.params.additionalProperty)}`;
+      // Not named: the name is the file's bytes. What is allowed is ours to say.
+      return `an unknown field (allowed here: ${knownFields(err.instancePath)})`;
     case 'required':
       return `missing field ${JSON.stringify(err.params.missingProperty)}`;
     case 'const':

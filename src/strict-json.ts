@@ -3,6 +3,8 @@
 // before JSON.parse and refuses duplicates and absurd nesting. It is iterative,
 // so hostile input cannot exhaust the stack.
 
+import { lineColumn } from './json-syntax.js';
+
 export const MAX_DEPTH = 32;
 
 /** A description of the first problem, or null. Syntax errors are left to JSON.parse. */
@@ -32,7 +34,10 @@ export function strictJsonProblem(text: string): string | null {
             return null; // malformed: JSON.parse will say where
           }
         } else key = text.slice(start + 1, i);
-        if (top.keys.has(key)) return `duplicate key ${JSON.stringify(key)} at position ${start}`;
+        if (top.keys.has(key)) {
+          const { line, column } = lineColumn(text, start);
+          return `a field appears twice in one object (the second at line ${line} column ${column})`;
+        }
         top.keys.add(key);
         top.expectKey = false;
       }

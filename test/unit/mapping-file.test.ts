@@ -328,11 +328,11 @@ describe('parseMappingFile: refusals name the offending entry', () => {
     const v6 = a.includes(':');
     const fromErr = refusal(file([{ from: a, to: v6 ? 'fdaa::1' : '10.9.9.9' }]));
     expect(fromErr.entry).toBe('mappings[0]');
-    expect(fromErr.reason).toMatch(/^from /);
+    expect(fromErr.reason).toMatch(/^from: /);
     expect(fromErr.reason).toMatch(reason);
     const toErr = refusal(file([{ from: v6 ? 'fd00::1' : '10.8.8.8', to: a }]));
     expect(toErr.entry).toBe('mappings[0]');
-    expect(toErr.reason).toMatch(/^to /);
+    expect(toErr.reason).toMatch(/^to: /);
     expect(toErr.reason).toMatch(reason);
   });
 
