@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { Agent } from './agent.js';
 import { DEFAULT_CONFIG, loadConfig } from './config.js';
 import { ConntrackCleanup } from './conntrack-cleanup.js';
+import { printable, printableJson, printableText } from './printable.js';
 import { conntrackTable } from './netlink/ctnetlink.js';
 import { createLogger } from './logger.js';
 import { DriftDetector } from './drift.js';
@@ -144,7 +145,7 @@ export async function main(argv: string[]): Promise<number> {
         retireAfterSeconds: config.retireAfterSeconds,
         flag: await currentFlag(process.env, config.enabled).catch(() => undefined),
       });
-      process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatStatus(report, { all: !!values.all }) + '\n');
+      process.stdout.write(values.json ? printableJson(JSON.stringify(report, null, 2)) + '\n' : printableText(formatStatus(report, { all: !!values.all })) + '\n');
       return STATUS_EXIT[report.health];
     }
     case 'explain':
@@ -232,7 +233,7 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     // The mappings are in effect already; the flows they fix are waited for
     // so that apply returns with the guest's connections working.
     await cleanup.settled();
-    if (r.outcome === 'refused' || r.outcome === 'failed') process.stderr.write(`addrmap: ${r.outcome}: ${r.message}\n`);
+    if (r.outcome === 'refused' || r.outcome === 'failed') process.stderr.write(`addrmap: ${r.outcome}: ${printableText(r.message ?? '')}\n`);
     return r.outcome === 'refused' ? EXIT.refused : r.outcome === 'failed' ? EXIT.failed : EXIT.ok;
   }
 
@@ -257,7 +258,7 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
 /** The running agent did apply's pass: its outcome, as apply would report it. */
 function handedOver(r: { pid: number; outcome?: string; message?: string }, log: ReturnType<typeof createLogger>): number {
   log.info({ event: 'handed_over', pid: r.pid, outcome: r.outcome }, `the running agent (pid ${r.pid}) made the pass: ${r.outcome}`);
-  if (r.outcome === 'refused' || r.outcome === 'failed') process.stderr.write(`addrmap: ${r.outcome} (by the running agent, pid ${r.pid}): ${r.message ?? ''}\n`);
+  if (r.outcome === 'refused' || r.outcome === 'failed') process.stderr.write(`addrmap: ${r.outcome} (by the running agent, pid ${r.pid}): ${printableText(r.message ?? '')}\n`);
   return r.outcome === 'refused' ? EXIT.refused : r.outcome === 'failed' ? EXIT.failed : EXIT.ok;
 }
 
@@ -287,11 +288,11 @@ async function explainCommand(input: string, stateDir: string, json: boolean): P
   }
   try {
     const e = explain(input, applied, kernel);
-    process.stdout.write(json ? JSON.stringify(e, null, 2) + '\n' : e.lines.join('\n') + '\n');
+    process.stdout.write(json ? printableJson(JSON.stringify(e, null, 2)) + '\n' : printableText(e.lines.join('\n')) + '\n');
     return e.translated ? EXIT.ok : 1;
   } catch (err) {
     if (!(err instanceof ExplainInputError)) throw err;
-    process.stderr.write(`addrmap: ${err.message}\n`);
+    process.stderr.write(`addrmap: ${printableText(err.message)}\n`);
     return EXIT.usage;
   }
 }
@@ -307,11 +308,12 @@ async function scanCommand(paths: string[], stateDir: string, json: boolean): Pr
   const found = [];
   for await (const o of scanPaths(paths, stale, stats)) {
     found.push(o);
-    if (!json) process.stdout.write(`${o.file}:${o.line}:${o.column}: ${o.text} is stale, now ${o.target}: ${o.lineText}\n`);
+    // The file's name and line are the customer's bytes: escaped field by field.
+    if (!json) process.stdout.write(`${printable(o.file)}:${o.line}:${o.column}: ${printable(o.text)} is stale, now ${o.target}: ${printableText(o.lineText.replace(/[\r\n]/g, ''))}\n`);
   }
-  if (json) process.stdout.write(JSON.stringify({ generation: applied.generation, occurrences: found, ...stats }, null, 2) + '\n');
+  if (json) process.stdout.write(printableJson(JSON.stringify({ generation: applied.generation, occurrences: found, ...stats }, null, 2)) + '\n');
   else {
-    for (const s of stats.skipped) process.stderr.write(`addrmap: skipped ${s.file}: ${s.reason}\n`);
+    for (const s of stats.skipped) process.stderr.write(`addrmap: skipped ${printable(s.file)}: ${printableText(s.reason)}\n`);
     process.stderr.write(`${found.length} occurrence(s) of ${stale.size} stale address(es) in ${stats.files} file(s)\n`);
   }
   return found.length ? 1 : EXIT.ok;

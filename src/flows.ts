@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { execFile } from './exec.js';
 import { normalizeIp, type IpFamily } from './address.js';
+import { printable } from './printable.js';
 import type { ConntrackTable } from './conntrack.js';
 
 export interface Flow {
@@ -54,7 +55,8 @@ export async function listFlows(stale: ReadonlyMap<string, string>, conntrack: C
     const o = owners.find((s) => s.proto === f.proto && s.local === f.src && s.localPort === f.sport && s.peer === f.dst && s.peerPort === f.dport);
     if (o) {
       f.pid = o.pid;
-      f.command = await commandLine(o.pid).catch(() => o.command);
+      // Displayed by status: whatever the process put in its arguments shows as text.
+      f.command = printable(await commandLine(o.pid).catch(() => o.command));
     }
   }
   return flows;
