@@ -16,7 +16,8 @@ export interface PassReply {
   message?: string;
 }
 
-type Request = { request: 'who' } | { request: 'pass' };
+export type PassRequest = { request: 'pass'; acceptLowerGeneration?: boolean };
+type Request = { request: 'who' } | PassRequest;
 type Reply = { pid: number } & Partial<PassReply>;
 
 /** At most this many connections at once; each closes after a few seconds idle. */
@@ -24,7 +25,7 @@ const MAX_CONNECTIONS = 4;
 const IDLE_MS = 5000;
 
 export class AgentLock {
-  private onPass: () => Promise<PassReply> = async () => ({ outcome: 'unchanged' });
+  private onPass: (req: PassRequest) => Promise<PassReply> = async () => ({ outcome: 'unchanged' });
 
   private constructor(private readonly server: Server) {}
 
@@ -48,7 +49,7 @@ export class AgentLock {
     return lock;
   }
 
-  handlePasses(fn: () => Promise<PassReply>): void {
+  handlePasses(fn: (req: PassRequest) => Promise<PassReply>): void {
     this.onPass = fn;
   }
 
@@ -74,7 +75,7 @@ export class AgentLock {
       const reply = (r: Omit<Reply, 'pid'> = {}) => c.end(JSON.stringify({ pid: process.pid, ...r }) + '\n');
       if (req?.request === 'pass') {
         c.setTimeout(0); // a pass at 100k mappings takes a while
-        this.onPass().then(reply, (e: Error) => reply({ outcome: 'failed', message: e.message }));
+        this.onPass({ request: 'pass', acceptLowerGeneration: req.acceptLowerGeneration === true }).then(reply, (e: Error) => reply({ outcome: 'failed', message: e.message }));
       } else reply();
     });
   }

@@ -47,6 +47,7 @@ export class Agent {
   readonly stats = new AgentStats();
   private appliedWritten = false;
   private lastRefusal: string | null = null;
+  private acceptLower = false;
   /** The config of the last pass, for the daemon's timers and metrics. */
   config: Config | null = null;
 
@@ -60,6 +61,16 @@ export class Agent {
       this.o.log.warn({ event: 'snapshot_unreadable', reason: (e as Error).message }, 'previous status snapshot unreadable; generation check starts afresh');
       this.snapshot = null;
     }
+  }
+
+  /**
+   * The next pass applies the file even if its generation is lower than the
+   * accepted one, and makes it the accepted one: the way back after the
+   * control plane pushed an absurd generation (say 2^53-1), which would
+   * otherwise lock out every later push until the state directory goes.
+   */
+  acceptLowerGenerationOnce(): void {
+    this.acceptLower = true;
   }
 
   async pass(): Promise<PassResult> {
@@ -108,9 +119,12 @@ export class Agent {
       const file = parseMappingFile(text, { allowedTargets: config.allowedTargets });
       generation = file.generation;
       const applied = this.snapshot?.acceptedGeneration ?? this.snapshot?.applied?.generation;
-      if (applied !== undefined && file.generation < applied) {
-        throw new MappingFileError('generation', `generation ${file.generation} is older than the applied generation ${applied}`);
+      const lowerAccepted = this.acceptLower && applied !== undefined && file.generation < applied;
+      this.acceptLower = false;
+      if (applied !== undefined && file.generation < applied && !lowerAccepted) {
+        throw new MappingFileError('generation', `generation ${file.generation} is older than the applied generation ${applied} (after a mistaken push: addrmap apply --accept-lower-generation)`);
       }
+      if (lowerAccepted) log.warn({ event: 'generation_lowered', generation: file.generation, previous: applied }, `generation ${file.generation} accepted below ${applied}, as asked`);
       const { live, expired } = splitExpired(file.mappings, Date.now());
       const desired = resolveChains(live, file.self);
       let sync: SyncResult;
@@ -153,6 +167,7 @@ export class Agent {
       await this.record({
         flag,
         applied: { generation: file.generation, at: now(), mappings },
+        ...(lowerAccepted ? { lowered: true } : {}),
         // Re-reading an unchanged file is not news: keep the push that mattered.
         ...(outcome === 'applied' ? { push: { at: now(), outcome, generation } } : {}),
         warnings: sync.warnings,
@@ -286,7 +301,7 @@ export class Agent {
     if (this.snapshot) await writeSnapshot(this.o.paths.stateDir, { ...this.snapshot, pid: null, updatedAt: now() });
   }
 
-  private async record(u: { flag: Flag; applied?: Snapshot['applied']; push?: PushOutcome; warnings?: string[] }) {
+  private async record(u: { flag: Flag; applied?: Snapshot['applied']; push?: PushOutcome; warnings?: string[]; lowered?: boolean }) {
     const prev = this.snapshot;
     const snap: Snapshot = {
       schema: 1,
@@ -303,7 +318,7 @@ export class Agent {
     const caps = this.o.ruleset?.caps;
     if (caps) snap.kernel = { ...caps, missing: missingCapabilities(caps) };
     else if (prev?.kernel) snap.kernel = prev.kernel;
-    const accepted = Math.max(prev?.acceptedGeneration ?? -1, prev?.applied?.generation ?? -1, snap.applied?.generation ?? -1);
+    const accepted = u.lowered ? snap.applied!.generation : Math.max(prev?.acceptedGeneration ?? -1, prev?.applied?.generation ?? -1, snap.applied?.generation ?? -1);
     if (accepted >= 0) snap.acceptedGeneration = accepted;
     this.snapshot = snap;
     try {

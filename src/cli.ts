@@ -55,6 +55,9 @@ Options:
   --state-dir PATH   state directory (env ADDRMAP_STATE_DIR, default ${DEFAULT_PATHS.stateDir})
   --json             status, explain, scan: print JSON
   --all              status: list every mapping, not the 50 most recently used
+  --accept-lower-generation
+                     apply: accept the file even if its generation is lower than the
+                     applied one, and make it the applied one (after a mistaken push)
 
 Feature flag (off by default; first found wins):
   ADDRMAP_ENABLED=1|0 in the environment, addrmap.enabled=1|0 on the kernel
@@ -103,6 +106,7 @@ export async function main(argv: string[]): Promise<number> {
         'state-dir': { type: 'string' },
         json: { type: 'boolean' },
         all: { type: 'boolean' },
+        'accept-lower-generation': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -154,20 +158,24 @@ export async function main(argv: string[]): Promise<number> {
       return scanCommand(args, paths.stateDir, !!values.json);
     case 'apply':
     case 'watch':
-      return run(command, paths);
+      if (values['accept-lower-generation'] && command !== 'apply') {
+        process.stderr.write("addrmap: --accept-lower-generation is for apply (it makes one pass)\n");
+        return EXIT.usage;
+      }
+      return run(command, paths, !!values['accept-lower-generation']);
     default:
       process.stderr.write(`addrmap: unknown command ${JSON.stringify(command)}\nRun 'addrmap help' for usage.\n`);
       return EXIT.usage;
   }
 }
 
-async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolvePaths>): Promise<number> {
+async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolvePaths>, acceptLower = false): Promise<number> {
   const log = createLogger();
   // One agent per table. apply hands its pass to a running agent, which would
   // otherwise undo what apply changed behind it.
   let lock: AgentLock | null = null;
   if (command === 'apply') {
-    const running = await ask(paths.stateDir, { request: 'pass' }, 10 * 60_000).catch(() => null);
+    const running = await ask(paths.stateDir, { request: 'pass', ...(acceptLower ? { acceptLowerGeneration: true } : {}) }, 10 * 60_000).catch(() => null);
     if (running) return handedOver(running, log);
   } else {
     // A state directory that cannot hold the socket (read-only, full) costs
@@ -229,6 +237,7 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   await agent.init();
 
   if (command === 'apply') {
+    if (acceptLower) agent.acceptLowerGenerationOnce();
     const r = await agent.pass();
     // The mappings are in effect already; the flows they fix are waited for
     // so that apply returns with the guest's connections working.
@@ -247,7 +256,10 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => watcher.trigger('SIGHUP'));
-  lock?.handlePasses(() => watcher.requestPass('addrmap apply'));
+  lock?.handlePasses((req) => {
+    if (req.acceptLowerGeneration) agent.acceptLowerGenerationOnce();
+    return watcher.requestPass('addrmap apply');
+  });
   await watcher.done;
   await lock?.close();
   await telemetry.stop();
