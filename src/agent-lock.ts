@@ -45,6 +45,8 @@ export class AgentLock {
       await unlink(path).catch(() => {}); // a killed agent's socket
       await listen(lock.server, path);
     }
+    // A failed accept (out of descriptors) costs that connection, not the agent.
+    lock.server.on('error', () => {});
     lock.server.unref();
     return lock;
   }

@@ -3,7 +3,7 @@
 // pass, then exit) and `watch` (a pass per change). A refused or failed pass
 // never changes the kernel: the last known good state stays.
 import { loadConfig, ownUid, type Config } from './config.js';
-import { readTrustedFile, UntrustedFileError, DEFAULT_MAX_BYTES } from './trusted-file.js';
+import { readTrustedFile, ResourceError, UntrustedFileError, DEFAULT_MAX_BYTES } from './trusted-file.js';
 import { readKernelCmdline, resolveFlag, type Flag } from './flag.js';
 import { fromKey, parseMappingFile, splitExpired, nextExpiry, MappingFileError, type MappingFile } from './mapping-file.js';
 import { resolveChains, countMappings, type DesiredMappings } from './resolve.js';
@@ -63,6 +63,14 @@ export class Agent {
     }
   }
 
+  /** A pass the machine could not make now (out of descriptors, say): nothing changed, retried by the watcher. */
+  private async failedFor(flag: Flag, reason: string, generation: number | undefined, started: number): Promise<PassResult> {
+    this.stats.syncFailures++;
+    this.o.log.error({ event: 'apply_failed', generation, reason, durationMs: ms(started) }, 'apply failed; kernel state unchanged');
+    await this.record({ flag, push: { at: now(), outcome: 'failed', generation, reason } });
+    return { outcome: 'failed', flag, message: reason };
+  }
+
   /**
    * The next pass applies the file even if its generation is lower than the
    * accepted one, and makes it the accepted one: the way back after the
@@ -87,6 +95,7 @@ export class Agent {
       // A broken config must not flip the feature either way: keep the state.
       const flagNow = this.snapshot?.flag ?? { enabled: false, source: 'default' as const };
       const message = (e as Error).message;
+      if (e instanceof ResourceError) return this.failedFor(flagNow, message, undefined, started);
       this.stats.refusedPushes++;
       log.error({ event: 'config_refused', reason: message }, 'config refused; kernel state unchanged');
       await this.record({ flag: flagNow, push: { at: now(), outcome: 'refused', reason: message } });
@@ -174,6 +183,7 @@ export class Agent {
       });
       return { outcome, flag, sync };
     } catch (e) {
+      if (e instanceof ResourceError) return this.failedFor(flag, e.message, generation, started);
       if (!(e instanceof MappingFileError)) throw e;
       // The same bad file read again (a second change event) is one push.
       const key = `${e.message}\0${generation}`;

@@ -5,7 +5,7 @@ import { parsePrefix, AddressError, normalizeIp, type IpPrefix } from './address
 import { DEFAULT_ALLOWED_TARGETS } from './mapping-file.js';
 import { strictJsonProblem } from './strict-json.js';
 import { describeJsonError } from './json-syntax.js';
-import { readTrustedFile, UntrustedFileError } from './trusted-file.js';
+import { readTrustedFile, ResourceError, UntrustedFileError } from './trusted-file.js';
 
 export interface Config {
   /** Feature flag as set in the file; null when the file does not say. */
@@ -49,6 +49,7 @@ export async function loadConfig(path: string): Promise<Config> {
     text = await readTrustedFile(path, { maxBytes: MAX_CONFIG_BYTES, extraOwners: ownUid() });
   } catch (e) {
     if (e instanceof UntrustedFileError) throw new ConfigError(`config refused: ${e.message}`);
+    if (e instanceof ResourceError) throw e;
     throw new ConfigError(`cannot read config ${path}: ${(e as Error).message}`);
   }
   if (text === null) return { ...DEFAULT_CONFIG };

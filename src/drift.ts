@@ -210,22 +210,30 @@ export class DriftDetector implements NftInterface {
     const argv = dyingWithUs(this.o.setpriv ?? null, [this.o.binary ?? 'nft', '-j', 'monitor']);
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.monitor = child;
-    if (!this.o.setpriv && this.o.stateDir && child.pid) {
-      void recordChild(this.o.stateDir, child.pid, argv).catch((e: Error) => this.o.log.warn({ event: 'state_write_failed', reason: e.message }, 'cannot record the monitor'));
-    }
-    createInterface({ input: child.stdout! }).on('line', (l) => this.handleEvent(l));
-    child.stderr!.resume();
-    child.on('error', (e) => this.o.log.warn({ event: 'monitor_error', reason: e.message }, 'nft monitor failed'));
-    child.on('close', (code) => {
-      if (this.stopped || this.monitor !== child) return;
-      // Events may have been lost: restart, and have the kernel checked.
-      this.o.log.warn({ event: 'monitor_restart', code }, 'nft monitor exited; restarting');
+    let restarting = false;
+    // Events may have been lost: restart, and have the kernel checked. Also
+    // when the spawn itself failed (out of descriptors), which closes nothing.
+    const restart = (why: Record<string, unknown>) => {
+      if (restarting || this.stopped || this.monitor !== child) return;
+      restarting = true;
+      this.o.log.warn({ event: 'monitor_restart', ...why }, 'nft monitor exited; restarting');
       setTimeout(() => {
         if (this.stopped) return;
         this.startMonitor();
         this.onDrift('nft monitor restarted', false);
       }, 1000).unref();
+    };
+    child.on('error', (e) => {
+      this.o.log.warn({ event: 'monitor_error', reason: e.message }, 'nft monitor failed');
+      if (child.pid === undefined) restart({ reason: e.message });
     });
+    child.on('close', (code) => restart({ code }));
+    if (!child.stdout || !child.stderr) return;
+    if (!this.o.setpriv && this.o.stateDir && child.pid) {
+      void recordChild(this.o.stateDir, child.pid, argv).catch((e: Error) => this.o.log.warn({ event: 'state_write_failed', reason: e.message }, 'cannot record the monitor'));
+    }
+    createInterface({ input: child.stdout }).on('line', (l) => this.handleEvent(l));
+    child.stderr.resume();
   }
 
   /** Exported for tests. */

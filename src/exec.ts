@@ -26,13 +26,16 @@ export function execFile(
       timeout: options.timeoutMs ?? 60_000,
       env: { ...process.env, LC_ALL: 'C' },
     });
+    // First: a spawn that fails for want of descriptors (EMFILE) reports it
+    // as an 'error' event, and has no pipes to listen on.
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      reject(e.code === 'ENOENT' ? new CommandNotFoundError(command) : e);
+    });
+    if (!child.stdout || !child.stderr || !child.stdin) return;
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      reject(e.code === 'ENOENT' ? new CommandNotFoundError(command) : e);
-    });
     child.on('close', (code, signal) => {
       resolve({
         code: code ?? (signal ? 128 : 1),

@@ -10,6 +10,20 @@ import { dirname, resolve, sep } from 'node:path';
 
 export class UntrustedFileError extends Error {}
 
+/**
+ * The machine, not the file: out of descriptors or memory. The pass fails
+ * and is retried; the file is not refused for it.
+ */
+export class ResourceError extends Error {}
+
+const RESOURCE_CODES = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN', 'EINTR', 'ENOBUFS']);
+
+/** Rethrows a shortage of the machine's resources as a ResourceError. */
+function resourceShortage(path: string, e: unknown): void {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code && RESOURCE_CODES.has(code)) throw new ResourceError(`${path}: cannot read now (${code}); will retry`);
+}
+
 export interface TrustPolicy {
   /** Largest file accepted, checked before anything is parsed. */
   maxBytes: number;
@@ -32,6 +46,7 @@ export async function readTrustedFile(path: string, policy: TrustPolicy): Promis
       st = await lstat(dir);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      resourceShortage(path, e);
       throw new UntrustedFileError(`${path}: cannot inspect ${dir}: ${(e as Error).message}`);
     }
     if (st.isSymbolicLink()) throw new UntrustedFileError(`${path}: reached through the symlink ${dir}`);
@@ -52,6 +67,7 @@ export async function readTrustedFile(path: string, policy: TrustPolicy): Promis
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
     if (code === 'ELOOP') throw new UntrustedFileError(`${path}: is a symlink`);
+    resourceShortage(path, e);
     throw new UntrustedFileError(`${path}: cannot open: ${(e as Error).message}`);
   }
   try {

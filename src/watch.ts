@@ -93,10 +93,15 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
             // Degraded (e.g. a target with no route yet, because the network
             // came up after addrmap): try again soon rather than wait for a push.
             // Not for what no retry fixes (a mapping of the guest's own address).
-            if ((r.sync?.warnings.length ?? 0) > (r.sync?.lasting ?? 0)) scheduleRetry();
+            // A failed pass (out of descriptors, nft failing) is retried too,
+            // backing off while it keeps failing.
+            failures = r.outcome === 'failed' ? failures + 1 : 0;
+            if (failures || (r.sync?.warnings.length ?? 0) > (r.sync?.lasting ?? 0)) scheduleRetry();
           }
         } catch (e) {
-          log.error({ event: 'pass_error', reason: (e as Error).message }, 'unexpected error; will retry on the next change');
+          failures++;
+          log.error({ event: 'pass_error', reason: (e as Error).message }, 'unexpected error; will retry');
+          scheduleRetry();
         }
         if (drift) drift.tableExpected = agent.holdsState;
         armExpiry();
@@ -108,12 +113,17 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
   };
 
   let retryTimer: NodeJS.Timeout | null = null;
+  let failures = 0;
   const scheduleRetry = () => {
     if (retryTimer || stopped) return;
-    retryTimer = setTimeout(() => {
-      retryTimer = null;
-      trigger('retry while degraded');
-    }, o.retryMs ?? 5000);
+    const base = o.retryMs ?? 5000;
+    retryTimer = setTimeout(
+      () => {
+        retryTimer = null;
+        trigger(failures ? 'retry after a failed pass' : 'retry while degraded');
+      },
+      Math.min(base * 2 ** Math.max(0, failures - 1), 12 * base),
+    );
     retryTimer.unref();
   };
   const schedule = () => {

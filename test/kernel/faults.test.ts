@@ -2,7 +2,7 @@
 // mid-transaction, a kernel without NAT, an unusable state directory, the
 // mapping file's directory replaced, SIGKILL at any point, a burst of pushes.
 import { execFileSync, spawn } from 'node:child_process';
-import { renameSync, writeFileSync } from 'node:fs';
+import { readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -213,6 +213,31 @@ describe('faults', () => {
     const last = kills + 1;
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${target(last)}` });
     expect(await lab.ruleset()).toContain(`${ADDR.stale6} counter packets - bytes - : ${target(last)}`);
+  });
+
+  it('out of file descriptors: the pass fails and is logged, the agent lives and applies once descriptors are back', async () => {
+    await lab.setPeerAddresses([ADDR.new6, ADDR.newer6]);
+    const agent = await watch();
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+    await agent.waitFor(appliedOrSame(1));
+    const pid = agent.child.pid!;
+    // No descriptor beyond those it holds: every open, socket and spawn fails
+    // (its chain checks and samples too), whatever the cause would be.
+    const held = readdirSync(`/proc/${pid}/fd`).length;
+    const soft = /Max open files\s+(\d+)/.exec(await readFile(`/proc/${pid}/limits`, 'utf8'))![1]!;
+    // The soft limit only: raising a hard limit again takes CAP_SYS_RESOURCE.
+    execFileSync('prlimit', ['--pid', String(pid), `--nofile=${held}:`]);
+    await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.newer6]]));
+    const failed = await agent.waitFor((e) => e.event === 'apply_failed', 10_000);
+    expect(String(failed.reason)).toMatch(/EMFILE/);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(agent.child.exitCode).toBeNull();
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
+
+    execFileSync('prlimit', ['--pid', String(pid), `--nofile=${soft}:`]);
+    // Retried on its own (5 s, then backing off), not only at the next push.
+    await agent.waitFor(appliedOrSame(2), 30_000);
+    expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.newer6}` });
   });
 
   it('takes a burst of 1,000 pushes: ends on the last file, no crash, memory bounded', async () => {

@@ -91,19 +91,51 @@ describe('parsePrefix / prefixContains', () => {
   });
 
   test.each([
-    ['fc00::', /is not a prefix/],
-    ['fc00::/', /is not a prefix/],
-    ['fc00:: /7', /is not a prefix/],
-    ['fc00::/7/8', /is not a prefix/],
-    ['10.0.0.0/8 ', /is not a prefix/],
+    ['fc00::', /^not a prefix \(address\/length\)$/],
+    ['fc00::/', /^not a prefix \(address\/length\)$/],
+    ['fc00:: /7', /^not a prefix \(address\/length\)$/],
+    ['fc00::/7/8', /^not a prefix \(address\/length\)$/],
+    ['10.0.0.0/8 ', /^not a prefix \(address\/length\)$/],
     ['fc00::1/7', /host bits are set/],
     ['10.0.0.1/8', /host bits are set/],
-    ['fc00::/200', /is over 128/],
-    ['10.0.0.0/33', /is over 32/],
+    ['fc00::/200', /^prefix length 200 is over 128$/],
+    ['10.0.0.0/33', /^prefix length 33 is over 32$/],
     ['fe80::%eth0/64', /not a valid IPv6 prefix/],
   ])('%j is refused', (input, message) => {
     expect(() => parsePrefix(input)).toThrow(AddressError);
     expect(() => parsePrefix(input)).toThrow(message);
+  });
+
+  // Refusals never quote the text they refuse (a mapping or config file may be
+  // a hard-linked secret, and refusals are shown in world-readable status).
+  test.each(['fc00::', 'fc00::/', 'fc00:: /7', 'fc00::/7/8', '10.0.0.0/8 ', 'fc00::1/7', '10.0.0.1/8', 'fc00::/200', '10.0.0.0/33', 'fe80::%eth0/64', 'zqsecret::/7', '10.1.2.zq/8'])(
+    'the refusal of %j does not quote it',
+    (input) => {
+      let message: string | undefined;
+      try {
+        parsePrefix(input);
+      } catch (e) {
+        expect(e).toBeInstanceOf(AddressError);
+        message = (e as Error).message;
+      }
+      expect(message).toBeDefined();
+      expect(message).not.toContain(input);
+      expect(message).not.toContain(input.trim());
+      if (input.includes('zq')) expect(message).not.toMatch(/zq/);
+    },
+  );
+
+  test.each([' fc00::1', 'zqsecret', 'zqsec::1', 'fe80::1%zqzone', '10.0.0.zq', '010.0.0.1', '::1', 'zq'.repeat(40)])('parseAddress: the refusal of %j does not quote it', (input) => {
+    let message: string | undefined;
+    try {
+      parseAddress(input);
+    } catch (e) {
+      expect(e).toBeInstanceOf(AddressError);
+      message = (e as Error).message;
+    }
+    expect(message).toBeDefined();
+    expect(message).not.toContain(input.trim());
+    expect(message).not.toMatch(/zq/);
   });
 });
 

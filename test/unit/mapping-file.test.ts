@@ -117,11 +117,12 @@ describe('parseMappingFile: refusals name the offending entry', () => {
   test('invalid JSON', () => {
     const err = refusal('{"version": 1, "generation": 1, "mappings": [');
     expect(err.entry).toBeNull();
-    expect(err.reason).toMatch(/^invalid JSON: /);
+    // Our own words and position, never V8's message (which quotes the text).
+    expect(err.reason).toBe('invalid JSON at line 1 column 46: the text ends where a value should be');
   });
 
   test('empty text is invalid JSON', () => {
-    expect(refusal('').reason).toMatch(/^invalid JSON/);
+    expect(refusal('').reason).toBe('invalid JSON at line 1 column 1: the text ends where a value should be');
   });
 
   test.each([
@@ -144,8 +145,11 @@ describe('parseMappingFile: refusals name the offending entry', () => {
   ])('unknown version %s is reported as a version problem', (_name, version) => {
     const err = refusal({ version, generation: 1, mappings: [] });
     expect(err.entry).toBe('version');
-    expect(err.reason).toBe(`unsupported version ${JSON.stringify(version)}; this addrmap reads version 1`);
+    // A safe integer is ours to print; anything else is the file's bytes and is only described.
+    const shown = typeof version === 'number' && Number.isSafeInteger(version) ? ` ${version}` : ' (not a whole number)';
+    expect(err.reason).toBe(`unsupported version${shown}; this addrmap reads version 1`);
     expect(err.message).toMatch(/^version: unsupported version/);
+    if (shown === ' (not a whole number)') expect(err.message).not.toContain(JSON.stringify(version));
   });
 
   test('a newer version is reported as such even when it has fields v1 does not know', () => {
@@ -165,9 +169,9 @@ describe('parseMappingFile: refusals name the offending entry', () => {
 
   test('an unknown top-level field is named', () => {
     const err = refusal(file([], { enabled: true }));
-    expect(err.entry).toBe('enabled');
-    expect(err.reason).toBe('unknown field "enabled"');
-    expect(err.message).toContain('"enabled"');
+    // Named by what is allowed there, not by the unknown name (the file's bytes).
+    expect(err.reason).toBe('an unknown field (allowed here: version, generation, mappings, self)');
+    expect(err.message).not.toContain('enabled');
   });
 
   test.each([
@@ -183,7 +187,8 @@ describe('parseMappingFile: refusals name the offending entry', () => {
   test('an unknown field in a mapping names the mapping and the field', () => {
     const err = refusal(file([{ from: 'fd00::1', to: 'fdaa::1' }, { from: 'fd00::2', to: 'fdaa::2' }, { from: 'fd00::3', too: 'fdaa::3', to: 'fdaa::3' }]));
     expect(err.entry).toBe('mappings[2]');
-    expect(err.reason).toBe('unknown field "too"');
+    expect(err.reason).toBe('an unknown field (allowed here: from, to, comment, expires)');
+    expect(err.message).not.toContain('too');
   });
 
   test('a mapping that is not an object is named', () => {
@@ -230,17 +235,21 @@ describe('parseMappingFile: refusals name the offending entry', () => {
     ['an over-long address', 'f'.repeat(65), /too long|must NOT have more than 64/],
     ['a bracketed address', '[fd00::1]', /not a valid IPv6 address/],
     ['an address with a port', '[fd00::1]:80', /not a valid IPv6 address/],
-    ['an IPv4 address with leading zeros (ambiguous: octal to inet_aton)', '010.0.0.1', /leading zero/],
+    ['an IPv4 address with leading zeros (ambiguous: octal to inet_aton)', '010.0.0.1', /^from: not a valid IPv4 address: leading zeros \(some parsers read them as octal\)$/],
   ])('%s is refused and named', (_name, bad, reason) => {
     const err = refusal(file([{ from: 'fd00::1', to: 'fdaa::1' }, { from: 'fd00::2', to: 'fdaa::2' }, { from: bad, to: 'fdaa::3' }]));
     expect(err.entry).toMatch(/^mappings\[2\]/);
     expect(err.reason).toMatch(reason);
+    if (bad) expect(err.message).not.toContain(bad);
   });
 
   test('an invalid to address names the entry, the field and the value', () => {
     const err = refusal(file([{ from: 'fd00::1', to: 'fdaa::zz' }]));
     expect(err.entry).toBe('mappings[0]');
-    expect(err.reason).toMatch(/^to "fdaa::zz": not a valid IPv6 address/);
+    // The field and the reason; the value itself is not quoted.
+    expect(err.reason).toBe('to: not a valid IPv6 address');
+    expect(err.message).not.toContain('fdaa::zz');
+    expect(err.message).not.toContain('zz');
   });
 
   test.each([
@@ -287,12 +296,14 @@ describe('parseMappingFile: refusals name the offending entry', () => {
   });
 
   test.each([
-    ['from', { from: 'fe80::1%eth0', to: 'fdaa::1' }],
-    ['to', { from: 'fd00::1', to: 'fdaa::1%2' }],
-  ])('a zone id in %s is refused', (field, m) => {
+    ['from', { from: 'fe80::1%eth0', to: 'fdaa::1' }, 'fe80::1%eth0', '%eth0'],
+    ['to', { from: 'fd00::1', to: 'fdaa::1%2' }, 'fdaa::1%2', '%2'],
+  ])('a zone id in %s is refused', (field, m, value, zone) => {
     const err = refusal(file([m]));
     expect(err.entry).toBe('mappings[0]');
-    expect(err.reason).toMatch(new RegExp(`^${field} .*zone ids are not allowed`));
+    expect(err.reason).toBe(`${field}: zone ids are not allowed`);
+    expect(err.message).not.toContain(value);
+    expect(err.message).not.toContain(zone);
   });
 
   test.each(['fd00::1/128', 'fd00::/64', '10.0.0.1/32', '10.0.0.0/8'])('a prefix %s is refused', (p) => {
@@ -390,12 +401,16 @@ describe('parseMappingFile: strict JSON', () => {
   test('a duplicate top-level key is refused instead of silently taking the last', () => {
     const err = refusal('{"version": 1, "generation": 9, "generation": 1, "mappings": []}');
     expect(err.entry).toBeNull();
-    expect(err.reason).toMatch(/^invalid JSON: duplicate key "generation"/);
+    // Where the second one is, not which key (the key is the file's bytes).
+    expect(err.reason).toBe('invalid JSON: a field appears twice in one object (the second at line 1 column 33)');
+    expect(err.message).not.toContain('generation');
   });
 
   test('a duplicate key inside a mapping is refused', () => {
     const err = refusal('{"version": 1, "generation": 1, "mappings": [{"from": "fd00::1", "to": "fdaa::1", "to": "fdaa::2"}]}');
-    expect(err.reason).toMatch(/duplicate key "to"/);
+    expect(err.reason).toBe('invalid JSON: a field appears twice in one object (the second at line 1 column 83)');
+    expect(err.message).not.toContain('"to"');
+    expect(err.message).not.toContain('fdaa::2');
   });
 
   test('the same key in different objects is fine', () => {
@@ -404,7 +419,10 @@ describe('parseMappingFile: strict JSON', () => {
   });
 
   test('keys that are equal only after unescaping are duplicates', () => {
-    expect(refusal('{"version": 1, "generation": 1, "mappings": [], "\\u0076ersion": 1}').reason).toMatch(/duplicate key "version"/);
+    const err = refusal('{"version": 1, "generation": 1, "mappings": [], "\\u0076ersion": 1}');
+    expect(err.reason).toBe('invalid JSON: a field appears twice in one object (the second at line 1 column 49)');
+    expect(err.message).not.toContain('version');
+    expect(err.message).not.toContain('\\u0076');
   });
 
   test('strings that look like keys inside values are not keys', () => {
