@@ -7,7 +7,7 @@
 // before addrmap stays when its entry goes, and one added just before a
 // crash is still known, and removed, after it.
 import { execFile } from './exec.js';
-import { readState, writeState } from './state-file.js';
+import { APPLIED_FILE, readState, writeState, type AppliedState } from './state-file.js';
 
 export const OWN_ADDRESSES_FILE = 'own-addresses.json';
 
@@ -53,15 +53,39 @@ export class IpSelfAddresses implements SelfAddresses {
   }
 
   private async present(): Promise<Set<string>> {
-    const res = await execFile(this.binary, ['-j', '-6', 'addr', 'show', 'dev', 'lo']);
-    if (res.code !== 0) throw new Error(`ip addr show failed: ${res.stderr.trim()}`);
-    const links = JSON.parse(res.stdout || '[]') as { addr_info?: { local?: string }[] }[];
-    return new Set(links.flatMap((l) => (l.addr_info ?? []).map((a) => a.local ?? '')).filter(Boolean));
+    return new Set((await this.details()).map((a) => a.local));
   }
 
   private async own(): Promise<Set<string>> {
     const doc = await readState<OwnAddresses>(this.stateDir, OWN_ADDRESSES_FILE);
-    return new Set(Array.isArray(doc?.addresses) ? doc.addresses.filter((a) => typeof a === 'string') : []);
+    if (doc) return new Set(Array.isArray(doc.addresses) ? doc.addresses.filter((a) => typeof a === 'string') : []);
+    return this.adoptUnrecorded();
+  }
+
+  /**
+   * No record yet: the first start of a release that keeps one, maybe over
+   * addresses an earlier release added without recording them (an upgrade
+   * without a reboot). Those are recognised as addrmap's by both marks it
+   * left: listed in the applied file's `self` entries, and on lo exactly as
+   * addrmap adds them (a /128, deprecated from the start). Anything else on
+   * lo is someone else's.
+   */
+  private async adoptUnrecorded(): Promise<Set<string>> {
+    const applied = await readState<AppliedState>(this.stateDir, APPLIED_FILE).catch(() => null);
+    const listed = new Set((Array.isArray(applied?.self) ? applied.self : []).map((e) => e?.from).filter((a): a is string => typeof a === 'string'));
+    const adopted = new Set<string>();
+    if (listed.size) {
+      for (const a of await this.details()) if (listed.has(a.local) && a.prefixlen === 128 && a.preferred_life_time === 0) adopted.add(a.local);
+    }
+    await this.save(adopted).catch(() => {}); // once: from now on the record decides
+    return adopted;
+  }
+
+  private async details(): Promise<{ local: string; prefixlen?: number; preferred_life_time?: number }[]> {
+    const res = await execFile(this.binary, ['-j', '-6', 'addr', 'show', 'dev', 'lo']);
+    if (res.code !== 0) throw new Error(`ip addr show failed: ${res.stderr.trim()}`);
+    const links = JSON.parse(res.stdout || '[]') as { addr_info?: { local?: string; prefixlen?: number; preferred_life_time?: number }[] }[];
+    return links.flatMap((l) => l.addr_info ?? []).filter((a): a is { local: string } => typeof a.local === 'string');
   }
 
   private save(own: Set<string>): Promise<void> {

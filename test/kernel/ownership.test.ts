@@ -1,7 +1,7 @@
 // addrmap touches only what it made: a route someone else made for a stale
 // address is never replaced or removed, only reported; an address on lo is
 // removed only if addrmap recorded adding it.
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ADDR, Lab, logEvents, mappingFile } from '../support/lab.js';
@@ -76,5 +76,21 @@ describe("addresses on lo for the guest's own previous address", () => {
     await lab.push(selfPush(3, false));
     expect((await lab.addrmap(['apply'])).code).toBe(0);
     expect(await lo()).not.toContain(OLD);
+  });
+
+  it('after an upgrade from a release that kept no record: its address (listed in applied self, a deprecated /128) is adopted and goes with its entry; others stay', async () => {
+    const OTHER = 'fdaa:0:18:a7b:7d::78';
+    await lab.push(selfPush(1, true));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    // What the earlier release left: the address and applied.json, no record.
+    await rm(join(lab.paths.stateDir, 'own-addresses.json'));
+    // An administrator's deprecated /128 that no self entry ever named.
+    await lab.exec(lab.guest, 'ip', ['-6', 'addr', 'add', `${OTHER}/128`, 'dev', 'lo', 'nodad', 'preferred_lft', '0']);
+    await lab.push(selfPush(2, false));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    expect(await lo()).not.toContain(`${OLD}/128`);
+    expect(await lo()).toContain(`inet6 ${OTHER}/128`);
+    expect((await lab.addrmap(['apply'], { ADDRMAP_ENABLED: '0' })).code).toBe(0);
+    expect(await lo()).toContain(`inet6 ${OTHER}/128`);
   });
 });

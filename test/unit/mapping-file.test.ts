@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'vitest';
+import fc from 'fast-check';
 import { parsePrefix } from '../../src/address.js';
 import { DEFAULT_ALLOWED_TARGETS, MappingFileError, nextExpiry, parseMappingFile, splitExpired, type MappingFile, type ParseOptions } from '../../src/mapping-file.js';
 import { mappingFileText } from './fakes.js';
@@ -438,6 +439,64 @@ describe('parseMappingFile: strict JSON', () => {
 });
 
 
+describe('refusals quote nothing of the file', () => {
+  // A mapping file may be a hard link to a secret, and a refusal is shown in
+  // world-readable status: no refusal may carry the file's bytes. The strings
+  // planted here start with "zq", which no message of ours contains, so any
+  // occurrence in a refusal (entry or reason) was copied from the file.
+  const ALNUM = [...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'];
+  const planted = fc.string({ unit: fc.constantFrom(...ALNUM), minLength: 4, maxLength: 10 }).map((t) => `zq${t}`);
+  const VALID = JSON.stringify(file([{ from: 'fd00::1', to: 'fdaa::1' }]));
+
+  const contexts: [string, (s: string) => string][] = [
+    ['from', (s) => JSON.stringify(file([{ from: 'fd00::9', to: 'fdaa::9' }, { from: s, to: 'fdaa::1' }]))],
+    ['to', (s) => JSON.stringify(file([{ from: 'fd00::1', to: s }]))],
+    ['from, in an IPv6-looking address', (s) => JSON.stringify(one(`fd00::${s}`, 'fdaa::1'))],
+    ['from, in an IPv4-looking address', (s) => JSON.stringify(one(`10.0.0.${s}`, '10.9.9.9'))],
+    ['from, as a zone id', (s) => JSON.stringify(one(`fe80::1%${s}`, 'fdaa::1'))],
+    ['a self address', (s) => JSON.stringify(file([], { self: [{ from: s, to: 'fdaa::78' }] }))],
+    ['an unknown field name in a mapping', (s) => JSON.stringify(file([{ from: 'fd00::1', to: 'fdaa::1', [s]: 'x' }]))],
+    ['an unknown field name at the top level', (s) => JSON.stringify(file([{ from: 'fd00::1', to: 'fdaa::1' }], { [s]: true }))],
+    ['a duplicate key at the top level', (s) => `{"version":1,"generation":7,"mappings":[],"${s}":1,"${s}":2}`],
+    ['a duplicate key in a mapping', (s) => `{"version":1,"generation":7,"mappings":[{"from":"fd00::1","${s}":"a","to":"fdaa::1","${s}":"b"}]}`],
+    ['garbage after valid JSON', (s) => `${VALID} ${s}`],
+    ['garbage on a line after valid JSON', (s) => `${VALID}\n${s}\n`],
+    ['a bare word in place of a value', (s) => `{"version":1,"generation":${s},"mappings":[]}`],
+    ['a string that never ends', (s) => `{"version":1,"generation":7,"mappings":[{"from":"${s}`],
+    ['an invalid escape in a string', (s) => `{"version":1,"generation":7,"mappings":[{"from":"\\q${s}","to":"fdaa::1"}]}`],
+    ['the version', (s) => JSON.stringify({ version: s, generation: 7, mappings: [] })],
+    ['the generation', (s) => JSON.stringify({ version: 1, generation: s, mappings: [] })],
+    ['expires', (s) => JSON.stringify(file([{ from: 'fd00::1', to: 'fdaa::1', expires: s }]))],
+  ];
+
+  test.each(contexts)('property: a random string as %s is refused without being quoted', (_name, make) => {
+    fc.assert(
+      fc.property(planted, (s) => {
+        expect(s.length).toBeGreaterThanOrEqual(6);
+        const err = refusal(make(s));
+        // err.message is the entry and the reason, as status shows them.
+        expect(err.message).not.toContain(s);
+        expect(err.message).not.toMatch(/zq/);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  test('a syntax error in a multi-line file is reported at its line and column', () => {
+    const lines = ['{', '  "version": 1,', '    @ "generation": 7,', '  "mappings": []', '}'];
+    expect(refusal(lines.join('\n')).reason).toBe('invalid JSON at line 3 column 5: expected a field name in double quotes');
+    // CRLF line ends count the same.
+    expect(refusal(lines.join('\r\n')).reason).toBe('invalid JSON at line 3 column 5: expected a field name in double quotes');
+    // A stray token after a value, further into the file.
+    const after = ['{', '  "version": 1,', '  "generation": 7 8,', '  "mappings": []', '}'];
+    expect(refusal(after.join('\n')).reason).toBe("invalid JSON at line 3 column 19: expected ',' or '}' after a value");
+    const err = refusal(lines.join('\n'));
+    expect(err.entry).toBeNull();
+    expect(err.message).not.toContain('@');
+  });
+});
+
+
 // Failing tests documenting bugs in src/address.ts (parseAddress), reported
 // rather than fixed here.
 describe('BUG: IPv4-mapped detection depends on the spelling', () => {
@@ -473,6 +532,9 @@ describe('expires', () => {
 
   test.each(['2026-12-31', 'tomorrow', '2026-13-40T99:00:00Z', 1767222000, '2026-12-31T23:00:00'])('%j is refused naming the entry', (expires) => {
     expect(() => parseMappingFile(withExpiry(expires))).toThrow(/mappings\[0\]/);
+    expect(() => parseMappingFile(withExpiry(expires))).toThrow(/RFC 3339 time such as "2026-12-31T23:00:00Z"/);
+    const err = refusal(withExpiry(expires));
+    expect(err.message).not.toContain(String(expires));
   });
 
   test('the same from twice with another expiry is a conflict', () => {
