@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFile } from '../../src/exec.js';
-import { ADDR, ADDRMAP, Lab, logEvents, mappingFile } from '../support/lab.js';
+import { ADDR, ADDRMAP, Lab, ROOT, logEvents, mappingFile } from '../support/lab.js';
 
 /** Routed towards the peer like stale6, and nobody has it. */
 const STALE_B = 'fdaa:0:18:a7b:7d:f066:b83b:3';
@@ -54,6 +54,30 @@ describe('conntrack cleanup', () => {
     const events = await scenario((args) => lab.addrmap(args));
     expect(events.find((e) => e.event === 'applied')).toMatchObject({ conntrackQueued: 2 });
     expect(events.find((e) => e.event === 'conntrack_cleaned')).toMatchObject({ targets: 2, removed: 2, via: 'ctnetlink' });
+  });
+
+  it('runs behind the pass: with 50k stale flows being cleaned, the next push is applied before the cleanup ends', async () => {
+    const agent = await lab.watch();
+    try {
+      await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+      await agent.waitFor((e) => e.event === 'conntrack_cleaned');
+      // Unanswered UDP flows would expire after 30 s.
+      await lab.exec(lab.guest, 'sysctl', ['-q', '-w', 'net.netfilter.nf_conntrack_udp_timeout=600']);
+      const flows = await lab.exec(lab.guest, process.execPath, [join(ROOT, 'test/bench/flows.mjs'), '1000', '50', '9']);
+      expect(flows.stdout.trim()).toBe('done 50000');
+      const many: [string, string][] = Array.from({ length: 1000 }, (_, i) => [`fdaa:0:18:a7b:7d:0:0:${i.toString(16)}`, `fdaa:0:18:a7b:c2:0:0:${i.toString(16)}`]);
+      await lab.push(mappingFile(2, [...many, [ADDR.stale6, ADDR.new6]]));
+      await agent.waitFor((e) => e.event === 'applied' && e.generation === 2);
+      await lab.push(mappingFile(3, [...many, [ADDR.stale6, ADDR.newer6]]));
+      await agent.waitFor((e) => e.event === 'applied' && e.generation === 3);
+      const big = await agent.waitFor((e) => e.event === 'conntrack_cleaned' && Number(e.targets) >= 1000, 60_000);
+      expect(big).toMatchObject({ removed: 50000, via: 'ctnetlink' });
+      const order = agent.events.map((e) => (e.event === 'applied' && e.generation === 3 ? 'applied 3' : e === big ? 'cleaned' : null)).filter(Boolean);
+      expect(order).toEqual(['applied 3', 'cleaned']);
+      expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.newer6}` });
+    } finally {
+      await agent.stop();
+    }
   });
 
   it('where the FFI addon cannot load: the same with the conntrack tool, said in the log', async () => {

@@ -91,9 +91,14 @@ describe('parseConfig / loadConfig', () => {
   });
 
   test('an unknown key is refused, naming the key and the file', () => {
+    // The file and the known settings are named; the unknown key (the file's bytes) is not quoted.
     expect(() => parseConfig('{"enable": true}', '/etc/addrmap/config.json')).toThrow(
-      new ConfigError('/etc/addrmap/config.json: unknown setting "enable"'),
+      new ConfigError(
+        '/etc/addrmap/config.json: an unknown setting (known: enabled, logLevel, allowedTargets, metricsFile, metricsListen, metricsListenAnyAddress, usageIntervalSeconds, retireAfterSeconds)',
+      ),
     );
+    expect(() => parseConfig('{"zqSecretKey": true}', 'cfg')).toThrow(/^cfg: an unknown setting \(known: /);
+    expect(() => parseConfig('{"zqSecretKey": true}', 'cfg')).not.toThrow(/zqSecretKey/);
   });
 
   test.each([
@@ -101,7 +106,7 @@ describe('parseConfig / loadConfig', () => {
     ['"enabled" must not be 1', '{"enabled": 1}', /"enabled" must be true or false/],
     ['"enabled" must not be null', '{"enabled": null}', /"enabled" must be true or false/],
     ['"logLevel" must be a known level', '{"logLevel": "verbose"}', /"logLevel" must be one of fatal, error, warn, info, debug, trace/],
-    ['invalid JSON', '{enabled: true}', /invalid JSON/],
+    ['invalid JSON', '{enabled: true}', /^cfg: invalid JSON at line 1 column 2: expected a field name in double quotes$/],
     ['an array', '[]', /must be a JSON object/],
     ['null', 'null', /must be a JSON object/],
   ])('%s', (_name, text, message) => {
@@ -135,8 +140,8 @@ describe('parseConfig / loadConfig', () => {
   test.each([
     ['not a list', '{"allowedTargets": "fc00::/7"}', /"allowedTargets" must be a list of prefixes/],
     ['a non-string entry', '{"allowedTargets": [7]}', /"allowedTargets" must be a list of prefixes/],
-    ['an address without a length', '{"allowedTargets": ["fc00::"]}', /allowedTargets: "fc00::" is not a prefix/],
-    ['host bits set', '{"allowedTargets": ["10.1.2.3/8"]}', /allowedTargets: 10\.1\.2\.3\/8: host bits are set/],
+    ['an address without a length', '{"allowedTargets": ["fc00::"]}', /^cfg: allowedTargets: not a prefix \(address\/length\)$/],
+    ['host bits set', '{"allowedTargets": ["10.1.2.3/8"]}', /allowedTargets: .*host bits are set/],
     ['a length over 128', '{"allowedTargets": ["fc00::/129"]}', /length 129 is over 128/],
     ['a length over 32', '{"allowedTargets": ["10.0.0.0/33"]}', /length 33 is over 32/],
     ['a bad address', '{"allowedTargets": ["fg00::/7"]}', /not a valid IPv6 prefix/],
@@ -145,8 +150,30 @@ describe('parseConfig / loadConfig', () => {
     expect(() => parseConfig(text, 'cfg')).toThrow(message);
   });
 
+  // Refusals quote nothing of the file: the prefix itself is not in the message.
+  test.each([
+    ['an address without a length', 'fc00::'],
+    ['host bits set', '10.1.2.3/8'],
+    ['a bad address', 'fg00::/7'],
+    ['a planted string', 'zqsecret::/7'],
+  ])('allowedTargets: %s is refused without quoting the prefix', (_name, prefix) => {
+    let message = '';
+    try {
+      parseConfig(JSON.stringify({ allowedTargets: [prefix] }), 'cfg');
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/^cfg: allowedTargets: /);
+    expect(message).not.toContain(prefix);
+  });
+
   test('a duplicate key is refused (the first "enabled" must not be silently overridden)', () => {
-    expect(() => parseConfig('{"enabled": false, "enabled": true}', 'cfg')).toThrow(/^cfg: invalid JSON: duplicate key "enabled"/);
+    expect(() => parseConfig('{"enabled": false, "enabled": true}', 'cfg')).toThrow(
+      new ConfigError('cfg: invalid JSON: a field appears twice in one object (the second at line 1 column 20)'),
+    );
+    expect(() => parseConfig('{"zqDup": 1, "zqDup": 2}', 'cfg')).not.toThrow(/zqDup/);
+    expect(() => parseConfig('{"zqDup": 1, "zqDup": 2}', 'cfg')).toThrow(/^cfg: invalid JSON: a field appears twice/);
   });
 });
 

@@ -554,7 +554,12 @@ interface Expectation {
   /** null: entry must be null; a string: exactly that entry; undefined: no expectation (verdict from the oracle). */
   entry?: string | null;
   reason?: RegExp;
+  /** Text from the file that the refusal (entry and reason) must not quote. */
+  absent?: string;
 }
+
+/** Refusals never quote the file; only strings long enough not to occur in our own words by chance are checked. */
+const quotable = (s: string) => (s.length >= 4 ? s : undefined);
 
 type WrongField = 'top' | 'version' | 'generation' | 'mappings' | 'item' | 'from' | 'to' | 'comment';
 
@@ -757,7 +762,7 @@ function mutate(m: Model, seed: number, mut: Mutation): Mutated {
   };
   const text = (): string => renderFile(doc, r);
   const done = (t: string, expect: Expectation = {}): Mutated => ({ bytes: Buffer.from(t, 'utf8'), expect });
-  const refused = (entry: string | null, reason: RegExp) => ({ entry, reason });
+  const refused = (entry: string | null, reason: RegExp, absent?: string) => ({ entry, reason, ...(absent === undefined ? {} : { absent }) });
   const place = (f: WrongField, value: J, i: number): string | null => {
     switch (f) {
       case 'top':
@@ -784,7 +789,8 @@ function mutate(m: Model, seed: number, mut: Mutation): Mutated {
     case 'truncate': {
       const t = text();
       const end = t.lastIndexOf('}');
-      return done(t.slice(0, mut.at % end || 0), refused(null, /^invalid JSON/));
+      // Our own description and position, never V8's message (which quotes the text).
+      return done(t.slice(0, mut.at % end || 0), refused(null, /^invalid JSON at line \d+ column \d+: [^"]+$/));
     }
     case 'bytes': {
       let b = Buffer.from(text(), 'utf8');
@@ -815,7 +821,8 @@ function mutate(m: Model, seed: number, mut: Mutation): Mutated {
         dup = key === 'version' ? num(1) : key === 'generation' ? num(m.generation + 1) : key === 'mappings' ? { k: 'arr', items: [] } : key === 'comment' ? str('other') : str('fdbb::1');
       }
       o.entries.splice(mut.pos % (o.entries.length + 1), 0, [key, dup]);
-      return done(text(), refused(null, /^invalid JSON: duplicate key/));
+      // Where the second one is, not which key: the key is the file's bytes.
+      return done(text(), refused(null, /^invalid JSON: a field appears twice in one object \(the second at line \d+ column \d+\)$/, key));
     }
     case 'wrongType': {
       const values = WRONG[mut.field];
@@ -841,11 +848,17 @@ function mutate(m: Model, seed: number, mut: Mutation): Mutated {
       const name = known.includes(mut.name) ? `${mut.name}_` : mut.name;
       if (mut.top) {
         doc.entries.splice(mut.idx % (doc.entries.length + 1), 0, [name, num(1)]);
-        return done(text(), refused(name, /unknown field/));
+        // The reason names what is allowed, not the unknown name. The entry is
+        // left unchecked here: src still uses the name as the entry, a leak
+        // that mapping-file.test.ts ("an unknown top-level field is named",
+        // "refusals quote nothing of the file") reports on its own.
+        return { bytes: Buffer.from(text(), 'utf8'), expect: { reason: /^an unknown field \(allowed here: version, generation, mappings, self\)$/ } };
       }
       const it = item(mut.idx);
       it.obj.entries.push([name, str('x')]);
-      return done(text(), refused(`mappings[${it.index}]`, /unknown field/));
+      const entry = `mappings[${it.index}]`;
+      const fixed = `${entry}: an unknown field (allowed here: from, to, comment, expires)`;
+      return done(text(), refused(entry, /^an unknown field \(allowed here: from, to, comment, expires\)$/, fixed.includes(name) ? undefined : quotable(name)));
     }
     case 'deep': {
       const d = mut.depth;
@@ -868,7 +881,7 @@ function mutate(m: Model, seed: number, mut: Mutation): Mutated {
           return done(text(), refused('generation', /must be integer|must be <= 9007199254740991/));
         case 'version':
           place('version', str('1'.repeat(n)), 0);
-          return done(text(), refused('version', /unsupported version/));
+          return done(text(), refused('version', /^unsupported version \(not a whole number\); this addrmap reads version 1$/, '1'.repeat(n)));
         case 'comment': {
           const entry = place('comment', str(r.pick(['x', 'é', '😀', '"', '[']).repeat(n + 192)), mut.idx);
           return done(text(), refused(entry, /must NOT have more than 256 characters/));
@@ -902,7 +915,8 @@ function mutate(m: Model, seed: number, mut: Mutation): Mutated {
       const it = item(mut.idx);
       const odd = oddForm(mut.kind, mut.v, mut.w, r);
       setField(it.obj, mut.side, str(odd.text));
-      return done(text(), refused(`mappings[${it.index}]`, new RegExp(`^${mut.side} [\\s\\S]*(${odd.reason.source})`)));
+      // "from: <reason>", or "from is a prefix but to is an address; ...": the address itself is not quoted.
+      return done(text(), refused(`mappings[${it.index}]`, new RegExp(`^${mut.side}[: ][\\s\\S]*(${odd.reason.source})`), quotable(odd.text)));
     }
     case 'semantic': {
       const pool = [...m.pool, { fam: 6 as const, value: 0xfdaa0000000000000000000000000001n, target: true }];
@@ -943,10 +957,11 @@ function mutate(m: Model, seed: number, mut: Mutation): Mutated {
 }
 
 function checkExpectation(e: Expectation, error: MappingFileError | null, what: string): void {
-  if (e.entry === undefined && e.reason === undefined) return;
+  if (e.entry === undefined && e.reason === undefined && e.absent === undefined) return;
   if (!error) throw new Error(`${what}: expected a refusal, the file was accepted`);
   if (e.entry !== undefined) expect(error.entry, `${what}: ${error.message}`).toBe(e.entry);
   if (e.reason) expect(error.reason, what).toMatch(e.reason);
+  if (e.absent !== undefined) expect(error.message, `${what}: the refusal quotes the file`).not.toContain(e.absent);
 }
 
 // ---------------------------------------------------------------------------
