@@ -194,6 +194,19 @@ export function addressFromBytes(b: Uint8Array): string {
   return format6(g);
 }
 
+/**
+ * The address the kernel puts on the wire: an IPv4-mapped IPv6 address
+ * ("::ffff:198.51.100.10", canonical "::ffff:c633:640a") used on a dual-stack
+ * socket goes out as IPv4, so it is looked up as the IPv4 address.
+ */
+export function unmapIpv4(canonical: string): string {
+  const m = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (!m) return canonical;
+  const hi = parseInt(m[1]!, 16);
+  const lo = parseInt(m[2]!, 16);
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+}
+
 export interface IpPrefix {
   family: IpFamily;
   /** Canonical "address/length". */

@@ -1,7 +1,7 @@
 // `addrmap explain ADDRESS`: whether and why traffic to an address is
 // translated, in terms support can check: which entries of the mapping file,
 // which generation, how the chain resolved, and what the kernel holds.
-import { addressToBig, bigToAddress, normalizeIp, samePrefix, withPrefix, type IpFamily } from './address.js';
+import { addressToBig, bigToAddress, normalizeIp, samePrefix, unmapIpv4, withPrefix, type IpFamily } from './address.js';
 import type { AppliedState } from './state-file.js';
 
 export interface Explanation {
@@ -30,7 +30,7 @@ export function parseAddressInput(input: string): string {
   else if (/^[\d.]+:\d+$/.test(t)) t = t.replace(/:\d+$/, '');
   t = t.replace(/%.*$/, '');
   try {
-    return normalizeIp(t);
+    return unmapIpv4(normalizeIp(t));
   } catch {
     throw new ExplainInputError(`${JSON.stringify(input)} is not an IP address`);
   }

@@ -9,7 +9,7 @@ import { constants, type Stats } from 'node:fs';
 import { lstat, open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { normalizeIp } from './address.js';
+import { normalizeIp, unmapIpv4 } from './address.js';
 
 export interface Occurrence {
   file: string;
@@ -236,10 +236,10 @@ async function* scanFile(file: string, seen: Stats, keys: ReadonlyMap<string, st
 //      for dotted quads ("udp:1.2.3.4:53", "abc:1.2.3.4"); a part at an edge
 //      touching a word counts as part of that word.
 //
-// Each candidate is canonicalised with normalizeIp. "::ffff:1.2.3.4" therefore
-// becomes "::ffff:102:304": it matches only a key spelled that way (which the
-// mapping file refuses), not the IPv4 key 1.2.3.4, and its embedded quad is
-// not reported on its own. A MAC address ("aa:bb:cc:dd:ee:ff", six groups) or
+// Each candidate is canonicalised with normalizeIp, and an IPv4-mapped IPv6
+// address ("::ffff:1.2.3.4", "::ffff:102:304") is read as the IPv4 address it
+// puts on the wire (unmapIpv4): it matches the IPv4 key 1.2.3.4, as the kernel
+// translates it, and its embedded quad is not reported a second time. A MAC address ("aa:bb:cc:dd:ee:ff", six groups) or
 // a lone "dead:beef" is not a valid IPv6 address, so it yields nothing.
 // ---------------------------------------------------------------------------
 
@@ -363,7 +363,7 @@ function readParts(line: string, a: number, b: number, leftWord: boolean, rightW
 
 function tryNormalize(text: string): string | null {
   try {
-    return normalizeIp(text);
+    return unmapIpv4(normalizeIp(text));
   } catch {
     return null;
   }

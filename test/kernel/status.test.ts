@@ -144,6 +144,14 @@ describe('addrmap explain, scan and metrics', () => {
     expect((await lab.addrmap(['explain', 'not-an-address'])).code).toBe(2);
     const json = JSON.parse((await lab.addrmap(['explain', '--json', ADDR.stale6])).stdout);
     expect(json).toMatchObject({ address: ADDR.stale6, translated: true, to: ADDR.newer6, kernel: ADDR.newer6 });
+    // An application on a dual-stack socket writes the IPv4 address mapped; it leaves as IPv4.
+    await lab.push(mappingFile(3, [[ADDR.stale4, ADDR.new4]]));
+    expect((await lab.addrmap(['apply'])).code).toBe(0);
+    const mapped = await lab.addrmap(['explain', `::ffff:${ADDR.stale4}`]);
+    expect(mapped.code).toBe(0);
+    expect(mapped.stdout).toContain(`${ADDR.stale4} is translated to ${ADDR.new4}`);
+    expect(mapped.stdout).toContain(`The kernel agrees: map dnat4 sends ${ADDR.stale4} to ${ADDR.new4}.`);
+    expect((await lab.tcp(`::ffff:${ADDR.stale4}`)).ok).toBe(true);
   });
 
   it('scan: every textual form of a stale address with file, line and column; exit 1 when found, 0 when clean', async () => {

@@ -68,9 +68,12 @@ describe('findAddresses: every textual form', () => {
     expect(findAddresses('fdaa:0:18::2:5432')).toEqual([{ start: 0, text: 'fdaa:0:18::2:5432', address: 'fdaa:0:18::2:5432' }]);
   });
 
-  test('IPv4-mapped IPv6 keeps its IPv6 canonical form; the embedded quad is not reported on its own', () => {
-    expect(findAddresses('::ffff:198.51.100.10')).toEqual([{ start: 0, text: '::ffff:198.51.100.10', address: '::ffff:c633:640a' }]);
-    expect(findAddresses('[::FFFF:c633:640A]:5432')).toEqual([{ start: 0, text: '[::FFFF:c633:640A]:5432', address: '::ffff:c633:640a' }]);
+  test('IPv4-mapped IPv6 is read as the IPv4 address it puts on the wire; the embedded quad is not reported a second time', () => {
+    expect(findAddresses('::ffff:198.51.100.10')).toEqual([{ start: 0, text: '::ffff:198.51.100.10', address: '198.51.100.10' }]);
+    expect(findAddresses('[::FFFF:c633:640A]:5432')).toEqual([{ start: 0, text: '[::FFFF:c633:640A]:5432', address: '198.51.100.10' }]);
+    // Not mapped: the IPv4-compatible form and other ::ffff: lookalikes stay IPv6.
+    expect(findAddresses('::c633:640a')[0]!.address).toBe('::c633:640a');
+    expect(findAddresses('::ffff:0:c633:640a')[0]!.address).toBe('::ffff:0:c633:640a');
   });
 });
 
@@ -163,6 +166,7 @@ describe('scanPaths', () => {
       `app.conf:4:16 [fdaa:0:18::2]:5432 -> ${V6_TO}`,
       `app.conf:5:7 fdaa:0:18::2%eth0 -> ${V6_TO}`,
       `app.conf:6:4 198.51.100.10:5432 -> ${V4_TO}`,
+      `app.conf:8:8 ::ffff:198.51.100.10 -> ${V4_TO}`,
     ]);
     expect(found[0]).toEqual({
       file,
@@ -241,10 +245,13 @@ describe('scanPaths', () => {
     expect(found.map((o) => o.address)).toEqual([V6]);
   });
 
-  test('IPv4-mapped spelling does not match the IPv4 key', async () => {
+  test('IPv4-mapped spellings match the IPv4 key: the kernel translates them as IPv4', async () => {
     const file = join(dir, 'f');
     await writeFile(file, '::ffff:198.51.100.10\n[::ffff:c633:640a]:80\n');
-    expect((await scan([file])).found).toEqual([]);
+    expect((await scan([file])).found.map((o) => [o.line, o.text, o.address, o.target])).toEqual([
+      [1, '::ffff:198.51.100.10', V4, V4_TO],
+      [2, '[::ffff:c633:640a]:80', V4, V4_TO],
+    ]);
   });
 
   test('walks directories recursively in sorted order; skips what it cannot or must not read', async () => {

@@ -179,6 +179,12 @@ describe('explain', () => {
     expect(explain('fd00::99', applied, new Map([['fd00::99', 'fdaa::1']])).lines.join('\n')).toContain('DRIFT: the kernel still sends fd00::99 to fdaa::1');
   });
 
+  test('an IPv4-mapped IPv6 spelling is explained as the IPv4 address the kernel sees', () => {
+    expect(parseAddressInput('::ffff:198.51.100.10')).toBe('198.51.100.10');
+    expect(parseAddressInput('[::FFFF:c633:640a]:5432')).toBe('198.51.100.10');
+    expect(parseAddressInput('::ffff:0:c633:640a')).toBe('::ffff:0:c633:640a');
+  });
+
   test('bad input is a usage error', () => {
     expect(() => parseAddressInput('db.example.com')).toThrow(/is not an IP address/);
     expect(explain('fd00::1', null).lines[0]).toMatch(/no mappings have been applied/);
