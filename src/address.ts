@@ -239,11 +239,12 @@ export function parsePrefix(input: string): IpPrefix {
       value = a.bigInt();
       text = a.correctForm();
     }
-  } catch (e) {
-    throw new AddressError(`${input}: not a valid IPv${family} prefix (${(e as Error).message})`);
+  } catch {
+    // The library's message quotes the input: not passed on.
+    throw new AddressError(`not a valid IPv${family} prefix`);
   }
   const hostMask = (1n << BigInt(bits - length)) - 1n;
-  if (value & hostMask) throw new AddressError(`${input}: host bits are set`);
+  if (value & hostMask) throw new AddressError(`host bits are set: the network of that prefix is ${bigToAddress(family, value & ~hostMask)}/${length}`);
   return { family, text: `${text}/${length}`, length, network: value, groups: addressGroups(family, text) };
 }
 

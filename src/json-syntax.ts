@@ -10,7 +10,9 @@ export interface JsonSyntaxError {
   reason: string;
 }
 
-const DEPTH = 64;
+/** Beyond this the explanation stops (the pre-scan refuses past 32 levels, long before). */
+const DEPTH = 1000;
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 
 class Stop extends Error {
   constructor(
@@ -60,7 +62,8 @@ export function jsonSyntaxError(text: string): JsonSyntaxError | null {
     fail('a string that never ends', start);
   };
   const number = () => {
-    const m = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
+    NUMBER.lastIndex = i;
+    const m = NUMBER.exec(text);
     if (!m) fail('an invalid number');
     i += m![0].length;
   };

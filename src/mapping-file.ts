@@ -100,8 +100,9 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
   if (!validate(doc)) {
     const err = validate.errors?.[0];
     let where = err ? pointerToEntry(err.instancePath) : null;
-    // A missing or unknown top-level field is the entry itself, so status shows it.
-    const field = err?.params.missingProperty ?? err?.params.additionalProperty;
+    // A missing top-level field is the entry itself, so status shows it. An
+    // unknown one is not named: its name is the file's bytes.
+    const field = err?.params.missingProperty;
     if (where === null && typeof field === 'string') where = field;
     const detail = err ? describeSchemaError(err) : 'does not match the schema';
     throw new MappingFileError(where, detail);

@@ -303,8 +303,8 @@ describe('Agent.pass: the feature flag', () => {
     expect(r.outcome).toBe('refused');
     // The setting is described by what is known, not quoted (it is the file's bytes).
     expect(r.message).toBe(`${paths.config}: an unknown setting (known: enabled, logLevel, allowedTargets, metricsFile, metricsListen, metricsListenAnyAddress, usageIntervalSeconds, retireAfterSeconds)`);
-    expect(r.message.slice(paths.config.length)).not.toContain('enable"');
-    expect(r.message.slice(paths.config.length)).not.toMatch(/\benable\b/);
+    expect((r.message ?? "").slice(paths.config.length)).not.toContain('enable"');
+    expect((r.message ?? "").slice(paths.config.length)).not.toMatch(/\benable\b/);
     expect(await kernel()).toEqual(before);
     expect(lastEvent().event).toBe('config_refused');
   });
