@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
 
 const common = {
-  entryPoints: [new URL('../src/main.ts', import.meta.url).pathname],
+  entryPoints: [new URL('../src/cli/main.ts', import.meta.url).pathname],
   bundle: true,
   platform: 'node',
   minify: false,

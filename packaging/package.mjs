@@ -159,7 +159,7 @@ function tree(systemdDir) {
     ['etc/addrmap/config.json', src('packaging/config.json'), 0o644],
     ['etc/default/addrmap', src('init/systemd/addrmap.default'), 0o644],
     [`${systemdDir}/addrmap.service`, src('init/systemd/addrmap.service'), 0o644],
-    ['usr/share/addrmap/mapping-file.schema.json', src('src/mapping-file.schema.json'), 0o644],
+    ['usr/share/addrmap/mapping-file.schema.json', src('src/input/mapping-file.schema.json'), 0o644],
     ['usr/share/addrmap/init/openrc/addrmap', src('init/openrc/addrmap'), 0o755],
     ['usr/share/addrmap/init/openrc/addrmap.confd', src('init/openrc/addrmap.confd'), 0o644],
     ['usr/share/addrmap/init/runit/run', src('init/runit/run'), 0o755],

@@ -1,4 +1,4 @@
-// Generates src/mapping-file.validate.ts: the JSON Schema of the mapping file
+// Generates src/input/mapping-file.validate.ts: the JSON Schema of the mapping file
 // compiled by ajv ahead of time, so the agent validates against the schema
 // without carrying ajv and its compiler (about 19 MiB resident) at run time.
 // The schema stays the single source of truth: a unit test regenerates this
@@ -7,8 +7,8 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import standaloneCode from 'ajv/dist/standalone/index.js';
 import { readFile, writeFile } from 'node:fs/promises';
 
-const SCHEMA = new URL('../src/mapping-file.schema.json', import.meta.url);
-export const VALIDATOR = new URL('../src/mapping-file.validate.ts', import.meta.url);
+const SCHEMA = new URL('../src/input/mapping-file.schema.json', import.meta.url);
+export const VALIDATOR = new URL('../src/input/mapping-file.validate.ts', import.meta.url);
 
 export async function generateValidator() {
   const schema = JSON.parse(await readFile(SCHEMA, 'utf8'));

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { execFile } from '../../src/exec.js';
+import { execFile } from '../../src/kernel/exec.js';
 import { ADDR, Lab, mappingFile, type AgentProcess } from '../support/lab.js';
 
 let lab: Lab;

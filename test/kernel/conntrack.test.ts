@@ -6,7 +6,7 @@ import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { execFile } from '../../src/exec.js';
+import { execFile } from '../../src/kernel/exec.js';
 import { ADDR, ADDRMAP, Lab, ROOT, logEvents, mappingFile } from '../support/lab.js';
 
 /** Routed towards the peer like stale6, and nobody has it. */

@@ -6,7 +6,7 @@ import { readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { execFile } from '../../src/exec.js';
+import { execFile } from '../../src/kernel/exec.js';
 import { ADDR, ADDRMAP, Lab, ROOT, mappingFile, writeAtomically, type AgentProcess } from '../support/lab.js';
 
 const REAL_NFT = execFileSync('bash', ['-c', 'command -v nft']).toString().trim();

@@ -3,7 +3,7 @@
 // mapping inside the prefix wins (longest match); a prefix evacuated twice
 // resolves to the final one; IPv4 prefixes work the same.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { normalizeIp } from '../../src/address.js';
+import { normalizeIp } from '../../src/net/address.js';
 import { ADDR, Lab, type AgentProcess } from '../support/lab.js';
 
 const OLD = 'fdaa:0:18:a7b:7d::/80';

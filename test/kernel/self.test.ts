@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { execFile } from '../../src/exec.js';
+import { execFile } from '../../src/kernel/exec.js';
 import { ADDR, ADDRMAP, Lab, writeAtomically, type AgentProcess } from '../support/lab.js';
 
 const OLD = 'fdaa:0:18:a7b:7d::77';

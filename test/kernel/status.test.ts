@@ -4,7 +4,7 @@
 import { chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { execFile } from '../../src/exec.js';
+import { execFile } from '../../src/kernel/exec.js';
 import { ADDR, ADDRMAP, Lab, mappingFile, type AgentProcess } from '../support/lab.js';
 
 let lab: Lab;

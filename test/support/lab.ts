@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile, rename, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { execFile, type ExecResult } from '../../src/exec.js';
+import { execFile, type ExecResult } from '../../src/kernel/exec.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const ADDRMAP = join(ROOT, 'dist/addrmap.mjs');

@@ -1,18 +1,18 @@
 // In-memory stand-ins for the host-side dependencies of the reconciler and the
 // agent, plus small helpers shared by the unit tests. The nft side uses the
 // project's own FakeNft (src/nft/fake.ts).
-import { RouteTable, type RouteEntry } from '../../src/route-table.js';
+import { RouteTable, type RouteEntry } from '../../src/kernel/route-table.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import type { IpFamily } from '../../src/address.js';
-import type { StaleTarget } from '../../src/conntrack.js';
-import type { Cleanup } from '../../src/conntrack-cleanup.js';
-import type { FakeNft } from '../../src/nft/fake.js';
-import type { TableListing } from '../../src/nft/index.js';
-import type { DesiredMappings } from '../../src/resolve.js';
-import { ROUTE_PROTO, type RouteSpec, type Routes } from '../../src/routes.js';
+import type { IpFamily } from '../../src/net/address.js';
+import type { StaleTarget } from '../../src/kernel/conntrack.js';
+import type { Cleanup } from '../../src/kernel/conntrack-cleanup.js';
+import type { FakeNft } from '../../src/kernel/nft/fake.js';
+import type { TableListing } from '../../src/kernel/nft/index.js';
+import type { DesiredMappings } from '../../src/desired/resolve.js';
+import { ROUTE_PROTO, type RouteSpec, type Routes } from '../../src/kernel/routes.js';
 
 /** A route in the fake main table; `proto` tells addrmap's routes from everyone else's. */
 export interface FakeRoute extends RouteSpec {

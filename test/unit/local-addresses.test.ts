@@ -4,7 +4,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { readLocalAddresses, withoutSelfCapture } from '../../src/local-addresses.js';
+import { readLocalAddresses, withoutSelfCapture } from '../../src/net/local-addresses.js';
 import { desired } from './fakes.js';
 
 describe('readLocalAddresses', () => {

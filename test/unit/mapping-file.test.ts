@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
-import { parsePrefix } from '../../src/address.js';
-import { DEFAULT_ALLOWED_TARGETS, MappingFileError, nextExpiry, parseMappingFile, splitExpired, type MappingFile, type ParseOptions } from '../../src/mapping-file.js';
+import { parsePrefix } from '../../src/net/address.js';
+import { DEFAULT_ALLOWED_TARGETS, MappingFileError, nextExpiry, parseMappingFile, splitExpired, type MappingFile, type ParseOptions } from '../../src/input/mapping-file.js';
 import { mappingFileText } from './fakes.js';
 
 /** The default ULA range plus the IPv4 test ranges, as a config's allowedTargets would set it. */

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { decodeListing, encodeBatch, FakeNft, Transaction, type TableListing } from '../../src/nft/index.js';
-import { EMPTY_VIEW, planSync, viewFromListing } from '../../src/plan.js';
+import { decodeListing, encodeBatch, FakeNft, Transaction, type TableListing } from '../../src/kernel/nft/index.js';
+import { EMPTY_VIEW, planSync, viewFromListing } from '../../src/kernel/plan.js';
 import { desired } from './fakes.js';
 
 /** `nft -j list table inet addrmap` as printed by nft 1.0.6 (one chain, one rule, one element). */

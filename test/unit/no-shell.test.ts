@@ -1,5 +1,5 @@
-// Nothing read from a file reaches a shell. Statically: only src/exec.ts and
-// src/drift.ts touch child_process, they import spawn and nothing else, and
+// Nothing read from a file reaches a shell. Statically: only src/kernel/exec.ts and
+// src/agent/drift.ts touch child_process, they import spawn and nothing else, and
 // no source file asks for a shell. Behaviourally: addresses full of shell
 // syntax are refused before anything runs, and execFile passes such text to
 // a program as one literal argument.
@@ -8,10 +8,10 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { Agent } from '../../src/agent.js';
-import { execFile } from '../../src/exec.js';
-import { FakeNft } from '../../src/nft/index.js';
-import { Reconciler } from '../../src/reconciler.js';
+import { Agent } from '../../src/agent/agent.js';
+import { execFile } from '../../src/kernel/exec.js';
+import { FakeNft } from '../../src/kernel/nft/index.js';
+import { Reconciler } from '../../src/kernel/reconciler.js';
 import { FakeConntrack, FakeRoutes, mappingFileText, memoryLogger, tempDir } from './fakes.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -40,17 +40,17 @@ describe('static: no shell anywhere in src/', () => {
 
   test('the scan sees the source tree', () => {
     expect(files.size).toBeGreaterThan(20);
-    for (const f of ['src/exec.ts', 'src/drift.ts', 'src/agent.ts', 'src/nft/exec.ts', 'src/routes.ts', 'src/conntrack.ts']) expect([...files.keys()]).toContain(f);
+    for (const f of ['src/kernel/exec.ts', 'src/agent/drift.ts', 'src/agent/agent.ts', 'src/kernel/nft/exec.ts', 'src/kernel/routes.ts', 'src/kernel/conntrack.ts']) expect([...files.keys()]).toContain(f);
   });
 
-  test('child_process is imported only by src/exec.ts and src/drift.ts', () => {
+  test('child_process is imported only by src/kernel/exec.ts and src/agent/drift.ts', () => {
     const importers = [...files].filter(([, text]) => CHILD_PROCESS.test(text)).map(([f]) => f);
-    expect(importers).toContain('src/exec.ts');
-    expect(importers.filter((f) => f !== 'src/exec.ts' && f !== 'src/drift.ts')).toEqual([]);
+    expect(importers).toContain('src/kernel/exec.ts');
+    expect(importers.filter((f) => f !== 'src/kernel/exec.ts' && f !== 'src/agent/drift.ts')).toEqual([]);
   });
 
   test('those two import spawn and nothing else from it (no exec, execSync, namespace or default import)', () => {
-    for (const f of ['src/exec.ts', 'src/drift.ts']) {
+    for (const f of ['src/kernel/exec.ts', 'src/agent/drift.ts']) {
       const text = files.get(f)!;
       const imports = [...text.matchAll(/import\s+([\s\S]*?)\s+from\s*['"](?:node:)?child_process['"]/g)].map((m) => m[1]!);
       for (const clause of imports) {
@@ -81,8 +81,8 @@ describe('static: no shell anywhere in src/', () => {
     }
   });
 
-  test('src/exec.ts spawns once, with shell: false, an argument vector and no string command', () => {
-    const text = files.get('src/exec.ts')!;
+  test('src/kernel/exec.ts spawns once, with shell: false, an argument vector and no string command', () => {
+    const text = files.get('src/kernel/exec.ts')!;
     const spawns = [...text.matchAll(/\bspawn\s*\(/g)];
     expect(spawns).toHaveLength(1);
     const call = text.slice(spawns[0]!.index, text.indexOf('});', spawns[0]!.index));
@@ -90,15 +90,15 @@ describe('static: no shell anywhere in src/', () => {
     expect(call).toMatch(/\bshell:\s*false\b/);
   });
 
-  test('src/drift.ts spawns only `nft -j monitor` (behind a fixed setpriv prefix), a fixed argument vector, without a shell option', () => {
-    const text = files.get('src/drift.ts')!;
+  test('src/agent/drift.ts spawns only `nft -j monitor` (behind a fixed setpriv prefix), a fixed argument vector, without a shell option', () => {
+    const text = files.get('src/agent/drift.ts')!;
     const spawns = [...text.matchAll(/\bspawn\s*\(([^;]*)\);/g)];
     expect(spawns).toHaveLength(1);
     expect(spawns[0]![1]).toMatch(/^argv\[0\]!, argv\.slice\(1\), \{ stdio: \[[^\]]*\] \}$/);
     expect(text).toMatch(/const argv = dyingWithUs\(this\.o\.setpriv \?\? null, \[this\.o\.binary \?\? 'nft', '-j', 'monitor'\]\);/);
     expect(text).not.toMatch(/\bshell\b\s*:/);
     // The prefix is setpriv's own fixed options, nothing from a file.
-    expect(files.get('src/child-guard.ts')!).toMatch(/return setpriv \? \[setpriv, '--pdeathsig', 'KILL', '--', \.\.\.argv\] : argv;/);
+    expect(files.get('src/kernel/child-guard.ts')!).toMatch(/return setpriv \? \[setpriv, '--pdeathsig', 'KILL', '--', \.\.\.argv\] : argv;/);
   });
 
   test('no file evaluates text as code', () => {

@@ -1,13 +1,13 @@
 // Status, explain and metrics over the state files and the nft fake.
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { explain, parseAddressInput } from '../../src/explain.js';
-import { AgentStats, renderMetrics } from '../../src/metrics.js';
-import { FakeNft, Transaction } from '../../src/nft/index.js';
-import { EMPTY_VIEW, planSync } from '../../src/plan.js';
-import { APPLIED_FILE, USAGE_FILE, writeSnapshot, writeState, type AppliedState, type Snapshot } from '../../src/state-file.js';
-import { collectStatus, formatStatus, STATUS_EXIT } from '../../src/status.js';
-import { UsageTracker } from '../../src/usage.js';
+import { explain, parseAddressInput } from '../../src/support/explain.js';
+import { AgentStats, renderMetrics } from '../../src/agent/metrics.js';
+import { FakeNft, Transaction } from '../../src/kernel/nft/index.js';
+import { EMPTY_VIEW, planSync } from '../../src/kernel/plan.js';
+import { APPLIED_FILE, USAGE_FILE, writeSnapshot, writeState, type AppliedState, type Snapshot } from '../../src/state/state-file.js';
+import { collectStatus, formatStatus, STATUS_EXIT } from '../../src/support/status.js';
+import { UsageTracker } from '../../src/agent/usage.js';
 import { desired, tempDir } from './fakes.js';
 
 let dir: string;

@@ -4,7 +4,7 @@
 // Also valid on the host kernel: `npx vitest run --config test/vm/vitest.config.ts`.
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from '../../src/exec.js';
+import { execFile } from '../../src/kernel/exec.js';
 import { ADDR, Lab, type AgentProcess } from '../support/lab.js';
 
 /** A chain A -> B -> C: A was migrated to B, which then moved on to C (the peer now). */

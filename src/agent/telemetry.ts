@@ -1,0 +1,92 @@
+// The daemon's outputs besides the kernel: usage sampling (usage.json, for
+// status) and Prometheus metrics (a textfile, and optionally a local port).
+import { access } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { dirname } from 'node:path';
+import type { Agent } from './agent.js';
+import type { Logger } from './logger.js';
+import { serveMetrics, writeMetricsFile } from './metrics.js';
+import { readState, writeState, USAGE_FILE, type UsageState } from '../state/state-file.js';
+import type { UsageTracker } from './usage.js';
+
+export class Telemetry {
+  private timer: NodeJS.Timeout | null = null;
+  private server: Server | null = null;
+  private intervalSeconds = 0;
+  /** A sample that falls due while the previous one still runs is skipped, never queued. */
+  private sampling = false;
+
+  constructor(
+    private readonly agent: Agent,
+    private readonly usage: UsageTracker,
+    private readonly stateDir: string,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.usage.restore(await readState<UsageState>(this.stateDir, USAGE_FILE).catch(() => null));
+  }
+
+  /** After every pass: follow config changes, refresh metrics. */
+  async afterPass(): Promise<void> {
+    const cfg = this.agent.config;
+    const interval = cfg?.usageIntervalSeconds ?? 30;
+    if (interval !== this.intervalSeconds) {
+      if (this.timer) clearInterval(this.timer);
+      this.intervalSeconds = interval;
+      this.timer = setInterval(() => void this.sample(), interval * 1000);
+      this.timer.unref();
+    }
+    if (cfg?.metricsListen && !this.server) {
+      try {
+        this.server = await serveMetrics(cfg.metricsListen, this.agent.stats);
+        this.log.info({ event: 'metrics_listening', listen: cfg.metricsListen }, 'serving /metrics');
+      } catch (e) {
+        this.log.error({ event: 'metrics_listen_failed', reason: (e as Error).message }, 'cannot serve metrics');
+      }
+    }
+    await this.writeMetrics();
+  }
+
+  /** Reads the kernel's per-mapping counters; records use and metrics. */
+  async sample(): Promise<void> {
+    if (!this.agent.holdsState || this.sampling) return;
+    this.sampling = true;
+    try {
+      const state = await this.usage.sample();
+      // Per-mapping series cost memory and time in proportion to the map
+      // (100k mappings: 200k series); built only when someone reads them.
+      this.agent.stats.perMapping = (await this.metricsWanted())
+        ? Object.entries(state.mappings).map(([from, u]) => ({ from, to: this.agent.targetOf(from) ?? '', packets: u.packets, bytes: u.bytes }))
+        : [];
+      await writeState(this.stateDir, USAGE_FILE, state);
+      await this.writeMetrics();
+    } catch (e) {
+      this.log.warn({ event: 'usage_sample_failed', reason: (e as Error).message }, 'cannot sample counters');
+    } finally {
+      this.sampling = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  /** Whether metrics are served, or written into a directory that exists (a collector is installed). */
+  private async metricsWanted(): Promise<boolean> {
+    if (this.server) return true;
+    const path = this.agent.config?.metricsFile;
+    return !!path && (await access(dirname(path)).then(() => true, () => false));
+  }
+
+  private async writeMetrics(): Promise<void> {
+    const path = this.agent.config?.metricsFile;
+    if (!path) return;
+    try {
+      await writeMetricsFile(path, this.agent.stats);
+    } catch (e) {
+      this.log.warn({ event: 'metrics_write_failed', reason: (e as Error).message }, 'cannot write metrics file');
+    }
+  }
+}

@@ -1,0 +1,328 @@
+// `addrmap status`: is the bridge on, what is mapped, is the kernel really in
+// that state, which stale addresses are still used (and by whom), and what
+// went wrong. Read-only: it reads the agent's state files and, when
+// privileged, the kernel; it never writes, locks or changes anything.
+import type { ConntrackTable } from '../kernel/conntrack.js';
+import { listFlows, type Flow } from './flows.js';
+import type { NftInterface } from '../kernel/nft/index.js';
+import { viewFromListing } from '../kernel/plan.js';
+import { countersOf } from '../agent/usage.js';
+import { buildRuleset, FULL_RULESET, TABLE } from '../kernel/ruleset.js';
+import type { Flag } from '../input/flag.js';
+import { APPLIED_FILE, readSnapshot, readState, USAGE_FILE, type AppliedState, type Snapshot, type UsageState } from '../state/state-file.js';
+
+export type Health = 'healthy' | 'degraded' | 'agent-not-running' | 'disabled';
+
+/** Exit codes of `addrmap status`, for monitoring. */
+export const STATUS_EXIT: Record<Health, number> = { healthy: 0, degraded: 1, 'agent-not-running': 3, disabled: 4 };
+
+export interface MappingReport {
+  from: string;
+  to: string;
+  packets: number | null;
+  bytes: number | null;
+  lastSeen: string | null;
+  /** Current flows to this stale address; null when flows could not be read. */
+  flows: number | null;
+  /** Whether the kernel holds exactly this mapping; null when the kernel was not read. */
+  inKernel: boolean | null;
+  /** When the mapping retires (RFC 3339), or null. */
+  expires: string | null;
+}
+
+/** The `--json` document. Stable: fields are only ever added. */
+export interface StatusReport {
+  schema: 1;
+  health: Health;
+  /** Why the health is not "healthy". */
+  problems: string[];
+  enabled: boolean;
+  flagSource: string;
+  agent: { running: boolean; pid: number | null; since: string | null; uptimeSeconds: number | null };
+  mappingFile: string | null;
+  generation: number | null;
+  appliedAt: string | null;
+  lastPush: Snapshot['lastPush'];
+  /** "kernel": counters, drift and flows read live; "snapshot": from the agent's files only. */
+  source: 'kernel' | 'snapshot';
+  usageSampledAt: string | null;
+  mappings: MappingReport[];
+  /** Differences between the kernel and the applied mappings; null when the kernel was not read. */
+  drift: string[] | null;
+  driftRepairs: number;
+  flows: Flow[] | null;
+  warnings: string[];
+  /** Mappings with an expiry still to come, soonest first. */
+  expiring: { from: string; to: string; expires: string }[];
+  /** Mappings without use for `afterSeconds` (or never used in that long): candidates to retire. */
+  safeToRetire: { afterSeconds: number; mappings: string[] };
+  /** This guest's own previous addresses; inKernel null when the kernel was not read. */
+  self: { from: string; to: string; inKernel: boolean | null }[];
+  /** The table's shape on this kernel and what the missing parts cost; null before the agent first started. */
+  kernelCapabilities: Snapshot['kernel'] | null;
+  /** The last failed start, while no start has succeeded since. */
+  startFailure: Snapshot['startFailure'] | null;
+}
+
+export interface StatusSources {
+  stateDir: string;
+  /** Config setting; the default week when not given. */
+  retireAfterSeconds?: number;
+  /** null when not privileged. */
+  nft: NftInterface | null;
+  conntrack: ConntrackTable | null;
+  /** The flag as its sources say now: used when the agent has never written a snapshot. */
+  flag?: Flag;
+  now?: Date;
+}
+
+export async function collectStatus(src: StatusSources): Promise<StatusReport> {
+  const now = src.now ?? new Date();
+  // A state file that is not trustworthy (a symlink, someone else's, a FIFO)
+  // is not read, and says so, rather than stopping status.
+  const unreadable: string[] = [];
+  const safely = <T>(p: Promise<T | null>) =>
+    p.catch((e: Error) => {
+      unreadable.push(`state not read: ${e.message}`);
+      return null;
+    });
+  const [snap, applied, usage] = await Promise.all([
+    safely(readSnapshot(src.stateDir)),
+    safely(readState<AppliedState>(src.stateDir, APPLIED_FILE)),
+    safely(readState<UsageState>(src.stateDir, USAGE_FILE)),
+  ]);
+  const enabled = snap?.flag.enabled ?? src.flag?.enabled ?? false;
+  const running = snap?.pid ? alive(snap.pid) : false;
+  const resolved = enabled && snap?.applied ? (applied?.resolved ?? []) : [];
+
+  let kernel: ReturnType<typeof viewFromListing> | null = null;
+  let tablePresent = false;
+  const live = new Map<string, { packets: number; bytes: number }>();
+  if (src.nft) {
+    try {
+      const listing = await src.nft.listTable(TABLE.family, TABLE.name);
+      tablePresent = listing !== null;
+      // The shape the agent chose for this kernel, or it would all look altered.
+      kernel = viewFromListing(listing, snap?.kernel ? buildRuleset(snap.kernel) : FULL_RULESET);
+      for (const [k, c] of countersOf(listing)) live.set(k, c);
+    } catch {
+      kernel = null; // not privileged after all
+    }
+  }
+
+  let flows: Flow[] | null = null;
+  if (kernel && src.conntrack && resolved.length) {
+    flows = await listFlows(new Map(resolved.map((m) => [m.from, m.to])), src.conntrack).catch(() => null);
+  }
+
+  const drift = kernel ? driftOf(resolved, kernel, tablePresent, enabled) : null;
+  const expiresOf = new Map((applied?.entries ?? []).filter((e) => e.expires).map((e) => [e.from, e.expires!]));
+  const mappings: MappingReport[] = resolved.map((m) => {
+    const counters = kernel ? live.get(m.from) : usage?.mappings[m.from];
+    const have = kernel ? kernelTarget(kernel, m) : undefined;
+    return {
+      from: m.from,
+      to: m.to,
+      packets: counters?.packets ?? null,
+      bytes: counters?.bytes ?? null,
+      lastSeen: usage?.mappings[m.from]?.lastSeen ?? null,
+      flows: flows ? flows.filter((f) => f.dst === m.from).length : null,
+      inKernel: kernel ? have === m.to : null,
+      expires: expiresOf.get(m.from) ?? null,
+    };
+  });
+  const retireAfter = src.retireAfterSeconds ?? 7 * 24 * 3600;
+  const idleSince = (from: string) => {
+    const u = usage?.mappings[from];
+    return u?.lastSeen ?? u?.since ?? null;
+  };
+  const safeToRetire = resolved
+    .filter((m) => {
+      const t = idleSince(m.from);
+      return t !== null && now.getTime() - Date.parse(t) >= retireAfter * 1000;
+    })
+    .map((m) => m.from);
+  const expiring = mappings
+    .filter((m) => m.expires && Date.parse(m.expires) > now.getTime())
+    .map((m) => ({ from: m.from, to: m.to, expires: m.expires! }))
+    .sort((a, b) => Date.parse(a.expires) - Date.parse(b.expires));
+
+  const problems: string[] = [];
+  if (drift?.length) problems.push(...drift.map((d) => `drift: ${d}`));
+  const push = snap?.lastPush;
+  if (push && (push.outcome === 'refused' || push.outcome === 'failed')) {
+    problems.push(`last push ${push.outcome}: ${push.entry ? `${push.entry}: ` : ''}${push.reason}`);
+  }
+  for (const w of snap?.warnings ?? []) problems.push(w);
+  problems.push(...unreadable);
+  const health: Health = !enabled ? 'disabled' : !running ? 'agent-not-running' : problems.length ? 'degraded' : 'healthy';
+  const since = snap?.startedAt ?? null;
+  const failure = !running && snap?.startFailure ? snap.startFailure : null;
+  const notRunning = failure
+    ? `the addrmap agent cannot start (${failure.attempts} attempt(s), last ${failure.at}): ${failure.reason}`
+    : snap
+      ? 'the addrmap watch agent is not running: pushes are not applied'
+      : `the addrmap agent has never run (no snapshot in ${src.stateDir})`;
+
+  return {
+    schema: 1,
+    health,
+    problems: health === 'agent-not-running' ? [notRunning, ...problems] : problems,
+    enabled,
+    flagSource: snap?.flag.source ?? src.flag?.source ?? 'unknown (the agent has never run)',
+    agent: {
+      running,
+      pid: running ? (snap?.pid ?? null) : null,
+      since: running ? since : null,
+      uptimeSeconds: running && since ? Math.round((now.getTime() - Date.parse(since)) / 1000) : null,
+    },
+    mappingFile: snap?.mappingsFile ?? null,
+    generation: enabled ? (snap?.applied?.generation ?? null) : null,
+    appliedAt: enabled ? (snap?.applied?.at ?? null) : null,
+    lastPush: snap?.lastPush ?? null,
+    source: kernel ? 'kernel' : 'snapshot',
+    usageSampledAt: usage?.sampledAt ?? null,
+    mappings,
+    drift,
+    driftRepairs: snap?.driftRepairs ?? 0,
+    flows,
+    warnings: snap?.warnings ?? [],
+    expiring,
+    safeToRetire: { afterSeconds: retireAfter, mappings: safeToRetire },
+    self: (enabled ? (applied?.self ?? []) : []).map((m) => ({ ...m, inKernel: kernel ? kernel.self?.get(m.from) === m.to : null })),
+    kernelCapabilities: snap?.kernel ?? null,
+    startFailure: failure,
+  };
+}
+
+function driftOf(resolved: AppliedState['resolved'], kernel: ReturnType<typeof viewFromListing>, present: boolean, enabled: boolean): string[] {
+  if (!enabled) return present ? [`table ${TABLE.family} ${TABLE.name} exists although the feature is off`] : [];
+  if (!present) return resolved.length ? [`table ${TABLE.family} ${TABLE.name} is missing`] : [];
+  const out: string[] = [];
+  if (!kernel.layoutOk) out.push(`table ${TABLE.family} ${TABLE.name} has been altered (chains, rules or maps differ)`);
+  if (kernel.prefixes === null) out.push(`the prefix chains of table ${TABLE.family} ${TABLE.name} hold rules addrmap did not write`);
+  const want = new Map(resolved.map((m) => [m.from, m.to]));
+  for (const m of resolved) {
+    const have = kernelTarget(kernel, m);
+    if (have === undefined) out.push(`${m.from} -> ${m.to} is missing from the kernel`);
+    else if (have !== m.to) out.push(`${m.from} goes to ${have} in the kernel, not ${m.to}`);
+  }
+  const inKernel: [string, string][] = [...kernel.v4, ...kernel.v6, ...(kernel.prefixes ?? []).map((p): [string, string] => [`${p.from}/${p.length}`, `${p.to}/${p.length}`])];
+  for (const [from, to] of inKernel) if (!want.has(from)) out.push(`${from} -> ${to} is in the kernel but not in the applied mappings`);
+  return out;
+}
+
+/** Where the kernel sends a resolved mapping's from ("net/len" for prefixes, as in applied.json). */
+function kernelTarget(kernel: ReturnType<typeof viewFromListing>, m: { family: 4 | 6; from: string }): string | undefined {
+  if (!m.from.includes('/')) return (m.family === 4 ? kernel.v4 : kernel.v6).get(m.from);
+  const p = (kernel.prefixes ?? []).find((x) => `${x.from}/${x.length}` === m.from);
+  return p ? `${p.to}/${p.length}` : undefined;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const HEALTH_TEXT: Record<Health, string> = {
+  healthy: 'HEALTHY: the bridge is on and the kernel matches the applied mappings',
+  degraded: 'DEGRADED: see problems below',
+  'agent-not-running': 'AGENT NOT RUNNING: mappings in the kernel stay, but pushes are not applied',
+  disabled: 'DISABLED: the feature flag is off; no addresses are translated',
+};
+
+export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date } = {}): string {
+  const now = opts.now ?? new Date();
+  const L: string[] = [];
+  L.push(`addrmap ${s.startFailure ? 'AGENT NOT RUNNING: it cannot start here; see problems below' : HEALTH_TEXT[s.health]}`, '');
+  L.push(`enabled:      ${s.enabled ? 'yes' : 'no'} (from ${s.flagSource})`);
+  L.push(`agent:        ${s.agent.running ? `running, pid ${s.agent.pid}, up ${duration(s.agent.uptimeSeconds ?? 0)}` : 'not running'}`);
+  L.push(`mapping file: ${s.mappingFile ?? '-'}`);
+  L.push(`generation:   ${s.generation ?? 'none applied'}${s.appliedAt ? `, applied ${s.appliedAt} (${ago(s.appliedAt, now)})` : ''}`);
+  if (s.lastPush) {
+    const p = s.lastPush;
+    const gen = p.generation === undefined ? '' : ` generation ${p.generation}`;
+    const why = p.outcome === 'refused' || p.outcome === 'failed' ? `: ${p.entry ? `${p.entry}: ` : ''}${p.reason}` : '';
+    L.push(`last push:    ${p.outcome}${gen} at ${p.at} (${ago(p.at, now)})${why}`);
+  }
+  if (s.drift === null) L.push('kernel:       not read; run as root for live counters, drift and flows');
+  else L.push(`kernel:       ${s.drift.length ? `${s.drift.length} difference(s) from the applied mappings` : 'matches the applied mappings'}`);
+  if (s.driftRepairs) L.push(`repairs:      ${s.driftRepairs} since the agent started (another tool changed addrmap's table)`);
+  for (const m of s.kernelCapabilities?.missing ?? []) L.push(`limited:      ${m}`);
+  if (s.problems.length) {
+    L.push('', 'PROBLEMS');
+    for (const p of s.problems) L.push(`  ${p}`);
+  }
+
+  if (s.mappings.length) {
+    // Used mappings first (most recent first): those are the configs to rewrite.
+    const rows = [...s.mappings].sort((a, b) => (b.lastSeen ?? '').localeCompare(a.lastSeen ?? '') || (b.packets ?? 0) - (a.packets ?? 0));
+    const shown = opts.all ? rows : rows.slice(0, 50);
+    const src = s.source === 'kernel' ? 'live' : `sampled ${s.usageSampledAt ? ago(s.usageSampledAt, now) : 'never'}`;
+    L.push('', `MAPPINGS (${s.mappings.length}; hits ${src})`);
+    const table = [['FROM (stale)', 'TO (now)', 'PACKETS', 'BYTES', 'LAST SEEN', 'FLOWS', 'KERNEL']];
+    for (const m of shown) {
+      table.push([
+        m.from,
+        m.to,
+        m.packets === null ? '-' : String(m.packets),
+        m.bytes === null ? '-' : bytes(m.bytes),
+        m.lastSeen ? ago(m.lastSeen, now) : 'never',
+        m.flows === null ? '-' : String(m.flows),
+        m.inKernel === null ? '-' : m.inKernel ? 'ok' : 'MISSING',
+      ]);
+    }
+    L.push(...columns(table));
+    if (shown.length < rows.length) L.push(`  ... and ${rows.length - shown.length} more (--all, or --json)`);
+  }
+  if (s.expiring.length) {
+    L.push('', `EXPIRING (${s.expiring.length})`);
+    for (const e of s.expiring.slice(0, opts.all ? undefined : 20)) L.push(`  ${e.from} -> ${e.to} at ${e.expires} (in ${duration(Math.round((Date.parse(e.expires) - now.getTime()) / 1000))})`);
+    if (!opts.all && s.expiring.length > 20) L.push(`  ... and ${s.expiring.length - 20} more`);
+  }
+  if (s.safeToRetire.mappings.length) {
+    L.push('', `SAFE TO RETIRE (${s.safeToRetire.mappings.length}; no traffic for ${duration(s.safeToRetire.afterSeconds)} or longer)`);
+    for (const m of s.safeToRetire.mappings.slice(0, opts.all ? undefined : 20)) L.push(`  ${m}`);
+    if (!opts.all && s.safeToRetire.mappings.length > 20) L.push(`  ... and ${s.safeToRetire.mappings.length - 20} more`);
+  }
+  if (s.self.length) {
+    L.push('', `OWN PREVIOUS ADDRESSES (${s.self.length}; bindable here, traffic to the address now reaches sockets bound on them)`);
+    for (const m of s.self) L.push(`  ${m.from} (now ${m.to})${m.inKernel === false ? '  MISSING from the kernel' : ''}`);
+  }
+  if (s.flows?.length) {
+    L.push('', `FLOWS TO STALE ADDRESSES (${s.flows.length})`);
+    for (const f of s.flows) {
+      const ep = (a: string, p?: number) => (p === undefined ? a : a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
+      const who = f.pid ? `  pid ${f.pid} (${f.command})` : '';
+      L.push(`  ${f.proto} ${ep(f.src, f.sport)} -> ${ep(f.dst, f.dport)} ${f.translated ? `answered by ${f.answeredBy}` : 'NOT TRANSLATED'}${f.state ? ` ${f.state}` : ''}${who}`);
+    }
+  }
+  return L.join('\n');
+}
+
+function columns(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => '  ' + r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+}
+
+function ago(iso: string, now: Date): string {
+  return `${duration(Math.max(0, Math.round((now.getTime() - Date.parse(iso)) / 1000)))} ago`;
+}
+
+function duration(sec: number): string {
+  if (sec < 60) return `${sec}s`;
+  if (sec < 3600) return `${Math.floor(sec / 60)}m${String(sec % 60).padStart(2, '0')}s`;
+  if (sec < 86400) return `${Math.floor(sec / 3600)}h${String(Math.floor((sec % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor(sec / 86400)}d${String(Math.floor((sec % 86400) / 3600)).padStart(2, '0')}h`;
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(1)} GiB`;
+}
