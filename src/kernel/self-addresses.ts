@@ -25,6 +25,9 @@ interface OwnAddresses {
 }
 
 export class IpSelfAddresses implements SelfAddresses {
+  /** Adoption reads applied.json (megabytes at 100k mappings): once per process. */
+  private adoptionTried = false;
+
   constructor(
     private readonly stateDir: string,
     private readonly binary = 'ip',
@@ -59,6 +62,8 @@ export class IpSelfAddresses implements SelfAddresses {
   private async own(): Promise<Set<string>> {
     const doc = await readState<OwnAddresses>(this.stateDir, OWN_ADDRESSES_FILE);
     if (doc) return new Set(Array.isArray(doc.addresses) ? doc.addresses.filter((a) => typeof a === 'string') : []);
+    if (this.adoptionTried) return new Set();
+    this.adoptionTried = true;
     return this.adoptUnrecorded();
   }
 
@@ -77,7 +82,8 @@ export class IpSelfAddresses implements SelfAddresses {
     if (listed.size) {
       for (const a of await this.details()) if (listed.has(a.local) && a.prefixlen === 128 && a.preferred_life_time === 0) adopted.add(a.local);
     }
-    await this.save(adopted).catch(() => {}); // once: from now on the record decides
+    // From now on the record decides.
+    if (adopted.size) await this.save(adopted).catch(() => {});
     return adopted;
   }
 
