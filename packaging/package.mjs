@@ -124,7 +124,14 @@ if (await have('strip')) {
 }
 // postject's ELF parser warns about Node's many note sections; its output is
 // shown only when it fails.
-await run(process.execPath, [join(dirname(require.resolve('postject/package.json')), 'dist/cli.js'), exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE]);
+await run(process.execPath, [
+  join(dirname(require.resolve('postject/package.json')), 'dist/cli.js'),
+  exe,
+  'NODE_SEA_BLOB',
+  blob,
+  '--sentinel-fuse',
+  SEA_FUSE,
+]);
 const selfVersion = (await run(exe, ['version'], { env: { PATH: process.env.PATH ?? '' } })).stdout.trim();
 if (selfVersion !== VERSION) throw new Error(`the built executable says version ${JSON.stringify(selfVersion)}, expected ${VERSION}`);
 step(`standalone executable out/addrmap (Node ${nodeVersion}${stripped ? ', stripped' : ''})`);
@@ -279,12 +286,20 @@ for (const a of [...built, join(WORK, 'SHA256SUMS')]) await rename(a, join(OUT, 
 const artifacts = built.map((a) => join(OUT, basename(a)));
 await writeFile(
   join(WORK, 'BUILD-INFO.json'),
-  JSON.stringify({ version: VERSION, node: nodeVersion, arch: ARCH, stripped, inputs, sizes, installedBytes: installedKiB * 1024 }, null, 2) + '\n',
+  JSON.stringify(
+    { version: VERSION, node: nodeVersion, arch: ARCH, stripped, inputs, sizes, installedBytes: installedKiB * 1024 },
+    null,
+    2,
+  ) + '\n',
 );
 await rename(join(WORK, 'BUILD-INFO.json'), join(OUT, 'BUILD-INFO.json'));
 await rm(WORK, { recursive: true, force: true });
 
 const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
-process.stdout.write(`\npackage: done in ${((Date.now() - started) / 1000).toFixed(1)} s; artifacts in ${relative(process.cwd(), OUT) || '.'}/\n`);
+process.stdout.write(
+  `\npackage: done in ${((Date.now() - started) / 1000).toFixed(1)} s; artifacts in ${relative(process.cwd(), OUT) || '.'}/\n`,
+);
 for (const a of artifacts) process.stdout.write(`  ${relative(OUT, a).padEnd(34)} ${mb((await stat(a)).size).padStart(9)}\n`);
-process.stdout.write(`  installed size ${mb(installedKiB * 1024)}; needs glibc >= 2.28, libstdc++6, libgcc-s1; nft, ip, conntrack at run time\n`);
+process.stdout.write(
+  `  installed size ${mb(installedKiB * 1024)}; needs glibc >= 2.28, libstdc++6, libgcc-s1; nft, ip, conntrack at run time\n`,
+);

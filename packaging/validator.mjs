@@ -17,7 +17,8 @@ export async function generateValidator() {
   // The only runtime helper the code needs: string length in code points, as
   // JSON Schema counts it for maxLength.
   const helper = 'require("ajv/dist/runtime/ucs2length").default';
-  if (code.split(helper).length > 2 || /require\(/.test(code.replace(helper, ''))) throw new Error('the generated validator needs an ajv runtime helper this generator does not provide');
+  if (code.split(helper).length > 2 || /require\(/.test(code.replace(helper, '')))
+    throw new Error('the generated validator needs an ajv runtime helper this generator does not provide');
   code = code.replace(helper, 'codePoints');
   return [
     '// @ts-nocheck',

@@ -77,7 +77,9 @@ export class AgentLock {
       const reply = (r: Omit<Reply, 'pid'> = {}) => c.end(JSON.stringify({ pid: process.pid, ...r }) + '\n');
       if (req?.request === 'pass') {
         c.setTimeout(0); // a pass at 100k mappings takes a while
-        this.onPass({ request: 'pass', acceptLowerGeneration: req.acceptLowerGeneration === true }).then(reply, (e: Error) => reply({ outcome: 'failed', message: e.message }));
+        this.onPass({ request: 'pass', acceptLowerGeneration: req.acceptLowerGeneration === true }).then(reply, (e: Error) =>
+          reply({ outcome: 'failed', message: e.message }),
+        );
       } else reply();
     });
   }

@@ -12,7 +12,15 @@ import type { Logger } from './logger.js';
 import type { Paths } from '../input/settings.js';
 import { AgentStats } from './metrics.js';
 import { missingCapabilities, type Ruleset } from '../kernel/ruleset.js';
-import { APPLIED_FILE, readSnapshot, writeSnapshot, writeState, type AppliedState, type PushOutcome, type Snapshot } from '../state/state-file.js';
+import {
+  APPLIED_FILE,
+  readSnapshot,
+  writeSnapshot,
+  writeState,
+  type AppliedState,
+  type PushOutcome,
+  type Snapshot,
+} from '../state/state-file.js';
 
 export interface PassResult {
   /** What happened to the mapping file (or the flag). */
@@ -58,7 +66,10 @@ export class Agent {
     try {
       this.snapshot = await readSnapshot(this.o.paths.stateDir);
     } catch (e) {
-      this.o.log.warn({ event: 'snapshot_unreadable', reason: (e as Error).message }, 'previous status snapshot unreadable; generation check starts afresh');
+      this.o.log.warn(
+        { event: 'snapshot_unreadable', reason: (e as Error).message },
+        'previous status snapshot unreadable; generation check starts afresh',
+      );
       this.snapshot = null;
     }
   }
@@ -109,7 +120,8 @@ export class Agent {
       this.nextExpiry = null;
       this.stats.mappings = 0;
       const r = await this.o.reconciler.disable();
-      if (r.removedTable || r.routesRemoved) log.info({ event: 'disabled', flagSource: flag.source, ...r }, 'feature off: table and routes removed');
+      if (r.removedTable || r.routesRemoved)
+        log.info({ event: 'disabled', flagSource: flag.source, ...r }, 'feature off: table and routes removed');
       await this.record({ flag, applied: null });
       return { outcome: 'disabled', flag };
     }
@@ -131,9 +143,16 @@ export class Agent {
       const lowerAccepted = this.acceptLower && applied !== undefined && file.generation < applied;
       this.acceptLower = false;
       if (applied !== undefined && file.generation < applied && !lowerAccepted) {
-        throw new MappingFileError('generation', `generation ${file.generation} is older than the applied generation ${applied} (after a mistaken push: addrmap apply --accept-lower-generation)`);
+        throw new MappingFileError(
+          'generation',
+          `generation ${file.generation} is older than the applied generation ${applied} (after a mistaken push: addrmap apply --accept-lower-generation)`,
+        );
       }
-      if (lowerAccepted) log.warn({ event: 'generation_lowered', generation: file.generation, previous: applied }, `generation ${file.generation} accepted below ${applied}, as asked`);
+      if (lowerAccepted)
+        log.warn(
+          { event: 'generation_lowered', generation: file.generation, previous: applied },
+          `generation ${file.generation} accepted below ${applied}, as asked`,
+        );
       const { live, expired } = splitExpired(file.mappings, Date.now());
       const desired = resolveChains(live, file.self);
       let sync: SyncResult;
@@ -231,12 +250,24 @@ export class Agent {
     }
     if (sync.forcedOnly) {
       // The kernel was as it should be; the rebuild only follows a failed transaction.
-      this.o.log.info({ event: 'rebuilt', reason: 'the transaction before failed', drift: reason, durationMs: ms(started) }, 'table rebuilt after a failed transaction; no drift');
+      this.o.log.info(
+        { event: 'rebuilt', reason: 'the transaction before failed', drift: reason, durationMs: ms(started) },
+        'table rebuilt after a failed transaction; no drift',
+      );
     } else if (sync.kind !== 'none') {
       this.driftRepairs++;
       this.stats.driftRepairs = this.driftRepairs;
       this.o.log.warn(
-        { event: 'drift_repaired', drift: reason, kind: sync.kind, added: sync.added, removed: sync.removed, retargeted: sync.retargeted, durationMs: ms(started), repairs: this.driftRepairs },
+        {
+          event: 'drift_repaired',
+          drift: reason,
+          kind: sync.kind,
+          added: sync.added,
+          removed: sync.removed,
+          retargeted: sync.retargeted,
+          durationMs: ms(started),
+          repairs: this.driftRepairs,
+        },
         `kernel state changed by another tool (${reason}); repaired`,
       );
       if (this.snapshot) await this.record({ flag: this.snapshot.flag });
@@ -277,7 +308,11 @@ export class Agent {
         },
         `${sync.removed} mapping(s) expired and removed`,
       );
-      if (this.snapshot) await this.record({ flag: this.snapshot.flag, applied: { generation: file.generation, at: this.snapshot.applied?.at ?? now(), mappings: countMappings(desired) } });
+      if (this.snapshot)
+        await this.record({
+          flag: this.snapshot.flag,
+          applied: { generation: file.generation, at: this.snapshot.applied?.at ?? now(), mappings: countMappings(desired) },
+        });
     }
     return sync;
   }
@@ -328,7 +363,9 @@ export class Agent {
     const caps = this.o.ruleset?.caps;
     if (caps) snap.kernel = { ...caps, missing: missingCapabilities(caps) };
     else if (prev?.kernel) snap.kernel = prev.kernel;
-    const accepted = u.lowered ? snap.applied!.generation : Math.max(prev?.acceptedGeneration ?? -1, prev?.applied?.generation ?? -1, snap.applied?.generation ?? -1);
+    const accepted = u.lowered
+      ? snap.applied!.generation
+      : Math.max(prev?.acceptedGeneration ?? -1, prev?.applied?.generation ?? -1, snap.applied?.generation ?? -1);
     if (accepted >= 0) snap.acceptedGeneration = accepted;
     this.snapshot = snap;
     try {

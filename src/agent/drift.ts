@@ -83,7 +83,9 @@ export class DriftDetector implements NftInterface {
     // same element changes nothing, and any delete of it is not expected. The
     // table, chains and rules of a rebuild are covered by the quiet window and
     // the verification after it. Echoes of a large batch take longer to come.
-    const keys = tx.operations.flatMap((op) => ('element' in op.object ? [`${op.verb} ${op.object.element.name} ${normalizeIp(op.object.element.key)}`] : []));
+    const keys = tx.operations.flatMap((op) =>
+      'element' in op.object ? [`${op.verb} ${op.object.element.name} ${normalizeIp(op.object.element.key)}`] : [],
+    );
     if (keys.length >= UNWATCHED_ELEMENTS && this.monitor) return this.runUnwatched(tx);
     const expires = Date.now() + ECHO_MS + keys.length * ECHO_MS_PER_ELEMENT;
     for (const k of keys) {
@@ -119,7 +121,9 @@ export class DriftDetector implements NftInterface {
   private async runUnwatched(tx: Transaction): Promise<void> {
     const monitor = this.monitor!;
     this.monitor = null; // its close is ours, not a crash to report
-    const closed = new Promise<void>((r) => (monitor.exitCode !== null || monitor.signalCode !== null ? r() : monitor.once('close', () => r())));
+    const closed = new Promise<void>((r) =>
+      monitor.exitCode !== null || monitor.signalCode !== null ? r() : monitor.once('close', () => r()),
+    );
     monitor.kill('SIGTERM');
     await closed;
     this.committing++;
@@ -177,7 +181,12 @@ export class DriftDetector implements NftInterface {
     if (!kind || !isObj(obj)) return;
     const table = kind === 'table' ? obj.name : obj.table;
     if (table !== TABLE.name || obj.family !== TABLE.family) return;
-    const foreign = kind === 'element' ? (((obj.elem as { set?: unknown[] })?.set ?? []) as unknown[]).map(elementKey).filter((key) => !this.consume(`${verb} ${obj.name} ${key}`)) : null;
+    const foreign =
+      kind === 'element'
+        ? (((obj.elem as { set?: unknown[] })?.set ?? []) as unknown[])
+            .map(elementKey)
+            .filter((key) => !this.consume(`${verb} ${obj.name} ${key}`))
+        : null;
     if (foreign?.length === 0) return; // our own element echoes
     if (Date.now() < this.quietUntil) {
       this.suppressed = true;
@@ -185,10 +194,16 @@ export class DriftDetector implements NftInterface {
       return;
     }
     if (foreign) {
-      this.onDrift(`${verb} element ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''} in map ${obj.name} by another tool`, true);
+      this.onDrift(
+        `${verb} element ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''} in map ${obj.name} by another tool`,
+        true,
+      );
       return;
     }
-    this.onDrift(`${verb} ${kind} ${kind === 'rule' ? `in chain ${obj.chain}` : (obj.name ?? '')} by another tool`.replace(/ +/g, ' '), true);
+    this.onDrift(
+      `${verb} ${kind} ${kind === 'rule' ? `in chain ${obj.chain}` : (obj.name ?? '')} by another tool`.replace(/ +/g, ' '),
+      true,
+    );
   }
 
   /** Uses up one expected echo of key (the one registered with `exact` expiry, if given). */
@@ -230,7 +245,9 @@ export class DriftDetector implements NftInterface {
     child.on('close', (code) => restart({ code }));
     if (!child.stdout || !child.stderr) return;
     if (!this.o.setpriv && this.o.stateDir && child.pid) {
-      void recordChild(this.o.stateDir, child.pid, argv).catch((e: Error) => this.o.log.warn({ event: 'state_write_failed', reason: e.message }, 'cannot record the monitor'));
+      void recordChild(this.o.stateDir, child.pid, argv).catch((e: Error) =>
+        this.o.log.warn({ event: 'state_write_failed', reason: e.message }, 'cannot record the monitor'),
+      );
     }
     createInterface({ input: child.stdout }).on('line', (l) => this.handleEvent(l));
     child.stderr.resume();
@@ -253,7 +270,9 @@ export class DriftDetector implements NftInterface {
       this.checking = false;
     }
     const ours = chains.filter((c) => c.family === TABLE.family && c.table === TABLE.name);
-    const missing = (this.o.ruleset ?? FULL_RULESET).chains.filter((want) => !ours.some((c) => c.name === want.name && c.hook === want.hook && c.prio === want.prio));
+    const missing = (this.o.ruleset ?? FULL_RULESET).chains.filter(
+      (want) => !ours.some((c) => c.name === want.name && c.hook === want.hook && c.prio === want.prio),
+    );
     if (missing.length) this.onDrift(`chain ${missing.map((c) => c.name).join(', ')} missing or changed`, true);
   }
 }

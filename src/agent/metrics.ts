@@ -32,17 +32,34 @@ export function renderMetrics(s: AgentStats): string {
   metric('addrmap_enabled', 'gauge', 'Whether the feature flag is on.', [['', s.enabled ? 1 : 0]]);
   metric('addrmap_mappings', 'gauge', 'Mappings installed (after chain resolution).', [['', s.mappings]]);
   metric('addrmap_applied_generation', 'gauge', 'Generation of the applied mapping file (-1: none).', [['', s.generation ?? -1]]);
-  metric('addrmap_sync_duration_seconds', 'summary', 'Time to apply a mapping file, from reading it to the kernel, routes and conntrack done.', [
-    ['_sum', s.syncSecondsSum],
-    ['_count', s.syncs],
-  ]);
+  metric(
+    'addrmap_sync_duration_seconds',
+    'summary',
+    'Time to apply a mapping file, from reading it to the kernel, routes and conntrack done.',
+    [
+      ['_sum', s.syncSecondsSum],
+      ['_count', s.syncs],
+    ],
+  );
   metric('addrmap_last_sync_duration_seconds', 'gauge', 'Duration of the last sync.', [['', s.lastSyncSeconds]]);
-  metric('addrmap_sync_failures_total', 'counter', 'Syncs that failed (nft or kernel error); the kernel kept its state.', [['', s.syncFailures]]);
+  metric('addrmap_sync_failures_total', 'counter', 'Syncs that failed (nft or kernel error); the kernel kept its state.', [
+    ['', s.syncFailures],
+  ]);
   metric('addrmap_refused_pushes_total', 'counter', 'Mapping or config files refused as invalid or untrusted.', [['', s.refusedPushes]]);
   metric('addrmap_drift_repairs_total', 'counter', "Repairs after another tool changed addrmap's table.", [['', s.driftRepairs]]);
   const lbl = (m: { from: string; to: string }) => `{from="${m.from}",to="${m.to}"}`;
-  metric('addrmap_mapping_packets_total', 'counter', 'Packets sent to a stale address and translated.', s.perMapping.map((m) => [lbl(m), m.packets]));
-  metric('addrmap_mapping_bytes_total', 'counter', 'Bytes sent to a stale address and translated.', s.perMapping.map((m) => [lbl(m), m.bytes]));
+  metric(
+    'addrmap_mapping_packets_total',
+    'counter',
+    'Packets sent to a stale address and translated.',
+    s.perMapping.map((m) => [lbl(m), m.packets]),
+  );
+  metric(
+    'addrmap_mapping_bytes_total',
+    'counter',
+    'Bytes sent to a stale address and translated.',
+    s.perMapping.map((m) => [lbl(m), m.bytes]),
+  );
   return out.join('\n') + '\n';
 }
 

@@ -57,7 +57,12 @@ export class Telemetry {
       // Per-mapping series cost memory and time in proportion to the map
       // (100k mappings: 200k series); built only when someone reads them.
       this.agent.stats.perMapping = (await this.metricsWanted())
-        ? Object.entries(state.mappings).map(([from, u]) => ({ from, to: this.agent.targetOf(from) ?? '', packets: u.packets, bytes: u.bytes }))
+        ? Object.entries(state.mappings).map(([from, u]) => ({
+            from,
+            to: this.agent.targetOf(from) ?? '',
+            packets: u.packets,
+            bytes: u.bytes,
+          }))
         : [];
       await writeState(this.stateDir, USAGE_FILE, state);
       await this.writeMetrics();
@@ -77,7 +82,13 @@ export class Telemetry {
   private async metricsWanted(): Promise<boolean> {
     if (this.server) return true;
     const path = this.agent.config?.metricsFile;
-    return !!path && (await access(dirname(path)).then(() => true, () => false));
+    return (
+      !!path &&
+      (await access(dirname(path)).then(
+        () => true,
+        () => false,
+      ))
+    );
   }
 
   private async writeMetrics(): Promise<void> {

@@ -25,7 +25,12 @@ export class UsageTracker {
       // Counters restart at zero when the element or table is recreated;
       // any traffic since then counts as use.
       const grew = prev ? packets > prev.packets || (packets < prev.packets && packets > 0) : packets > 0;
-      next.set(key, { packets, bytes, lastSeen: grew ? now.toISOString() : (prev?.lastSeen ?? null), since: prev?.since ?? now.toISOString() });
+      next.set(key, {
+        packets,
+        bytes,
+        lastSeen: grew ? now.toISOString() : (prev?.lastSeen ?? null),
+        since: prev?.since ?? now.toISOString(),
+      });
     }
     this.last = next;
     return { schema: 1, sampledAt: now.toISOString(), mappings: Object.fromEntries(next) };

@@ -41,7 +41,11 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
   // Identity (inode, size, times) of each watched file as last read: the
   // poll below triggers only on a change no pass has seen.
   const identities = new Map<string, string>();
-  const identity = async (f: string) => stat(f).then((s) => `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`, () => 'absent');
+  const identity = async (f: string) =>
+    stat(f).then(
+      (s) => `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`,
+      () => 'absent',
+    );
   let repairReason: string | null = null;
   let expireDue = false;
   let expiryTimer: NodeJS.Timeout | null = null;
@@ -153,7 +157,13 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
   // File events can be lost, e.g. when the directory holding the file is
   // replaced; a cheap identity check catches what the watcher missed.
   for (const f of o.files) identities.set(f, await identity(f));
-  const localKey = async () => (o.localAddresses ? o.localAddresses().then((l) => [...l.v4, ...l.v6].sort().join(' '), () => '') : '');
+  const localKey = async () =>
+    o.localAddresses
+      ? o.localAddresses().then(
+          (l) => [...l.v4, ...l.v6].sort().join(' '),
+          () => '',
+        )
+      : '';
   let locals = await localKey();
   const poll = setInterval(async () => {
     for (const f of o.files) {

@@ -122,14 +122,13 @@ export async function main(argv: string[]): Promise<number> {
   const [min, max] = arity[command ?? ''] ?? [0, 0];
   if (args.length < min || args.length > max) {
     process.stderr.write(
-      args.length < min ? `addrmap: ${command} needs ${min === max ? 'an address' : 'at least one path'}\n` : `addrmap: unexpected argument ${JSON.stringify(args[max])}\n`,
+      args.length < min
+        ? `addrmap: ${command} needs ${min === max ? 'an address' : 'at least one path'}\n`
+        : `addrmap: unexpected argument ${JSON.stringify(args[max])}\n`,
     );
     return EXIT.usage;
   }
-  const paths = resolvePaths(
-    { config: values.config, mappings: values.mappings, stateDir: values['state-dir'] },
-    process.env,
-  );
+  const paths = resolvePaths({ config: values.config, mappings: values.mappings, stateDir: values['state-dir'] }, process.env);
 
   switch (command) {
     case 'help':
@@ -149,7 +148,11 @@ export async function main(argv: string[]): Promise<number> {
         retireAfterSeconds: config.retireAfterSeconds,
         flag: await currentFlag(process.env, config.enabled).catch(() => undefined),
       });
-      process.stdout.write(values.json ? printableJson(JSON.stringify(report, null, 2)) + '\n' : printableText(formatStatus(report, { all: !!values.all })) + '\n');
+      process.stdout.write(
+        values.json
+          ? printableJson(JSON.stringify(report, null, 2)) + '\n'
+          : printableText(formatStatus(report, { all: !!values.all })) + '\n',
+      );
       return STATUS_EXIT[report.health];
     }
     case 'explain':
@@ -159,7 +162,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'apply':
     case 'watch':
       if (values['accept-lower-generation'] && command !== 'apply') {
-        process.stderr.write("addrmap: --accept-lower-generation is for apply (it makes one pass)\n");
+        process.stderr.write('addrmap: --accept-lower-generation is for apply (it makes one pass)\n');
         return EXIT.usage;
       }
       return run(command, paths, !!values['accept-lower-generation']);
@@ -175,7 +178,11 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   // otherwise undo what apply changed behind it.
   let lock: AgentLock | null = null;
   if (command === 'apply') {
-    const running = await ask(paths.stateDir, { request: 'pass', ...(acceptLower ? { acceptLowerGeneration: true } : {}) }, 10 * 60_000).catch(() => null);
+    const running = await ask(
+      paths.stateDir,
+      { request: 'pass', ...(acceptLower ? { acceptLowerGeneration: true } : {}) },
+      10 * 60_000,
+    ).catch(() => null);
     if (running) return handedOver(running, log);
   } else {
     // A state directory that cannot hold the socket (read-only, full) costs
@@ -199,9 +206,16 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     if (checked.status === 'rejected') throw checked.reason;
     if (probed.status === 'rejected') throw probed.reason;
     ruleset = probed.value.ruleset;
-    log.debug({ event: 'nft', version: checked.value.version, kernel: ruleset.caps, rejected: probed.value.rejected }, 'nft is usable and the kernel accepts the table');
+    log.debug(
+      { event: 'nft', version: checked.value.version, kernel: ruleset.caps, rejected: probed.value.rejected },
+      'nft is usable and the kernel accepts the table',
+    );
     const missing = missingCapabilities(ruleset.caps);
-    if (missing.length) log.warn({ event: 'kernel_capabilities', kernel: ruleset.caps, missing }, `the running kernel lacks part of addrmap's table: ${missing.join('; ')}`);
+    if (missing.length)
+      log.warn(
+        { event: 'kernel_capabilities', kernel: ruleset.caps, missing },
+        `the running kernel lacks part of addrmap's table: ${missing.join('; ')}`,
+      );
   } catch (e) {
     // Not retried by init (exit 4): the kernel and nft do not change while
     // the guest runs, and a restart loop would only repeat this line.
@@ -219,21 +233,44 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     // A previous agent killed without setpriv in the image may have left its monitor behind.
     const reaped = await reapOrphans(paths.stateDir);
     if (reaped.length) log.info({ event: 'orphans_killed', pids: reaped }, "killed a previous agent's leftover nft monitor");
-    drift = new DriftDetector(nft, { log, listChains: () => nft.listChains(), ruleset, setpriv: await findSetpriv(), stateDir: paths.stateDir });
+    drift = new DriftDetector(nft, {
+      log,
+      listChains: () => nft.listChains(),
+      ruleset,
+      setpriv: await findSetpriv(),
+      stateDir: paths.stateDir,
+    });
   }
   const table = conntrackTable();
   const cleanup = new ConntrackCleanup(
     () => table,
     (o) => {
-      if (o.warning) log.warn({ event: 'conntrack_cleanup_incomplete', targets: o.targets, removed: o.removed, durationMs: o.durationMs, reason: o.warning }, o.warning);
-      else log.info({ event: 'conntrack_cleaned', targets: o.targets, removed: o.removed, durationMs: o.durationMs, via: table.via }, `conntrack: ${o.removed} stale flows removed`);
+      if (o.warning)
+        log.warn(
+          { event: 'conntrack_cleanup_incomplete', targets: o.targets, removed: o.removed, durationMs: o.durationMs, reason: o.warning },
+          o.warning,
+        );
+      else
+        log.info(
+          { event: 'conntrack_cleaned', targets: o.targets, removed: o.removed, durationMs: o.durationMs, via: table.via },
+          `conntrack: ${o.removed} stale flows removed`,
+        );
     },
   );
-  const reconciler = new Reconciler({ nft: drift ?? nft, routes: new IpRoutes(), conntrack: cleanup, selfAddresses: new IpSelfAddresses(paths.stateDir), ruleset, localAddresses: () => readLocalAddresses() });
+  const reconciler = new Reconciler({
+    nft: drift ?? nft,
+    routes: new IpRoutes(),
+    conntrack: cleanup,
+    selfAddresses: new IpSelfAddresses(paths.stateDir),
+    ruleset,
+    localAddresses: () => readLocalAddresses(),
+  });
   const agent = new Agent({ paths, env: process.env, reconciler, log, daemon: command === 'watch', ruleset });
   // Before anything is read from it: repaired if ours but writable by others,
   // refused (the agent then works without state) if a symlink or someone else's.
-  await prepareStateDir(paths.stateDir).catch((e: Error) => log.error({ event: 'state_dir_untrusted', reason: e.message }, 'state directory not used'));
+  await prepareStateDir(paths.stateDir).catch((e: Error) =>
+    log.error({ event: 'state_dir_untrusted', reason: e.message }, 'state directory not used'),
+  );
   await agent.init();
 
   if (command === 'apply') {
@@ -242,13 +279,20 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     // The mappings are in effect already; the flows they fix are waited for
     // so that apply returns with the guest's connections working.
     await cleanup.settled();
-    if (r.outcome === 'refused' || r.outcome === 'failed') process.stderr.write(`addrmap: ${r.outcome}: ${printableText(r.message ?? '')}\n`);
+    if (r.outcome === 'refused' || r.outcome === 'failed')
+      process.stderr.write(`addrmap: ${r.outcome}: ${printableText(r.message ?? '')}\n`);
     return r.outcome === 'refused' ? EXIT.refused : r.outcome === 'failed' ? EXIT.failed : EXIT.ok;
   }
 
   const telemetry = new Telemetry(agent, new UsageTracker(drift!), paths.stateDir, log);
   await telemetry.start();
-  const watcher = await startWatching(agent, { files: [paths.mappings, paths.config], log, drift: drift!, afterPass: () => telemetry.afterPass(), localAddresses: () => readLocalAddresses() });
+  const watcher = await startWatching(agent, {
+    files: [paths.mappings, paths.config],
+    log,
+    drift: drift!,
+    afterPass: () => telemetry.afterPass(),
+    localAddresses: () => readLocalAddresses(),
+  });
   const stop = (signal: string) => {
     log.info({ event: 'stopping', signal }, 'stopping; kernel state left in place for the next start');
     void watcher.stop();
@@ -270,7 +314,8 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
 /** The running agent did apply's pass: its outcome, as apply would report it. */
 function handedOver(r: { pid: number; outcome?: string; message?: string }, log: ReturnType<typeof createLogger>): number {
   log.info({ event: 'handed_over', pid: r.pid, outcome: r.outcome }, `the running agent (pid ${r.pid}) made the pass: ${r.outcome}`);
-  if (r.outcome === 'refused' || r.outcome === 'failed') process.stderr.write(`addrmap: ${r.outcome} (by the running agent, pid ${r.pid}): ${printableText(r.message ?? '')}\n`);
+  if (r.outcome === 'refused' || r.outcome === 'failed')
+    process.stderr.write(`addrmap: ${r.outcome} (by the running agent, pid ${r.pid}): ${printableText(r.message ?? '')}\n`);
   return r.outcome === 'refused' ? EXIT.refused : r.outcome === 'failed' ? EXIT.failed : EXIT.ok;
 }
 
@@ -321,9 +366,13 @@ async function scanCommand(paths: string[], stateDir: string, json: boolean): Pr
   for await (const o of scanPaths(paths, stale, stats)) {
     found.push(o);
     // The file's name and line are the customer's bytes: escaped field by field.
-    if (!json) process.stdout.write(`${printable(o.file)}:${o.line}:${o.column}: ${printable(o.text)} is stale, now ${o.target}: ${printableText(o.lineText.replace(/[\r\n]/g, ''))}\n`);
+    if (!json)
+      process.stdout.write(
+        `${printable(o.file)}:${o.line}:${o.column}: ${printable(o.text)} is stale, now ${o.target}: ${printableText(o.lineText.replace(/[\r\n]/g, ''))}\n`,
+      );
   }
-  if (json) process.stdout.write(printableJson(JSON.stringify({ generation: applied.generation, occurrences: found, ...stats }, null, 2)) + '\n');
+  if (json)
+    process.stdout.write(printableJson(JSON.stringify({ generation: applied.generation, occurrences: found, ...stats }, null, 2)) + '\n');
   else {
     for (const s of stats.skipped) process.stderr.write(`addrmap: skipped ${printable(s.file)}: ${printableText(s.reason)}\n`);
     process.stderr.write(`${found.length} occurrence(s) of ${stale.size} stale address(es) in ${stats.files} file(s)\n`);

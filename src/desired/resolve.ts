@@ -113,7 +113,10 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
       if (!cover) break;
       target = withPrefix(family, cover.length, cover.to, target);
       if (seen.has(target)) {
-        throw new MappingFileError(entryOf(n.m), `prefix mappings form a cycle: ${[n.net, ...path].map((v) => `${bigToAddress(family, v)}/${n.length}`).join(' -> ')}`);
+        throw new MappingFileError(
+          entryOf(n.m),
+          `prefix mappings form a cycle: ${[n.net, ...path].map((v) => `${bigToAddress(family, v)}/${n.length}`).join(' -> ')}`,
+        );
       }
       seen.add(target);
       path.push(target);

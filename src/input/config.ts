@@ -62,7 +62,16 @@ export function ownUid(): number[] {
   return uid === undefined || uid === 0 ? [] : [uid];
 }
 
-const KNOWN_SETTINGS = ['enabled', 'logLevel', 'allowedTargets', 'metricsFile', 'metricsListen', 'metricsListenAnyAddress', 'usageIntervalSeconds', 'retireAfterSeconds'];
+const KNOWN_SETTINGS = [
+  'enabled',
+  'logLevel',
+  'allowedTargets',
+  'metricsFile',
+  'metricsListen',
+  'metricsListenAnyAddress',
+  'usageIntervalSeconds',
+  'retireAfterSeconds',
+];
 
 export function parseConfig(text: string, path = 'config'): Config {
   const problem = strictJsonProblem(text);
@@ -97,12 +106,15 @@ export function parseConfig(text: string, path = 'config'): Config {
         }
         break;
       case 'metricsFile':
-        if (v !== null && (typeof v !== 'string' || !v.startsWith('/'))) throw new ConfigError(`${path}: "metricsFile" must be an absolute path or null`);
+        if (v !== null && (typeof v !== 'string' || !v.startsWith('/')))
+          throw new ConfigError(`${path}: "metricsFile" must be an absolute path or null`);
         cfg.metricsFile = v;
         break;
       case 'metricsListen':
         if (v !== null && (typeof v !== 'string' || !parseListen(v))) {
-          throw new ConfigError(`${path}: "metricsListen" must be host:port with an IP address or localhost and a port from 1 to 65535 (e.g. "127.0.0.1:9851"), or null`);
+          throw new ConfigError(
+            `${path}: "metricsListen" must be host:port with an IP address or localhost and a port from 1 to 65535 (e.g. "127.0.0.1:9851"), or null`,
+          );
         }
         cfg.metricsListen = v;
         break;
@@ -111,11 +123,13 @@ export function parseConfig(text: string, path = 'config'): Config {
         cfg.metricsListenAnyAddress = v;
         break;
       case 'usageIntervalSeconds':
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 86400) throw new ConfigError(`${path}: "usageIntervalSeconds" must be a whole number from 1 to 86400`);
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 86400)
+          throw new ConfigError(`${path}: "usageIntervalSeconds" must be a whole number from 1 to 86400`);
         cfg.usageIntervalSeconds = v;
         break;
       case 'retireAfterSeconds':
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ConfigError(`${path}: "retireAfterSeconds" must be a positive whole number`);
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+          throw new ConfigError(`${path}: "retireAfterSeconds" must be a positive whole number`);
         cfg.retireAfterSeconds = v;
         break;
       default:
@@ -125,7 +139,9 @@ export function parseConfig(text: string, path = 'config'): Config {
   }
   const listen = cfg.metricsListen ? parseListen(cfg.metricsListen) : null;
   if (listen && !listen.loopback && !cfg.metricsListenAnyAddress) {
-    throw new ConfigError(`${path}: "metricsListen" ${listen.host} is reachable from other hosts and /metrics lists every mapping; use a loopback address, or set "metricsListenAnyAddress": true`);
+    throw new ConfigError(
+      `${path}: "metricsListen" ${listen.host} is reachable from other hosts and /metrics lists every mapping; use a loopback address, or set "metricsListenAnyAddress": true`,
+    );
   }
   return cfg;
 }

@@ -30,7 +30,9 @@ export function resolveFlag(env: NodeJS.ProcessEnv, cmdline: string, configEnabl
   const fromEnv = env.ADDRMAP_ENABLED;
   if (fromEnv !== undefined && fromEnv !== '') return { enabled: parseBool(fromEnv, 'ADDRMAP_ENABLED'), source: 'environment' };
   // The kernel takes the last occurrence of a repeated parameter; so do we.
-  const value = kernelParams(cmdline).filter(([name]) => name === 'addrmap.enabled').at(-1);
+  const value = kernelParams(cmdline)
+    .filter(([name]) => name === 'addrmap.enabled')
+    .at(-1);
   if (value) return { enabled: kernelBool(value[1], 'addrmap.enabled on the kernel command line'), source: 'kernel command line' };
   if (configEnabled !== null) return { enabled: configEnabled, source: 'config file' };
   return { enabled: false, source: 'default' };

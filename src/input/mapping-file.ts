@@ -23,7 +23,8 @@ export interface Mapping {
 }
 
 /** "fdaa::/80" for a prefix mapping's from, the address for others. */
-export const fromKey = (m: { from: string; prefixLength?: number }) => (m.prefixLength === undefined ? m.from : `${m.from}/${m.prefixLength}`);
+export const fromKey = (m: { from: string; prefixLength?: number }) =>
+  m.prefixLength === undefined ? m.from : `${m.from}/${m.prefixLength}`;
 
 export interface MappingFile {
   generation: number;
@@ -95,7 +96,10 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
   // than as a list of fields this version does not know.
   if (isObject(doc) && 'version' in doc && doc.version !== 1) {
     const v = doc.version;
-    throw new MappingFileError('version', `unsupported version${typeof v === 'number' && Number.isSafeInteger(v) ? ` ${v}` : ' (not a whole number)'}; this addrmap reads version 1`);
+    throw new MappingFileError(
+      'version',
+      `unsupported version${typeof v === 'number' && Number.isSafeInteger(v) ? ` ${v}` : ' (not a whole number)'}; this addrmap reads version 1`,
+    );
   }
   if (!validate(doc)) {
     const err = validate.errors?.[0];
@@ -107,7 +111,11 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
     const detail = err ? describeSchemaError(err) : 'does not match the schema';
     throw new MappingFileError(where, detail);
   }
-  const file = doc as { generation: number; mappings: { from: string; to: string; expires?: string }[]; self?: { from: string; to: string }[] };
+  const file = doc as {
+    generation: number;
+    mappings: { from: string; to: string; expires?: string }[];
+    self?: { from: string; to: string }[];
+  };
 
   // This loop runs for every entry of every push (100k at the largest sizes):
   // plain loops and one object per mapping; of the error messages only the
@@ -123,7 +131,8 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
     if (from.family !== to.family) {
       throw new MappingFileError(entry, `mixes address families: from ${from.text} is IPv${from.family}, to ${to.text} is IPv${to.family}`);
     }
-    if (from.text === to.text) throw new MappingFileError(entry, `from and to are the same ${length === undefined ? 'address' : 'prefix'} (${from.text})`);
+    if (from.text === to.text)
+      throw new MappingFileError(entry, `from and to are the same ${length === undefined ? 'address' : 'prefix'} (${from.text})`);
     // A target prefix must lie wholly inside an allowed range.
     let allowed = false;
     for (let k = 0; k < allowedTargets.length && !allowed; k++) {
@@ -132,12 +141,16 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
     }
     if (!allowed) {
       const ranges = allowedTargets.map((p) => p.text).join(', ') || 'none';
-      throw new MappingFileError(entry, `to ${length === undefined ? to.text : `${to.text}/${length}`} is outside the allowed target ranges (${ranges}); see allowedTargets in the config file`);
+      throw new MappingFileError(
+        entry,
+        `to ${length === undefined ? to.text : `${to.text}/${length}`} is outside the allowed target ranges (${ranges}); see allowedTargets in the config file`,
+      );
     }
     let expires: number | undefined;
     if (m.expires !== undefined) {
       expires = Date.parse(m.expires);
-      if (!Number.isFinite(expires)) throw new MappingFileError(entry, 'expires is not a valid time; write an RFC 3339 time such as "2026-12-31T23:00:00Z"');
+      if (!Number.isFinite(expires))
+        throw new MappingFileError(entry, 'expires is not a valid time; write an RFC 3339 time such as "2026-12-31T23:00:00Z"');
     }
     const key = length === undefined ? from.text : `${from.text}/${length}`;
     const seen = byFrom.get(key);
@@ -174,7 +187,8 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
     if (from.text === to.text) throw new MappingFileError(entry, `from and to are the same address (${from.text})`);
     const seen = selfFrom.get(from.text);
     if (seen !== undefined) throw new MappingFileError(entry, `from ${from.text} is already listed by self[${seen}]`);
-    if (self.some((x) => x.to === to.text)) throw new MappingFileError(entry, `to ${to.text} is listed twice; each current address takes one previous address`);
+    if (self.some((x) => x.to === to.text))
+      throw new MappingFileError(entry, `to ${to.text} is listed twice; each current address takes one previous address`);
     selfFrom.set(from.text, i);
     self.push({ from: from.text, to: to.text });
   });
@@ -207,12 +221,15 @@ function parseEnds(entry: string, fromText: string, toText: string): { from: IpA
   };
   const from = p('from', fromText);
   const to = p('to', toText);
-  if (from.family !== to.family) throw new MappingFileError(entry, `mixes address families: from ${from.text} is IPv${from.family}, to ${to.text} is IPv${to.family}`);
-  if (from.length !== to.length) throw new MappingFileError(entry, `prefix lengths differ (/${from.length} and /${to.length}); they must be equal`);
+  if (from.family !== to.family)
+    throw new MappingFileError(entry, `mixes address families: from ${from.text} is IPv${from.family}, to ${to.text} is IPv${to.family}`);
+  if (from.length !== to.length)
+    throw new MappingFileError(entry, `prefix lengths differ (/${from.length} and /${to.length}); they must be equal`);
   const full = from.family === 6 ? 128 : 32;
   const net = (x: typeof from) => x.text.slice(0, x.text.lastIndexOf('/'));
   if (from.length === full) return { from: parseField(entry, 'from', net(from)), to: parseField(entry, 'to', net(to)) };
-  if (from.length < (from.family === 6 ? 16 : 8)) throw new MappingFileError(entry, `prefix /${from.length} is too short to be a host's prefix`);
+  if (from.length < (from.family === 6 ? 16 : 8))
+    throw new MappingFileError(entry, `prefix /${from.length} is too short to be a host's prefix`);
   return { from: { family: from.family, text: net(from) }, to: { family: to.family, text: net(to) }, length: from.length };
 }
 

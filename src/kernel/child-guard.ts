@@ -21,7 +21,13 @@ interface Recorded {
 export async function findSetpriv(env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
   for (const dir of (env.PATH ?? '').split(delimiter).filter(Boolean)) {
     const p = join(dir, 'setpriv');
-    if (await access(p, constants.X_OK).then(() => true, () => false)) return p;
+    if (
+      await access(p, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return p;
   }
   return null;
 }

@@ -89,7 +89,13 @@ export function parseConntrackList(text: string, family: IpFamily): FlowEntry[] 
     const dst = /\bdst=(\S+)/.exec(line)?.[1];
     if (!dst || srcs.length < 2) continue;
     const words = line.trim().split(/\s+/);
-    const e: FlowEntry = { family, proto: words[0]!, origSrc: normalizeIp(srcs[0]!), origDst: normalizeIp(dst), replySrc: normalizeIp(srcs[1]!) };
+    const e: FlowEntry = {
+      family,
+      proto: words[0]!,
+      origSrc: normalizeIp(srcs[0]!),
+      origDst: normalizeIp(dst),
+      replySrc: normalizeIp(srcs[1]!),
+    };
     const state = words.find((w, i) => i > 0 && /^[A-Z_]+$/.test(w));
     if (state) e.state = state;
     const sport = /\bsport=(\d+)/.exec(line)?.[1];

@@ -63,7 +63,8 @@ export function viewFromListing(listing: TableListing | null, ruleset: Ruleset =
   const view: KernelView = { layoutOk: layoutMatches(listing, ruleset), v4: new Map(), v6: new Map(), prefixes: prefixesOf(listing) };
   const read = (name: string) => {
     const out = new Map<string, string>();
-    for (const el of listing.maps.find((m) => m.name === name)?.elements ?? []) if (el.value !== undefined) out.set(normalizeIp(el.key), normalizeIp(el.value));
+    for (const el of listing.maps.find((m) => m.name === name)?.elements ?? [])
+      if (el.value !== undefined) out.set(normalizeIp(el.key), normalizeIp(el.value));
     return out;
   };
   view.v4 = read(MAP_NAMES[4]);
@@ -77,7 +78,8 @@ export function viewFromListing(listing: TableListing | null, ruleset: Ruleset =
     const keys = keysOf(name);
     return keys.size === of.size && [...of.keys()].every((k) => keys.has(k));
   };
-  if (ruleset.caps.count === 'set' && !(mirrors(COUNT_SET_NAMES[4], view.v4) && mirrors(COUNT_SET_NAMES[6], view.v6))) view.layoutOk = false;
+  if (ruleset.caps.count === 'set' && !(mirrors(COUNT_SET_NAMES[4], view.v4) && mirrors(COUNT_SET_NAMES[6], view.v6)))
+    view.layoutOk = false;
   if (ruleset.caps.selfGuard === 'set' && !mirrors(SELF_NOW_SET, selfIn)) view.layoutOk = false;
   return view;
 }
@@ -95,11 +97,21 @@ function prefixesOf(l: TableListing): PrefixMapping[] | null {
 function layoutMatches(l: TableListing, rs: Ruleset): boolean {
   const fixed = l.rules.filter((r) => rs.fixedRuleChains.includes(r.chain));
   const sets = l.sets ?? [];
-  if (l.chains.length !== rs.chains.length || l.maps.length !== rs.maps.length || sets.length !== rs.sets.length || fixed.length !== rs.rules.length) return false;
+  if (
+    l.chains.length !== rs.chains.length ||
+    l.maps.length !== rs.maps.length ||
+    sets.length !== rs.sets.length ||
+    fixed.length !== rs.rules.length
+  )
+    return false;
   const chainsOk = rs.chains.every((want) =>
-    l.chains.some((c) => c.name === want.name && c.type === want.type && c.hook === want.hook && c.prio === want.prio && c.policy === want.policy),
+    l.chains.some(
+      (c) => c.name === want.name && c.type === want.type && c.hook === want.hook && c.prio === want.prio && c.policy === want.policy,
+    ),
   );
-  const mapsOk = rs.maps.every((want) => l.maps.some((m) => m.name === want.name && m.type === want.type && m.map === want.map && !!m.counter === !!want.counter));
+  const mapsOk = rs.maps.every((want) =>
+    l.maps.some((m) => m.name === want.name && m.type === want.type && m.map === want.map && !!m.counter === !!want.counter),
+  );
   const setsOk = rs.sets.every((want) => sets.some((m) => m.name === want.name && m.type === want.type && !!m.counter === !!want.counter));
   // Rules compare per chain and in order: the kernel lists the JSON we sent
   // verbatim, but for protocol names where /etc/protocols has them.
@@ -126,7 +138,8 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
     if (!was) plan.added.push({ family: p.family, from: p.from, to: p.to, length: p.length });
     else if (was.to !== p.to) plan.retargeted.push({ family: p.family, from: p.from, to: p.to, was: was.to, length: p.length });
   }
-  for (const p of havePrefixes) if (!wantByKey.has(key(p))) plan.removed.push({ family: p.family, from: p.from, to: p.to, length: p.length });
+  for (const p of havePrefixes)
+    if (!wantByKey.has(key(p))) plan.removed.push({ family: p.family, from: p.from, to: p.to, length: p.length });
   const prefixesChanged = current.prefixes === null || JSON.stringify(havePrefixes) !== JSON.stringify(wantPrefixes);
 
   for (const family of [4, 6] as const) {

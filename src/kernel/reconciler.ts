@@ -105,7 +105,10 @@ export class Reconciler {
     // "failed" promises that nothing changed.
     const warnings: string[] = [...selfWarnings];
     let lasting = captured.length + (selfRefused ? 1 : 0);
-    for (const c of captured) warnings.push(`mapping ${c.from} -> ${c.to} not installed: ${c.from === c.local ? `${c.local} is an address of this guest` : `it holds ${c.local}, an address of this guest`}`);
+    for (const c of captured)
+      warnings.push(
+        `mapping ${c.from} -> ${c.to} not installed: ${c.from === c.local ? `${c.local} is an address of this guest` : `it holds ${c.local}, an address of this guest`}`,
+      );
     if (selfRefused) warnings.push(`'self' entries not applied (${asked.self!.size}): the kernel rejects the self guard rule`);
     if (this.deps.selfAddresses) {
       const errors = await this.deps.selfAddresses.release([...(desired.self?.keys() ?? [])]).catch((e: Error) => [e.message]);
@@ -135,7 +138,9 @@ export class Reconciler {
         }
       }
     }
-    this.deps.conntrack.request(changed.map(({ family, from, to, length }) => ({ family, from, to, ...(length === undefined ? {} : { length }) })));
+    this.deps.conntrack.request(
+      changed.map(({ family, from, to, length }) => ({ family, from, to, ...(length === undefined ? {} : { length }) })),
+    );
     return {
       kind: plan.kind,
       added: plan.added.length,
@@ -237,13 +242,20 @@ export class Reconciler {
         out.routeless.push(keyOf(c));
         continue;
       }
-      const spec: RouteSpec = { family: c.family as IpFamily, dst: c.from, ...(c.length === undefined ? {} : { length: c.length }), ...via };
+      const spec: RouteSpec = {
+        family: c.family as IpFamily,
+        dst: c.from,
+        ...(c.length === undefined ? {} : { length: c.length }),
+        ...via,
+      };
       if (current && current.dev === spec.dev && current.gateway === spec.gateway) continue;
       const foreign = current ? null : table?.exact(c.family, c.from, c.length ?? (c.family === 6 ? 128 : 32));
       if (foreign) {
         // Someone else's route for exactly this prefix: never replaced.
         out.lasting++;
-        out.warnings.push(`route ${keyOf(c)} is not addrmap's and does not lead towards ${c.to} (${viaText(foreign)}); left as it is, so ${keyOf(c)} may not reach its target`);
+        out.warnings.push(
+          `route ${keyOf(c)} is not addrmap's and does not lead towards ${c.to} (${viaText(foreign)}); left as it is, so ${keyOf(c)} may not reach its target`,
+        );
         continue;
       }
       // A change of our own route is delete + add (add never replaces).
@@ -271,7 +283,8 @@ export class Reconciler {
   }
 }
 
-const viaText = (v: { dev?: string; gateway?: string; type?: string }) => (v.type && v.type !== 'unicast' ? v.type : `${v.gateway ? `via ${v.gateway} ` : ''}dev ${v.dev ?? '?'}`);
+const viaText = (v: { dev?: string; gateway?: string; type?: string }) =>
+  v.type && v.type !== 'unicast' ? v.type : `${v.gateway ? `via ${v.gateway} ` : ''}dev ${v.dev ?? '?'}`;
 
 /** What planRoutes decided; nothing of it is done until applyRoutes. */
 interface RoutePlan {

@@ -38,12 +38,21 @@ export class RouteTable {
       const prev = at.get(key);
       if (!prev || (e.metric ?? 0) < (prev.metric ?? 0)) at.set(key, e);
     }
-    for (const [family, fam] of this.byLength) this.lengths.set(family, [...fam.keys()].sort((a, b) => b - a));
+    for (const [family, fam] of this.byLength)
+      this.lengths.set(
+        family,
+        [...fam.keys()].sort((a, b) => b - a),
+      );
   }
 
   /** The route for exactly this prefix (an administrator's, a connected one), if the table has one. */
   exact(family: IpFamily, address: string, length: number): RouteEntry | null {
-    return this.byLength.get(family)?.get(length)?.get(networkKey(addressGroups(family, address), length)) ?? null;
+    return (
+      this.byLength
+        .get(family)
+        ?.get(length)
+        ?.get(networkKey(addressGroups(family, address), length)) ?? null
+    );
   }
 
   /** How the kernel would send a packet to address; null when it could not. */

@@ -62,14 +62,24 @@ export class IpRoutes implements Routes {
 
   async list(): Promise<RouteSpec[]> {
     const out: RouteSpec[] = [];
-    const runs = await Promise.all(([4, 6] as const).map((family) => execFile(this.binary, ['-j', `-${family}`, 'route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTO)])));
+    const runs = await Promise.all(
+      ([4, 6] as const).map((family) =>
+        execFile(this.binary, ['-j', `-${family}`, 'route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTO)]),
+      ),
+    );
     for (const [i, family] of ([4, 6] as const).entries()) {
       const res = runs[i]!;
       if (res.code !== 0) throw new Error(`ip route show failed: ${res.stderr.trim()}`);
       for (const r of parseJsonLines(res.stdout)) {
         const [dst, len] = r.dst.split('/') as [string, string | undefined];
         const length = len === undefined || Number(len) === (family === 6 ? 128 : 32) ? undefined : Number(len);
-        out.push({ family, dst, ...(length === undefined ? {} : { length }), dev: r.dev ?? '', ...(r.gateway ? { gateway: r.gateway } : {}) });
+        out.push({
+          family,
+          dst,
+          ...(length === undefined ? {} : { length }),
+          dev: r.dev ?? '',
+          ...(r.gateway ? { gateway: r.gateway } : {}),
+        });
       }
     }
     return out;
@@ -98,12 +108,17 @@ export class IpRoutes implements Routes {
     const entries: RouteEntry[] = [];
     // The four listings at once (rules and main table, per family): they are independent reads.
     const show = (family: 4 | 6, what: string[]) => execFile(this.binary, ['-j', `-${family}`, ...what]);
-    const runs = await Promise.all(([4, 6] as const).flatMap((family) => [show(family, ['rule', 'show']), show(family, ['route', 'show', 'table', 'main'])]));
+    const runs = await Promise.all(
+      ([4, 6] as const).flatMap((family) => [show(family, ['rule', 'show']), show(family, ['route', 'show', 'table', 'main'])]),
+    );
     for (const [i, family] of ([4, 6] as const).entries()) {
       const rules = runs[2 * i]!;
       if (rules.code !== 0) return null;
       const custom = (JSON.parse(rules.stdout || '[]') as { priority: number; table?: string; src?: string; [k: string]: unknown }[]).some(
-        (r) => !DEFAULT_RULES.has(`${r.priority} ${r.table}`) || (r.src !== undefined && r.src !== 'all') || Object.keys(r).some((k) => !['priority', 'src', 'table'].includes(k)),
+        (r) =>
+          !DEFAULT_RULES.has(`${r.priority} ${r.table}`) ||
+          (r.src !== undefined && r.src !== 'all') ||
+          Object.keys(r).some((k) => !['priority', 'src', 'table'].includes(k)),
       );
       if (custom) return null;
       const res = runs[2 * i + 1]!;
@@ -113,7 +128,14 @@ export class IpRoutes implements Routes {
         // Source-specific and multipath routes are beyond a prefix lookup.
         if (r.from && r.from !== '::/0') return null;
         if (r.nexthops) return null;
-        entries.push({ family, dst: r.dst, ...(r.dev ? { dev: r.dev } : {}), ...(r.gateway ? { gateway: r.gateway } : {}), ...(r.type ? { type: r.type } : {}), ...(r.metric !== undefined ? { metric: r.metric } : {}) });
+        entries.push({
+          family,
+          dst: r.dst,
+          ...(r.dev ? { dev: r.dev } : {}),
+          ...(r.gateway ? { gateway: r.gateway } : {}),
+          ...(r.type ? { type: r.type } : {}),
+          ...(r.metric !== undefined ? { metric: r.metric } : {}),
+        });
       }
     }
     return new RouteTable(entries);
@@ -126,7 +148,9 @@ export class IpRoutes implements Routes {
         ...remove.filter((r) => r.family === family).map((r) => `route del ${hostPrefix(r)} proto ${ROUTE_PROTO}`),
         // add, not replace: a route someone else made for the same prefix
         // stays (the kernel answers "File exists"), it is never taken over.
-        ...add.filter((r) => r.family === family).map((r) => `route add ${hostPrefix(r)}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev} proto ${ROUTE_PROTO}`),
+        ...add
+          .filter((r) => r.family === family)
+          .map((r) => `route add ${hostPrefix(r)}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev} proto ${ROUTE_PROTO}`),
       ];
       if (lines.length === 0) continue;
       const res = await execFile(this.binary, [`-${family}`, '-force', '-batch', '-'], { input: lines.join('\n') + '\n' });

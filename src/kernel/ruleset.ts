@@ -99,7 +99,11 @@ const TRANSLATED_FLOW = [
 
 function countVia(proto: 'ip' | 'ip6', map: string): unknown[] {
   // "return" once counted, so a prefix holding the address does not count it again.
-  return [...TRANSLATED_FLOW, { match: { op: '==', left: { ct: { key: `${proto} daddr`, dir: 'original' } }, right: `@${map}` } }, { return: null }];
+  return [
+    ...TRANSLATED_FLOW,
+    { match: { op: '==', left: { ct: { key: `${proto} daddr`, dir: 'original' } }, right: `@${map}` } },
+    { return: null },
+  ];
 }
 
 const jump = (target: string) => [{ jump: { target } }];
@@ -112,8 +116,25 @@ export function prefixRules(p: PrefixMapping): Rule[] {
   // to | host bits of daddr, written as nft lists it: (daddr & (to | hostmask)) | to.
   const mask = bigToAddress(p.family, addressToBig(p.family, p.to) | hostMask(p.family, p.length));
   return [
-    { ...ref, chain: PREFIX_DNAT_CHAIN, expr: [{ match: { op: '==', left: daddr, right: from } }, { counter: null }, { dnat: { family: proto, addr: { '|': [{ '&': [daddr, mask] }, p.to] } } }] },
-    { ...ref, chain: PREFIX_COUNT_CHAIN, expr: [...TRANSLATED_FLOW, { match: { op: '==', left: { ct: { key: `${proto} daddr`, dir: 'original' } }, right: from } }, { counter: null }, { return: null }] },
+    {
+      ...ref,
+      chain: PREFIX_DNAT_CHAIN,
+      expr: [
+        { match: { op: '==', left: daddr, right: from } },
+        { counter: null },
+        { dnat: { family: proto, addr: { '|': [{ '&': [daddr, mask] }, p.to] } } },
+      ],
+    },
+    {
+      ...ref,
+      chain: PREFIX_COUNT_CHAIN,
+      expr: [
+        ...TRANSLATED_FLOW,
+        { match: { op: '==', left: { ct: { key: `${proto} daddr`, dir: 'original' } }, right: from } },
+        { counter: null },
+        { return: null },
+      ],
+    },
   ];
 }
 
@@ -123,7 +144,15 @@ export function decodePrefixRule(rule: Rule): { mapping: PrefixMapping; packets:
   const from = match?.match?.right?.prefix;
   const proto = match?.match?.left?.payload?.protocol;
   const to = dnat?.dnat?.addr?.['|']?.[1];
-  if (rule.expr.length !== 3 || !from || (proto !== 'ip' && proto !== 'ip6') || typeof to !== 'string' || !counter || !('counter' in counter)) return null;
+  if (
+    rule.expr.length !== 3 ||
+    !from ||
+    (proto !== 'ip' && proto !== 'ip6') ||
+    typeof to !== 'string' ||
+    !counter ||
+    !('counter' in counter)
+  )
+    return null;
   const family = proto === 'ip6' ? 6 : 4;
   try {
     const mapping = { family, from: normalizeIp(String(from.addr)), to: normalizeIp(to), length: Number(from.len) } as PrefixMapping;
@@ -142,13 +171,18 @@ export function decodePrefixCount(rule: Rule): { key: string; packets: number; b
   const from = match?.match?.right?.prefix;
   if (!from || !counter || !('counter' in counter)) return null;
   try {
-    return { key: `${normalizeIp(String(from.addr))}/${from.len}`, packets: counter.counter?.packets ?? 0, bytes: counter.counter?.bytes ?? 0 };
+    return {
+      key: `${normalizeIp(String(from.addr))}/${from.len}`,
+      packets: counter.counter?.packets ?? 0,
+      bytes: counter.counter?.bytes ?? 0,
+    };
   } catch {
     return null;
   }
 }
 
-const withoutCounters = (expr: unknown[]) => expr.map((x) => (typeof x === 'object' && x !== null && 'counter' in x ? { counter: null } : x));
+const withoutCounters = (expr: unknown[]) =>
+  expr.map((x) => (typeof x === 'object' && x !== null && 'counter' in x ? { counter: null } : x));
 
 /** addrmap's table as the running kernel accepts it: the same for every kernel but the capability-dependent parts. */
 export interface Ruleset {
@@ -169,9 +203,17 @@ export function buildRuleset(caps: KernelCaps): Ruleset {
     { ...ref, name: MAP_NAMES[4], type: 'ipv4_addr', map: 'ipv4_addr', counter: true },
     { ...ref, name: MAP_NAMES[6], type: 'ipv6_addr', map: 'ipv6_addr', counter: true },
   ];
-  if (self) maps.push({ ...ref, name: SELF_IN_MAP, type: 'ipv6_addr', map: 'ipv6_addr' }, { ...ref, name: SELF_OUT_MAP, type: 'ipv6_addr', map: 'ipv6_addr' });
+  if (self)
+    maps.push(
+      { ...ref, name: SELF_IN_MAP, type: 'ipv6_addr', map: 'ipv6_addr' },
+      { ...ref, name: SELF_OUT_MAP, type: 'ipv6_addr', map: 'ipv6_addr' },
+    );
   const sets: NftSet[] = [];
-  if (caps.count === 'set') sets.push({ ...ref, name: COUNT_SET_NAMES[4], type: 'ipv4_addr', counter: true }, { ...ref, name: COUNT_SET_NAMES[6], type: 'ipv6_addr', counter: true });
+  if (caps.count === 'set')
+    sets.push(
+      { ...ref, name: COUNT_SET_NAMES[4], type: 'ipv4_addr', counter: true },
+      { ...ref, name: COUNT_SET_NAMES[6], type: 'ipv6_addr', counter: true },
+    );
   if (caps.selfGuard === 'set') sets.push({ ...ref, name: SELF_NOW_SET, type: 'ipv6_addr' });
   const countChains = caps.count === 'none' ? [] : COUNT_CHAINS;
   const chains = [...DNAT_CHAINS, ...countChains, ...PREFIX_CHAINS, ...(self ? SELF_CHAINS : [])];
@@ -205,11 +247,28 @@ function selfRules(nowLookup: string): Rule[] {
     {
       ...ref,
       chain: 'self_prerouting',
-      expr: [{ match: { op: '==', left: field('daddr'), right: `@${nowLookup}` } }, tcpUdp, { match: { op: '==', left: { socket: { key: 'transparent' } }, right: { set: [0, 1] } } }, { return: null }],
+      expr: [
+        { match: { op: '==', left: field('daddr'), right: `@${nowLookup}` } },
+        tcpUdp,
+        { match: { op: '==', left: { socket: { key: 'transparent' } }, right: { set: [0, 1] } } },
+        { return: null },
+      ],
     },
-    { ...ref, chain: 'self_prerouting', expr: [tcpUdp, { dnat: { family: 'ip6', addr: { map: { key: field('daddr'), data: `@${SELF_IN_MAP}` } } } }] },
-    { ...ref, chain: 'self_postrouting', expr: [{ match: { op: '==', left: { meta: { key: 'oifname' } }, right: 'lo' } }, { return: null }] },
-    { ...ref, chain: 'self_postrouting', expr: [{ snat: { family: 'ip6', addr: { map: { key: field('saddr'), data: `@${SELF_OUT_MAP}` } } } }] },
+    {
+      ...ref,
+      chain: 'self_prerouting',
+      expr: [tcpUdp, { dnat: { family: 'ip6', addr: { map: { key: field('daddr'), data: `@${SELF_IN_MAP}` } } } }],
+    },
+    {
+      ...ref,
+      chain: 'self_postrouting',
+      expr: [{ match: { op: '==', left: { meta: { key: 'oifname' } }, right: 'lo' } }, { return: null }],
+    },
+    {
+      ...ref,
+      chain: 'self_postrouting',
+      expr: [{ snat: { family: 'ip6', addr: { map: { key: field('saddr'), data: `@${SELF_OUT_MAP}` } } } }],
+    },
   ];
 }
 
@@ -229,7 +288,10 @@ export function normalizeExpr(expr: unknown[]): unknown[] {
     if (m && m.left?.meta?.key === 'l4proto') {
       const num = (x: unknown) => (typeof x === 'string' && x in PROTOCOL_NUMBERS ? PROTOCOL_NUMBERS[x] : x);
       const right = m.right as { set?: unknown[] } | unknown;
-      const fixed = typeof right === 'object' && right !== null && Array.isArray((right as { set?: unknown[] }).set) ? { set: (right as { set: unknown[] }).set.map(num) } : num(right);
+      const fixed =
+        typeof right === 'object' && right !== null && Array.isArray((right as { set?: unknown[] }).set)
+          ? { set: (right as { set: unknown[] }).set.map(num) }
+          : num(right);
       return { ...o, match: { ...m, right: fixed } };
     }
     return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, fix(x)]));

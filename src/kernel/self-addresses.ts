@@ -77,10 +77,13 @@ export class IpSelfAddresses implements SelfAddresses {
    */
   private async adoptUnrecorded(): Promise<Set<string>> {
     const applied = await readState<AppliedState>(this.stateDir, APPLIED_FILE).catch(() => null);
-    const listed = new Set((Array.isArray(applied?.self) ? applied.self : []).map((e) => e?.from).filter((a): a is string => typeof a === 'string'));
+    const listed = new Set(
+      (Array.isArray(applied?.self) ? applied.self : []).map((e) => e?.from).filter((a): a is string => typeof a === 'string'),
+    );
     const adopted = new Set<string>();
     if (listed.size) {
-      for (const a of await this.details()) if (listed.has(a.local) && a.prefixlen === 128 && a.preferred_life_time === 0) adopted.add(a.local);
+      for (const a of await this.details())
+        if (listed.has(a.local) && a.prefixlen === 128 && a.preferred_life_time === 0) adopted.add(a.local);
     }
     // From now on the record decides.
     if (adopted.size) await this.save(adopted).catch(() => {});
@@ -90,7 +93,9 @@ export class IpSelfAddresses implements SelfAddresses {
   private async details(): Promise<{ local: string; prefixlen?: number; preferred_life_time?: number }[]> {
     const res = await execFile(this.binary, ['-j', '-6', 'addr', 'show', 'dev', 'lo']);
     if (res.code !== 0) throw new Error(`ip addr show failed: ${res.stderr.trim()}`);
-    const links = JSON.parse(res.stdout || '[]') as { addr_info?: { local?: string; prefixlen?: number; preferred_life_time?: number }[] }[];
+    const links = JSON.parse(res.stdout || '[]') as {
+      addr_info?: { local?: string; prefixlen?: number; preferred_life_time?: number }[];
+    }[];
     return links.flatMap((l) => l.addr_info ?? []).filter((a): a is { local: string } => typeof a.local === 'string');
   }
 

@@ -118,7 +118,7 @@ const HEX_DIGITS = [48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101
 function format6(g: readonly number[]): string {
   let best = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;
@@ -244,12 +244,15 @@ export function parsePrefix(input: string): IpPrefix {
     throw new AddressError(`not a valid IPv${family} prefix`);
   }
   const hostMask = (1n << BigInt(bits - length)) - 1n;
-  if (value & hostMask) throw new AddressError(`host bits are set: the network of that prefix is ${bigToAddress(family, value & ~hostMask)}/${length}`);
+  if (value & hostMask)
+    throw new AddressError(`host bits are set: the network of that prefix is ${bigToAddress(family, value & ~hostMask)}/${length}`);
   return { family, text: `${text}/${length}`, length, network: value, groups: addressGroups(family, text) };
 }
 
 export function prefixContains(prefix: IpPrefix, addr: IpAddress): boolean {
-  return prefix.family === addr.family && sameLeadingBits(prefix.groups, addr.groups ?? addressGroups(addr.family, addr.text), prefix.length);
+  return (
+    prefix.family === addr.family && sameLeadingBits(prefix.groups, addr.groups ?? addressGroups(addr.family, addr.text), prefix.length)
+  );
 }
 
 /**

@@ -14,7 +14,10 @@ export interface LocalAddresses {
 
 /** Every address of every interface in this network namespace, both families. */
 export async function readLocalAddresses(procNet = '/proc/net'): Promise<LocalAddresses> {
-  const [inet6, trie] = await Promise.all([readFile(`${procNet}/if_inet6`, 'utf8').catch(() => ''), readFile(`${procNet}/fib_trie`, 'utf8').catch(() => '')]);
+  const [inet6, trie] = await Promise.all([
+    readFile(`${procNet}/if_inet6`, 'utf8').catch(() => ''),
+    readFile(`${procNet}/fib_trie`, 'utf8').catch(() => ''),
+  ]);
   const v6 = new Set<string>();
   for (const line of inet6.split('\n')) {
     const hex = line.split(/\s+/)[0] ?? '';
@@ -45,7 +48,11 @@ export interface Captured {
  * `own` are addresses addrmap itself puts on lo (the guest's previous
  * addresses, `self`): those are meant to be reached, and never count.
  */
-export function withoutSelfCapture(desired: DesiredMappings, local: LocalAddresses, own: ReadonlySet<string> = new Set()): { desired: DesiredMappings; captured: Captured[] } {
+export function withoutSelfCapture(
+  desired: DesiredMappings,
+  local: LocalAddresses,
+  own: ReadonlySet<string> = new Set(),
+): { desired: DesiredMappings; captured: Captured[] } {
   const captured: Captured[] = [];
   const isLoopback4 = (a: string) => a.startsWith('127.');
   const locals = { 4: new Set(local.v4), 6: new Set(local.v6.filter((a) => !own.has(a))) } as const;

@@ -132,7 +132,11 @@ export class UntrustedStateDirError extends Error {}
 export async function prepareStateDir(stateDir: string): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o755 });
   const st = await lstat(stateDir);
-  if (st.isSymbolicLink() || !st.isDirectory()) throw new UntrustedStateDirError(`state directory ${stateDir} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'}; refusing to write in it`);
-  if (!new Set([0, ...ownUid()]).has(st.uid)) throw new UntrustedStateDirError(`state directory ${stateDir} is owned by uid ${st.uid}, not root; refusing to write in it`);
+  if (st.isSymbolicLink() || !st.isDirectory())
+    throw new UntrustedStateDirError(
+      `state directory ${stateDir} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'}; refusing to write in it`,
+    );
+  if (!new Set([0, ...ownUid()]).has(st.uid))
+    throw new UntrustedStateDirError(`state directory ${stateDir} is owned by uid ${st.uid}, not root; refusing to write in it`);
   if (st.mode & 0o022) await chmod(stateDir, st.mode & 0o755);
 }

@@ -38,15 +38,29 @@ export function parseAddressInput(input: string): string {
 
 export function explain(input: string, applied: AppliedState | null, kernel?: ReadonlyMap<string, string>): Explanation {
   const address = parseAddressInput(input);
-  const e: Explanation = { address, translated: false, to: null, generation: applied?.generation ?? null, chain: [], targetOf: [], lines: [] };
+  const e: Explanation = {
+    address,
+    translated: false,
+    to: null,
+    generation: applied?.generation ?? null,
+    chain: [],
+    targetOf: [],
+    lines: [],
+  };
   if (kernel) e.kernel = kernel.get(address) ?? null;
   if (!applied) {
     e.lines.push(`${address}: no mappings have been applied (the agent has not applied a file, or the feature is off).`);
     return e;
   }
   const resolved = new Map(applied.resolved.filter((m) => !m.from.includes('/')).map((m) => [m.from, m.to]));
-  const resolvedNets = applied.resolved.filter((m) => m.from.includes('/')).map(toNet).sort((a, b) => b.length - a.length);
-  const entryNets = applied.entries.filter((m) => m.from.includes('/')).map(toNet).sort((a, b) => b.length - a.length);
+  const resolvedNets = applied.resolved
+    .filter((m) => m.from.includes('/'))
+    .map(toNet)
+    .sort((a, b) => b.length - a.length);
+  const entryNets = applied.entries
+    .filter((m) => m.from.includes('/'))
+    .map(toNet)
+    .sort((a, b) => b.length - a.length);
   const next = new Map(applied.entries.filter((m) => !m.from.includes('/')).map((m) => [m.from, m.to]));
   // One step of the file as written: the address's own entry, else the longest prefix entry holding it.
   const step = (a: string): { to: string; via?: string } | null => {
@@ -65,9 +79,13 @@ export function explain(input: string, applied: AppliedState | null, kernel?: Re
     }
     e.lines.push(`${address} is translated to ${to} (generation ${applied.generation}, applied ${applied.at}).`);
     if (e.chain.length > 1) {
-      e.lines.push(`The mapping file chains ${[address, ...e.chain.map((c) => c.to)].join(' -> ')}; DNAT applies once, so ${address} goes straight to ${to}.`);
+      e.lines.push(
+        `The mapping file chains ${[address, ...e.chain.map((c) => c.to)].join(' -> ')}; DNAT applies once, so ${address} goes straight to ${to}.`,
+      );
     } else {
-      e.lines.push(`The mapping file maps ${address} -> ${to} directly${e.chain[0]?.via ? ` (by the prefix mapping ${e.chain[0].via})` : ''}.`);
+      e.lines.push(
+        `The mapping file maps ${address} -> ${to} directly${e.chain[0]?.via ? ` (by the prefix mapping ${e.chain[0].via})` : ''}.`,
+      );
     }
     const vias = e.chain.filter((c) => c.via).map((c) => `${c.from} by ${c.via}`);
     if (vias.length && e.chain.length > 1) e.lines.push(`Prefix mappings on the way: ${vias.join('; ')}.`);
@@ -75,14 +93,21 @@ export function explain(input: string, applied: AppliedState | null, kernel?: Re
     e.lines.push(`${address} is not translated: no mapping in generation ${applied.generation} has it as "from".`);
   }
   const own = applied.self?.find((m) => m.from === address);
-  if (own) e.lines.push(`${address} is this guest's own previous address (now ${own.to}): bindable here, and traffic arriving at ${own.to} reaches sockets bound on ${address}.`);
+  if (own)
+    e.lines.push(
+      `${address} is this guest's own previous address (now ${own.to}): bindable here, and traffic arriving at ${own.to} reaches sockets bound on ${address}.`,
+    );
   e.targetOf = applied.resolved.filter((m) => m.to === address).map((m) => m.from);
   if (e.targetOf.length) e.lines.push(`${address} is the current address behind: ${e.targetOf.join(', ')}.`);
   if (kernel && byPrefix) {
     e.lines.push(`It is translated by the prefix rule for ${byPrefix.text} (see "nft list chain inet addrmap prefix_dnat").`);
   } else if (kernel) {
-    if (e.translated && e.kernel === to) e.lines.push(`The kernel agrees: map ${address.includes(':') ? 'dnat6' : 'dnat4'} sends ${address} to ${to}.`);
-    else if (e.translated) e.lines.push(`DRIFT: the kernel ${e.kernel ? `sends ${address} to ${e.kernel}` : `has no entry for ${address}`}; the agent repairs this if it runs.`);
+    if (e.translated && e.kernel === to)
+      e.lines.push(`The kernel agrees: map ${address.includes(':') ? 'dnat6' : 'dnat4'} sends ${address} to ${to}.`);
+    else if (e.translated)
+      e.lines.push(
+        `DRIFT: the kernel ${e.kernel ? `sends ${address} to ${e.kernel}` : `has no entry for ${address}`}; the agent repairs this if it runs.`,
+      );
     else if (e.kernel) e.lines.push(`DRIFT: the kernel still sends ${address} to ${e.kernel}, which no applied mapping asks for.`);
   } else {
     e.lines.push('(The kernel was not read; run as root to compare.)');

@@ -52,7 +52,9 @@ export async function listFlows(stale: ReadonlyMap<string, string>, conntrack: C
   }
   const owners = await socketOwners().catch(() => [] as SocketOwner[]);
   for (const f of flows) {
-    const o = owners.find((s) => s.proto === f.proto && s.local === f.src && s.localPort === f.sport && s.peer === f.dst && s.peerPort === f.dport);
+    const o = owners.find(
+      (s) => s.proto === f.proto && s.local === f.src && s.localPort === f.sport && s.peer === f.dst && s.peerPort === f.dport,
+    );
     if (o) {
       f.pid = o.pid;
       // Displayed by status: whatever the process put in its arguments shows as text.

@@ -430,7 +430,8 @@ function describeError(e: unknown): string {
       return 'not readable without waiting';
     default:
       // Node's messages already start with the code: "EIO: i/o error, read".
-      if (err?.code && typeof err.message === 'string') return err.message.startsWith(err.code) ? err.message : `${err.code}: ${err.message}`;
+      if (err?.code && typeof err.message === 'string')
+        return err.message.startsWith(err.code) ? err.message : `${err.code}: ${err.message}`;
       return String(err?.message ?? e);
   }
 }

@@ -9,7 +9,15 @@ import { viewFromListing } from '../kernel/plan.js';
 import { countersOf } from '../agent/usage.js';
 import { buildRuleset, FULL_RULESET, TABLE } from '../kernel/ruleset.js';
 import type { Flag } from '../input/flag.js';
-import { APPLIED_FILE, readSnapshot, readState, USAGE_FILE, type AppliedState, type Snapshot, type UsageState } from '../state/state-file.js';
+import {
+  APPLIED_FILE,
+  readSnapshot,
+  readState,
+  USAGE_FILE,
+  type AppliedState,
+  type Snapshot,
+  type UsageState,
+} from '../state/state-file.js';
 
 export type Health = 'healthy' | 'degraded' | 'agent-not-running' | 'disabled';
 
@@ -195,7 +203,12 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
   };
 }
 
-function driftOf(resolved: AppliedState['resolved'], kernel: ReturnType<typeof viewFromListing>, present: boolean, enabled: boolean): string[] {
+function driftOf(
+  resolved: AppliedState['resolved'],
+  kernel: ReturnType<typeof viewFromListing>,
+  present: boolean,
+  enabled: boolean,
+): string[] {
   if (!enabled) return present ? [`table ${TABLE.family} ${TABLE.name} exists although the feature is off`] : [];
   if (!present) return resolved.length ? [`table ${TABLE.family} ${TABLE.name} is missing`] : [];
   const out: string[] = [];
@@ -207,7 +220,11 @@ function driftOf(resolved: AppliedState['resolved'], kernel: ReturnType<typeof v
     if (have === undefined) out.push(`${m.from} -> ${m.to} is missing from the kernel`);
     else if (have !== m.to) out.push(`${m.from} goes to ${have} in the kernel, not ${m.to}`);
   }
-  const inKernel: [string, string][] = [...kernel.v4, ...kernel.v6, ...(kernel.prefixes ?? []).map((p): [string, string] => [`${p.from}/${p.length}`, `${p.to}/${p.length}`])];
+  const inKernel: [string, string][] = [
+    ...kernel.v4,
+    ...kernel.v6,
+    ...(kernel.prefixes ?? []).map((p): [string, string] => [`${p.from}/${p.length}`, `${p.to}/${p.length}`]),
+  ];
   for (const [from, to] of inKernel) if (!want.has(from)) out.push(`${from} -> ${to} is in the kernel but not in the applied mappings`);
   return out;
 }
@@ -250,7 +267,10 @@ export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date 
     L.push(`last push:    ${p.outcome}${gen} at ${p.at} (${ago(p.at, now)})${why}`);
   }
   if (s.drift === null) L.push('kernel:       not read; run as root for live counters, drift and flows');
-  else L.push(`kernel:       ${s.drift.length ? `${s.drift.length} difference(s) from the applied mappings` : 'matches the applied mappings'}`);
+  else
+    L.push(
+      `kernel:       ${s.drift.length ? `${s.drift.length} difference(s) from the applied mappings` : 'matches the applied mappings'}`,
+    );
   if (s.driftRepairs) L.push(`repairs:      ${s.driftRepairs} since the agent started (another tool changed addrmap's table)`);
   for (const m of s.kernelCapabilities?.missing ?? []) L.push(`limited:      ${m}`);
   if (s.problems.length) {
@@ -281,7 +301,8 @@ export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date 
   }
   if (s.expiring.length) {
     L.push('', `EXPIRING (${s.expiring.length})`);
-    for (const e of s.expiring.slice(0, opts.all ? undefined : 20)) L.push(`  ${e.from} -> ${e.to} at ${e.expires} (in ${duration(Math.round((Date.parse(e.expires) - now.getTime()) / 1000))})`);
+    for (const e of s.expiring.slice(0, opts.all ? undefined : 20))
+      L.push(`  ${e.from} -> ${e.to} at ${e.expires} (in ${duration(Math.round((Date.parse(e.expires) - now.getTime()) / 1000))})`);
     if (!opts.all && s.expiring.length > 20) L.push(`  ... and ${s.expiring.length - 20} more`);
   }
   if (s.safeToRetire.mappings.length) {
@@ -298,7 +319,9 @@ export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date 
     for (const f of s.flows) {
       const ep = (a: string, p?: number) => (p === undefined ? a : a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
       const who = f.pid ? `  pid ${f.pid} (${f.command})` : '';
-      L.push(`  ${f.proto} ${ep(f.src, f.sport)} -> ${ep(f.dst, f.dport)} ${f.translated ? `answered by ${f.answeredBy}` : 'NOT TRANSLATED'}${f.state ? ` ${f.state}` : ''}${who}`);
+      L.push(
+        `  ${f.proto} ${ep(f.src, f.sport)} -> ${ep(f.dst, f.dport)} ${f.translated ? `answered by ${f.answeredBy}` : 'NOT TRANSLATED'}${f.state ? ` ${f.state}` : ''}${who}`,
+      );
     }
   }
   return L.join('\n');
@@ -306,7 +329,14 @@ export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date 
 
 function columns(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => '  ' + r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+  return rows.map(
+    (r) =>
+      '  ' +
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+  );
 }
 
 function ago(iso: string, now: Date): string {

@@ -39,7 +39,9 @@ const EXPECTED = [
   'cold.sea.1000',
   'memory.rss.0',
   'memory.rss.10000',
-  ...['tput', 'crr', 'udp'].flatMap((m) => ['vs_direct', 'vs_socat', 'loaded_direct', 'conntrack_only', 'dnat_nocount'].map((b) => `data.${m}.${b}`)),
+  ...['tput', 'crr', 'udp'].flatMap((m) =>
+    ['vs_direct', 'vs_socat', 'loaded_direct', 'conntrack_only', 'dnat_nocount'].map((b) => `data.${m}.${b}`),
+  ),
   'conntrack.push',
   'conntrack.push_during_cleanup',
   'conntrack.cleanup',
@@ -58,7 +60,9 @@ describe('benchmark suite, quick mode', () => {
     dir = await mkdtemp(join(tmpdir(), 'addrmap-bench-test-'));
     const out = join(dir, 'quick.json');
     // npm test builds dist/ first; rebuilding it here could race other test files.
-    const child = spawn(process.execPath, [join(ROOT, 'test/bench/run.mjs'), '--quick', '--no-build', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(ROOT, 'test/bench/run.mjs'), '--quick', '--no-build', '--out', out], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
@@ -67,7 +71,12 @@ describe('benchmark suite, quick mode', () => {
     clearTimeout(timer);
     expect(code, output.slice(-4000)).toBe(0);
 
-    const result = JSON.parse(await readFile(out, 'utf8')) as { mode: string; figures: Figure[]; machine: Record<string, unknown>; details: Record<string, unknown> };
+    const result = JSON.parse(await readFile(out, 'utf8')) as {
+      mode: string;
+      figures: Figure[];
+      machine: Record<string, unknown>;
+      details: Record<string, unknown>;
+    };
     expect(result.mode).toBe('quick');
     expect(result.machine.kernel).toBeTruthy();
     const byId = new Map(result.figures.map((f) => [f.id, f]));

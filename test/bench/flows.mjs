@@ -9,10 +9,14 @@ import { baseMapping } from './lib.mjs';
 
 const [count, sockets, port] = process.argv.slice(2).map(Number);
 const socks = await Promise.all(
-  Array.from({ length: sockets }, () => new Promise((resolve) => {
-    const s = dgram.createSocket('udp6');
-    s.bind(0, () => resolve(s));
-  })),
+  Array.from(
+    { length: sockets },
+    () =>
+      new Promise((resolve) => {
+        const s = dgram.createSocket('udp6');
+        s.bind(0, () => resolve(s));
+      }),
+  ),
 );
 let sent = 0;
 const payload = Buffer.from('x');

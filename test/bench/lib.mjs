@@ -25,7 +25,11 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export function run(cmd, args, { input, env, timeoutMs = 600_000 } = {}) {
   return new Promise((res, rej) => {
     const t0 = nowMs();
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env, timeout: timeoutMs });
+    const child = spawn(cmd, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: env ? { ...process.env, ...env } : process.env,
+      timeout: timeoutMs,
+    });
     const out = [];
     const err = [];
     child.stdout.on('data', (b) => out.push(b));
@@ -238,7 +242,17 @@ export class Lab {
         `addr add ${ADDR.new6}/128 dev lo nodad`,
         ...(opts.staleRefused ? [`route add local ${ADDR.staleRange6} dev lo`] : []),
       ]);
-      await must('ip', ['netns', 'exec', p, 'sysctl', '-q', '-w', 'net.ipv4.ip_local_port_range=1024 65535', 'net.core.somaxconn=8192', 'net.ipv4.tcp_max_syn_backlog=8192']);
+      await must('ip', [
+        'netns',
+        'exec',
+        p,
+        'sysctl',
+        '-q',
+        '-w',
+        'net.ipv4.ip_local_port_range=1024 65535',
+        'net.core.somaxconn=8192',
+        'net.ipv4.tcp_max_syn_backlog=8192',
+      ]);
     }
     return lab;
   }
@@ -273,7 +287,11 @@ export class Lab {
   /** Starts a program inside a namespace; it is killed on destroy and on exit. */
   spawnIn(ns, cmd, args, { env } = {}) {
     const child = track(
-      spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: env ? { ...process.env, ...env } : process.env }),
+      spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: true,
+        env: env ? { ...process.env, ...env } : process.env,
+      }),
     );
     this.procs.push(child);
     return child;
@@ -334,11 +352,16 @@ export class LineProc {
       const seen = this.lines.find((l) => pred(l.v));
       if (seen) return Promise.resolve(seen);
     }
-    if (this.child.exitCode !== null) return Promise.reject(new Error(`${this.name} has exited (${this.child.exitCode}): ${this.stderr.slice(-2000)}`));
+    if (this.child.exitCode !== null)
+      return Promise.reject(new Error(`${this.name} has exited (${this.child.exitCode}): ${this.stderr.slice(-2000)}`));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w.resolve !== done);
-        reject(new Error(`${this.name}: no matching line within ${timeoutMs} ms; last lines: ${JSON.stringify(this.lines.slice(-5).map((l) => l.v))}; stderr: ${this.stderr.slice(-2000)}`));
+        reject(
+          new Error(
+            `${this.name}: no matching line within ${timeoutMs} ms; last lines: ${JSON.stringify(this.lines.slice(-5).map((l) => l.v))}; stderr: ${this.stderr.slice(-2000)}`,
+          ),
+        );
       }, timeoutMs);
       const done = (x) => (clearTimeout(timer), resolve(x));
       this.waiters.push({ pred, resolve: done, reject: (e) => (clearTimeout(timer), reject(e)) });

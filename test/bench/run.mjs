@@ -20,8 +20,38 @@ import { mkdir, writeFile, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { spawn } from 'node:child_process';
 import {
-  ADDR, ADDRMAP, BENCH, NODE, ROOT, SEA, Driver, Lab, LineProc, baseEntries, baseMapping, cleanupAll, descendants, installCleanup, mappingText, median, must,
-  nowMs, probeAddress, pushFile, quantile, readStatus, removeStaleNamespaces, round, run, scratchDir, shuffle, sleep, stage, startAgent, startBaseline, waitQuiet,
+  ADDR,
+  ADDRMAP,
+  BENCH,
+  NODE,
+  ROOT,
+  SEA,
+  Driver,
+  Lab,
+  LineProc,
+  baseEntries,
+  baseMapping,
+  cleanupAll,
+  descendants,
+  installCleanup,
+  mappingText,
+  median,
+  must,
+  nowMs,
+  probeAddress,
+  pushFile,
+  quantile,
+  readStatus,
+  removeStaleNamespaces,
+  round,
+  run,
+  scratchDir,
+  shuffle,
+  sleep,
+  stage,
+  startAgent,
+  startBaseline,
+  waitQuiet,
 } from './lib.mjs';
 
 // Every figure is for the runtime the project pins (the devDependency `node`),
@@ -34,7 +64,10 @@ import {
       process.stderr.write(`bench: needs the pinned Node ${pinned} (node_modules/.bin/node; run npm ci), not ${process.version}\n`);
       process.exit(1);
     }
-    const child = spawn(pinnedBin, [process.argv[1], ...process.argv.slice(2)], { stdio: 'inherit', env: { ...process.env, ADDRMAP_BENCH_REEXEC: '1' } });
+    const child = spawn(pinnedBin, [process.argv[1], ...process.argv.slice(2)], {
+      stdio: 'inherit',
+      env: { ...process.env, ADDRMAP_BENCH_REEXEC: '1' },
+    });
     for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
     child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 : 1)));
     await new Promise(() => {});
@@ -120,11 +153,19 @@ function figure(f) {
   }
   const out = { ...f, value: round(f.value, 3), baseline: round(f.baseline, 3), ratio: round(ratio, 3), met };
   figures.push(out);
-  log(`${f.id}: ${fmt(out.value, f.unit)} vs ${f.baselineName} ${fmt(out.baseline, f.unit)} (${out.ratio ?? '-'}x)${met === null ? '' : met ? ' target met' : ' TARGET MISSED'}`);
+  log(
+    `${f.id}: ${fmt(out.value, f.unit)} vs ${f.baselineName} ${fmt(out.baseline, f.unit)} (${out.ratio ?? '-'}x)${met === null ? '' : met ? ' target met' : ' TARGET MISSED'}`,
+  );
   return out;
 }
 
-const summary = (xs) => ({ n: xs.length, p50: round(median(xs), 3), p99: round(quantile(xs, 0.99), 3), min: round(Math.min(...xs), 3), max: round(Math.max(...xs), 3) });
+const summary = (xs) => ({
+  n: xs.length,
+  p50: round(median(xs), 3),
+  p99: round(quantile(xs, 0.99), 3),
+  min: round(Math.min(...xs), 3),
+  max: round(Math.max(...xs), 3),
+});
 
 function fmt(v, unit) {
   if (v === null || v === undefined || !Number.isFinite(v)) return '-';
@@ -150,10 +191,22 @@ const applied = (gen) => (e) => e?.event === 'applied' && e.generation === gen;
 const WARMUP = 2;
 
 async function pushAtSize(size, trials, withAddElement) {
-  log(`push: ${size} mappings installed, ${trials} trials each (addrmap, baseline script${withAddElement ? ', nft add element' : ''}), interleaved`);
+  log(
+    `push: ${size} mappings installed, ${trials} trials each (addrmap, baseline script${withAddElement ? ', nft add element' : ''}), interleaved`,
+  );
   const entries = baseEntries(size);
   const [A, B] = await Promise.all([Lab.create({ staleRefused: true }), Lab.create({ staleRefused: true })]);
-  const samples = () => ({ addrmap: [], baseline: [], nftAdd: [], nftAddExit: [], addrmapPass: [], addrmapDone: [], baselineDone: [], attempts: [], addrmapAt: [] });
+  const samples = () => ({
+    addrmap: [],
+    baseline: [],
+    nftAdd: [],
+    nftAddExit: [],
+    addrmapPass: [],
+    addrmapDone: [],
+    baselineDone: [],
+    attempts: [],
+    addrmapAt: [],
+  });
   const s = samples();
   const w = samples();
   try {
@@ -199,7 +252,12 @@ async function pushAtSize(size, trials, withAddElement) {
         if (who === 'nft') {
           // The kernel's own cost of one change: one `nft add element` into the same 100k map.
           const Q = probeAddress(50_000 + k + WARMUP);
-          const r = await dB.call({ op: 'exec', argv: ['nft', 'add', 'element', 'inet', 'addrmap', 'dnat6', `{ ${Q} : ${ADDR.new6} }`], host: Q, port: PORT });
+          const r = await dB.call({
+            op: 'exec',
+            argv: ['nft', 'add', 'element', 'inet', 'addrmap', 'dnat6', `{ ${Q} : ${ADDR.new6} }`],
+            host: Q,
+            port: PORT,
+          });
           rec.nftAdd.push(r.ms);
           rec.nftAddExit.push(r.exitMs);
         } else {
@@ -240,7 +298,11 @@ async function pushAtSize(size, trials, withAddElement) {
       probeAttempts: summary(s.attempts),
       addrmapPasses: passes,
       pushes: trials + WARMUP + 1,
-      warmup: { note: `the first ${WARMUP} pushes per side after the agent and the script started, not counted above`, addrmapMs: w.addrmap.map((x) => round(x, 1)), baselineMs: w.baseline.map((x) => round(x, 1)) },
+      warmup: {
+        note: `the first ${WARMUP} pushes per side after the agent and the script started, not counted above`,
+        addrmapMs: w.addrmap.map((x) => round(x, 1)),
+        baselineMs: w.baseline.map((x) => round(x, 1)),
+      },
       driftDetectedDuringTrials: driftDuring,
       // [seconds since the agent started, push to reachable ms], for lining outliers up with the agent's timers.
       addrmapRuns: s.addrmapAt,
@@ -259,7 +321,14 @@ async function pushSection() {
   for (const size of sizes) {
     const s = await pushAtSize(size, CONFIG.push.trials[size], size === largest);
     const base = { section: 'push', unit: 'ms', better: 'lower', baselineName: 'inotifywait + nft -f script', size, n: s.addrmap.length };
-    figure({ ...base, id: `push.p50.${size}`, name: `push to reachable, p50, ${size} mappings`, value: median(s.addrmap), baseline: median(s.baseline), target: { ratioMax: 1.0 } });
+    figure({
+      ...base,
+      id: `push.p50.${size}`,
+      name: `push to reachable, p50, ${size} mappings`,
+      value: median(s.addrmap),
+      baseline: median(s.baseline),
+      target: { ratioMax: 1.0 },
+    });
     figure({
       ...base,
       id: `push.p99.${size}`,
@@ -294,7 +363,9 @@ async function scaleSection() {
   const dir = await scratchDir();
   const entries = [];
   for (let i = 0; i < size; i++) entries.push(baseMapping(i));
-  const ruleset = (await readFile(join(BENCH, 'ruleset.nft'), 'utf8')) + `\nadd element inet addrmap dnat6 { ${entries.map(([a, b]) => `${a} : ${b}`).join(',\n')} }\n`;
+  const ruleset =
+    (await readFile(join(BENCH, 'ruleset.nft'), 'utf8')) +
+    `\nadd element inet addrmap dnat6 { ${entries.map(([a, b]) => `${a} : ${b}`).join(',\n')} }\n`;
   const rulesetFile = join(dir, 'ruleset-full.nft');
   await writeFile(rulesetFile, ruleset);
   const text = mappingText(1, baseEntries(size));
@@ -364,17 +435,28 @@ async function coldSection() {
         }[kind];
         const r = await run('ip', ['netns', 'exec', lab.guest, ...argv], { env: lab.env() });
         if (r.code !== 0) throw new Error(`${argv.join(' ')} failed (${r.code}): ${r.stderr}`);
-        if ((kind === 'addrmap' || kind === 'sea') && !r.stdout.includes('"event":"applied"')) throw new Error(`${kind} did not apply: ${r.stdout}`);
+        if ((kind === 'addrmap' || kind === 'sea') && !r.stdout.includes('"event":"applied"'))
+          throw new Error(`${kind} did not apply: ${r.stdout}`);
         s[kind].push(r.ms);
       } finally {
         await lab.destroy();
       }
     }
   }
-  details.cold = Object.fromEntries(Object.entries(s).filter(([, v]) => v.length).map(([k, v]) => [k, summary(v)]));
+  details.cold = Object.fromEntries(
+    Object.entries(s)
+      .filter(([, v]) => v.length)
+      .map(([k, v]) => [k, summary(v)]),
+  );
   details.cold.note = 'each run in a fresh network namespace, timed from spawn of `ip netns exec` to exit (the same wrapper for every row)';
   const base = { section: 'cold', unit: 'ms', better: 'lower', baselineName: 'node -e 0', size: n, n: s.addrmap.length };
-  figure({ ...base, id: `cold.node.${n}`, name: `cold start to rules installed, ${n} mappings (node dist/addrmap.mjs apply)`, value: median(s.addrmap), baseline: median(s.node0) });
+  figure({
+    ...base,
+    id: `cold.node.${n}`,
+    name: `cold start to rules installed, ${n} mappings (node dist/addrmap.mjs apply)`,
+    value: median(s.addrmap),
+    baseline: median(s.node0),
+  });
   figure({
     ...base,
     id: `cold.sea.${n}`,
@@ -393,9 +475,15 @@ async function memorySection() {
   // options), so the full suite measures it too; it rebuilds it first, the
   // quick one does not and leaves it out.
   const sea = !QUICK && existsSync(SEA) ? SEA : null;
-  log(`memory: idle RSS of addrmap watch with ${sizes.join(', ')} mappings vs an idle node, ${reps} reps of ${idleSeconds} s idle; standalone: ${sea ?? 'not built'}`);
+  log(
+    `memory: idle RSS of addrmap watch with ${sizes.join(', ')} mappings vs an idle node, ${reps} reps of ${idleSeconds} s idle; standalone: ${sea ?? 'not built'}`,
+  );
   const runs = [];
-  const kinds = [...sizes.map((size) => ({ size, binary: null })), ...(sea ? sizes.map((size) => ({ size, binary: sea })) : []), { size: 'node', binary: null }];
+  const kinds = [
+    ...sizes.map((size) => ({ size, binary: null })),
+    ...(sea ? sizes.map((size) => ({ size, binary: sea })) : []),
+    { size: 'node', binary: null },
+  ];
   // One agent of each kind and a bare node at a time (they idle side by side), reps one after another.
   for (let rep = 0; rep < reps; rep++) {
     const batch = [];
@@ -404,7 +492,10 @@ async function memorySection() {
       await Promise.all(
         batch.map(async (r) => {
           if (r.size === 'node') {
-            r.proc = new LineProc(r.lab.spawnIn(r.lab.guest, NODE, ['-e', 'setInterval(() => {}, 1 << 30); console.log("ready")']), 'idle node');
+            r.proc = new LineProc(
+              r.lab.spawnIn(r.lab.guest, NODE, ['-e', 'setInterval(() => {}, 1 << 30); console.log("ready")']),
+              'idle node',
+            );
             await r.proc.waitFor((l) => l === 'ready', 30_000);
           } else {
             await r.lab.prepareAddrmap();
@@ -423,7 +514,8 @@ async function memorySection() {
         for (const r of batch) {
           const self = readStatus(r.proc.pid);
           const tree = [r.proc.pid, ...descendants(r.proc.pid)].map((p) => readStatus(p)?.rssKiB ?? 0).reduce((a, b) => a + b, 0);
-          if (self) r.samples.push({ t: round((nowMs() - t0) / 1000, 1), rss: self.rssKiB / 1024, hwm: self.hwmKiB / 1024, tree: tree / 1024 });
+          if (self)
+            r.samples.push({ t: round((nowMs() - t0) / 1000, 1), rss: self.rssKiB / 1024, hwm: self.hwmKiB / 1024, tree: tree / 1024 });
         }
         await sleep(1000);
       }
@@ -440,10 +532,17 @@ async function memorySection() {
   const idle = (r, k) => median(r.samples.slice(-3).map((x) => x[k]));
   const of = (size, k, binary = null) => runs.filter((r) => r.size === size && r.binary === binary).map((r) => idle(r, k));
   const nodeRss = median(of('node', 'rss'));
-  const trace = (size, binary = null) => runs.filter((r) => r.size === size && r.binary === binary).map((r) => r.samples.filter((_, i) => i % 5 === 0 || i === r.samples.length - 1).map((x) => [x.t, round(x.rss, 1)]));
+  const trace = (size, binary = null) =>
+    runs
+      .filter((r) => r.size === size && r.binary === binary)
+      .map((r) => r.samples.filter((_, i) => i % 5 === 0 || i === r.samples.length - 1).map((x) => [x.t, round(x.rss, 1)]));
   details.memory = {
-    note: "rssMiB: the agent process; withChildrenMiB adds its `nft monitor` child; peakMiB: VmHWM; trace: [seconds idle, RSS MiB] per rep",
-    node: { rssMiB: round(nodeRss), peakMiB: round(median(runs.filter((r) => r.size === 'node').map((r) => r.samples.at(-1).hwm))), trace: trace('node') },
+    note: 'rssMiB: the agent process; withChildrenMiB adds its `nft monitor` child; peakMiB: VmHWM; trace: [seconds idle, RSS MiB] per rep',
+    node: {
+      rssMiB: round(nodeRss),
+      peakMiB: round(median(runs.filter((r) => r.size === 'node').map((r) => r.samples.at(-1).hwm))),
+      trace: trace('node'),
+    },
   };
   for (const binary of sea ? [null, sea] : [null]) {
     for (const size of sizes) {
@@ -460,7 +559,9 @@ async function memorySection() {
       figure({
         id: binary ? `memory.rss.standalone.${size}` : `memory.rss.${size}`,
         section: 'memory',
-        name: binary ? `idle RSS of addrmap watch, ${size} mappings (standalone executable)` : `idle RSS of addrmap watch, ${size} mappings (node dist/addrmap.mjs)`,
+        name: binary
+          ? `idle RSS of addrmap watch, ${size} mappings (standalone executable)`
+          : `idle RSS of addrmap watch, ${size} mappings (node dist/addrmap.mjs)`,
         unit: 'MiB',
         better: 'lower',
         baselineName: 'idle node process',
@@ -516,10 +617,29 @@ async function conntrackTrial(withFlows) {
     const driver = new Driver(lab);
     const [P1, P2] = [probeAddress(1), probeAddress(2)];
     const cleaned = agent.waitFor((e) => e?.event === 'conntrack_cleaned' && e.targets > 1, 600_000);
-    const first = await driver.call({ op: 'push', tmp: await stage(lab.paths.mappings, mappingText(2, baseEntries(stale), [[probeAddress(0), ADDR.new6], [P1, ADDR.new6]])), dst: lab.paths.mappings, host: P1, port: PORT });
+    const first = await driver.call({
+      op: 'push',
+      tmp: await stage(
+        lab.paths.mappings,
+        mappingText(2, baseEntries(stale), [
+          [probeAddress(0), ADDR.new6],
+          [P1, ADDR.new6],
+        ]),
+      ),
+      dst: lab.paths.mappings,
+      host: P1,
+      port: PORT,
+    });
     const second = await driver.call({
       op: 'push',
-      tmp: await stage(lab.paths.mappings, mappingText(3, baseEntries(stale), [[probeAddress(0), ADDR.new6], [P1, ADDR.new6], [P2, ADDR.new6]])),
+      tmp: await stage(
+        lab.paths.mappings,
+        mappingText(3, baseEntries(stale), [
+          [probeAddress(0), ADDR.new6],
+          [P1, ADDR.new6],
+          [P2, ADDR.new6],
+        ]),
+      ),
       dst: lab.paths.mappings,
       host: P2,
       port: PORT,
@@ -547,12 +667,17 @@ async function conntrackTrial(withFlows) {
 async function conntrackSection() {
   const { stale, perAddress, reps } = CONFIG.conntrack;
   const n = stale * perAddress;
-  log(`conntrack: push mapping ${stale} stale addresses with ${n} tracked flows to them, vs the same push with none; ${reps} reps, interleaved`);
+  log(
+    `conntrack: push mapping ${stale} stale addresses with ${n} tracked flows to them, vs the same push with none; ${reps} reps, interleaved`,
+  );
   const runs = { flows: [], empty: [] };
   for (let rep = 0; rep < reps; rep++) {
     for (const kind of shuffle(['flows', 'empty'])) runs[kind].push(await conntrackTrial(kind === 'flows'));
   }
-  details.conntrack = { ...runs, note: `${n} untranslated UDP flows (${perAddress} per stale address) in the guest's table before the push; the second push follows the first at once` };
+  details.conntrack = {
+    ...runs,
+    note: `${n} untranslated UDP flows (${perAddress} per stale address) in the guest's table before the push; the second push follows the first at once`,
+  };
   const pick = (kind, k) => runs[kind].map((r) => r[k]);
   const base = { section: 'conntrack', better: 'lower', size: n, n: reps };
   figure({
@@ -585,13 +710,26 @@ async function conntrackSection() {
     target: { valueMax: 5000 },
   });
   const removed = pick('flows', 'removed');
-  figure({ ...base, id: 'conntrack.removed', name: 'stale flows removed by that cleanup', unit: 'flows', better: 'higher', baselineName: 'flows tracked', value: median(removed), baseline: median(pick('flows', 'tracked')) });
+  figure({
+    ...base,
+    id: 'conntrack.removed',
+    name: 'stale flows removed by that cleanup',
+    unit: 'flows',
+    better: 'higher',
+    baselineName: 'flows tracked',
+    value: median(removed),
+    baseline: median(pick('flows', 'tracked')),
+  });
 }
 
 async function guestSection() {
   log('guest: 256 MB bookworm VM (QEMU, software emulation), 0 / 1k / 10k mappings');
   const out = await new Promise((resolve) => {
-    const child = spawn('bash', [join(ROOT, 'test/vm/run.sh'), 'bookworm', '--mem', '256', '--', NODE, join(ROOT, 'test/vm/small-vm.mjs')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      'bash',
+      [join(ROOT, 'test/vm/run.sh'), 'bookworm', '--mem', '256', '--', NODE, join(ROOT, 'test/vm/small-vm.mjs')],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let text = '';
     child.stdout.on('data', (d) => (text += d));
     child.on('close', () => resolve(text));
@@ -618,7 +756,18 @@ async function guestSection() {
       ...(row.mappings === 10000 ? { target: { valueMax: 32 } } : {}),
     });
   }
-  figure({ id: 'guest.oomkills', section: 'guest', name: 'OOM kills in the 256 MB guest during 0 / 1k / 10k pushes', unit: 'kills', better: 'lower', baselineName: 'none allowed', n: 1, value: r.oomKills, baseline: 0, target: { valueMax: 0 } });
+  figure({
+    id: 'guest.oomkills',
+    section: 'guest',
+    name: 'OOM kills in the 256 MB guest during 0 / 1k / 10k pushes',
+    unit: 'kills',
+    better: 'lower',
+    baselineName: 'none allowed',
+    n: 1,
+    value: r.oomKills,
+    baseline: 0,
+    target: { valueMax: 0 },
+  });
 }
 
 // ---- 5. data plane ---------------------------------------------------------------------------
@@ -643,14 +792,26 @@ async function dataRun(metric, mode) {
     let target = ADDR.new6;
     if (mode === 'conntrack_only') {
       // An empty NAT chain: the kernel tracks every flow, nothing is translated.
-      await must('ip', ['netns', 'exec', lab.guest, 'nft', 'add table inet track; add chain inet track out { type nat hook output priority -100; }']);
+      await must('ip', [
+        'netns',
+        'exec',
+        lab.guest,
+        'nft',
+        'add table inet track; add chain inet track out { type nat hook output priority -100; }',
+      ]);
     } else if (mode === 'dnat_nocount') {
       // addrmap's DNAT without its count chains (apply once, no daemon to repair them).
       await lab.prepareAddrmap();
       await pushFile(lab.paths.mappings, mappingText(1, baseEntries(mappings - 1), [[ADDR.stale6, ADDR.new6]]));
       const r = await run('ip', ['netns', 'exec', lab.guest, NODE, ADDRMAP, 'apply'], { env: lab.env() });
       if (r.code !== 0) throw new Error(`addrmap apply failed: ${r.stderr}`);
-      await must('ip', ['netns', 'exec', lab.guest, 'nft', 'delete chain inet addrmap count_output; delete chain inet addrmap count_forward']);
+      await must('ip', [
+        'netns',
+        'exec',
+        lab.guest,
+        'nft',
+        'delete chain inet addrmap count_output; delete chain inet addrmap count_forward',
+      ]);
       target = ADDR.stale6;
     } else if (mode === 'dnat' || mode === 'direct_loaded') {
       await lab.prepareAddrmap();
@@ -663,7 +824,10 @@ async function dataRun(metric, mode) {
     } else if (mode === 'socat') {
       await must('ip', ['-n', lab.guest, 'addr', 'add', `${ADDR.stale6}/128`, 'dev', 'lo', 'nodad']);
       const proto = metric === 'udp' ? 'UDP6' : 'TCP6';
-      lab.spawnIn(lab.guest, 'socat', [`${proto}-LISTEN:${port},bind=[${ADDR.stale6}],fork,reuseaddr${metric === 'udp' ? '' : ',backlog=4096'}`, `${proto}:[${ADDR.new6}]:${port}`]);
+      lab.spawnIn(lab.guest, 'socat', [
+        `${proto}-LISTEN:${port},bind=[${ADDR.stale6}],fork,reuseaddr${metric === 'udp' ? '' : ',backlog=4096'}`,
+        `${proto}:[${ADDR.new6}]:${port}`,
+      ]);
       await listening(lab, lab.guest, metric === 'udp' ? 'udp' : 'tcp', port);
       target = ADDR.stale6;
     }
@@ -676,9 +840,18 @@ async function dataRun(metric, mode) {
       return j.end.sum_received.bits_per_second / 1e9;
     }
     // Bound to the new address, so UDP answers come from it (from a wildcard socket they would carry the link address).
-    const srv = new LineProc(lab.spawnIn(lab.peer, NETLOAD, [metric === 'crr' ? 'tcp-server' : 'udp-server', String(port), String(concurrency), ADDR.new6]), 'netload server');
+    const srv = new LineProc(
+      lab.spawnIn(lab.peer, NETLOAD, [metric === 'crr' ? 'tcp-server' : 'udp-server', String(port), String(concurrency), ADDR.new6]),
+      'netload server',
+    );
     await srv.waitFor((l) => l === 'ready', 10_000);
-    const r = await lab.exec(lab.guest, NETLOAD, [metric === 'crr' ? 'crr' : 'udp-rr', target, String(port), String(seconds), String(concurrency)]);
+    const r = await lab.exec(lab.guest, NETLOAD, [
+      metric === 'crr' ? 'crr' : 'udp-rr',
+      target,
+      String(port),
+      String(seconds),
+      String(concurrency),
+    ]);
     if (r.code !== 0) throw new Error(`netload ${metric} (${mode}): ${r.stderr}`);
     const j = JSON.parse(r.stdout);
     if (j.ops === 0) throw new Error(`netload ${metric} (${mode}) made no successful operation: ${r.stdout}`);
@@ -691,7 +864,9 @@ async function dataRun(metric, mode) {
 async function dataSection() {
   const { reps, seconds } = CONFIG.data;
   const modes = opts.modes ? opts.modes.split(',') : ['direct', 'dnat', 'direct_loaded', 'socat', 'conntrack_only', 'dnat_nocount'];
-  log(`data: TCP throughput, TCP connections/s, UDP requests/s; ${modes.join(', ')}; ${reps} reps of ${seconds} s, each in fresh namespaces`);
+  log(
+    `data: TCP throughput, TCP connections/s, UDP requests/s; ${modes.join(', ')}; ${reps} reps of ${seconds} s, each in fresh namespaces`,
+  );
   const s = {};
   for (const metric of CONFIG.data.metrics) {
     s[metric] = Object.fromEntries(modes.map((m) => [m, []]));
@@ -705,10 +880,16 @@ async function dataSection() {
       dnat: 'client in a guest running addrmap watch (' + CONFIG.data.mappings + ' mappings), to the stale address',
       direct_loaded: 'client in a guest running addrmap watch, to the new address (the cost addrmap puts on all other traffic)',
       socat: 'client to the stale address, local in the guest, where socat (fork per connection or UDP peer) relays to the new address',
-      conntrack_only: 'diagnostic: client to the new address in a guest with an empty NAT chain (connection tracking on, nothing translated)',
+      conntrack_only:
+        'diagnostic: client to the new address in a guest with an empty NAT chain (connection tracking on, nothing translated)',
       dnat_nocount: "diagnostic: as dnat, after addrmap apply, with addrmap's two count chains deleted (DNAT alone)",
     },
-    ...Object.fromEntries(Object.entries(s).map(([m, by]) => [m, Object.fromEntries(Object.entries(by).map(([mode, xs]) => [mode, { ...summary(xs), runs: xs.map((x) => round(x, 2)) }]))])),
+    ...Object.fromEntries(
+      Object.entries(s).map(([m, by]) => [
+        m,
+        Object.fromEntries(Object.entries(by).map(([mode, xs]) => [mode, { ...summary(xs), runs: xs.map((x) => round(x, 2)) }])),
+      ]),
+    ),
     concurrency: CONFIG.data.concurrency,
   };
   const metrics = {
@@ -722,11 +903,52 @@ async function dataSection() {
     const pair = (mode, base) => median((s[metric][mode] ?? []).map((x, i) => x / s[metric][base][i]));
     const value = med('dnat');
     const base = { section: 'data', unit: m.unit, better: 'higher', n: (s[metric].dnat ?? []).length };
-    figure({ ...base, id: `data.${metric}.vs_direct`, name: `${m.name}: stale address via addrmap`, baselineName: 'direct to the new address', value, baseline: med('direct'), paired: pair('dnat', 'direct'), ...(m.target ? { target: m.target } : {}) });
-    figure({ ...base, id: `data.${metric}.vs_socat`, name: `${m.name}: stale address via addrmap`, baselineName: 'socat on the stale address', value, baseline: med('socat'), paired: pair('dnat', 'socat') });
-    figure({ ...base, id: `data.${metric}.loaded_direct`, name: `${m.name}: new address, addrmap loaded`, baselineName: 'direct, no rules', value: med('direct_loaded'), baseline: med('direct'), paired: pair('direct_loaded', 'direct') });
-    figure({ ...base, id: `data.${metric}.conntrack_only`, name: `${m.name}: diagnostic, conntrack alone`, baselineName: 'direct, no rules', value: med('conntrack_only'), baseline: med('direct'), paired: pair('conntrack_only', 'direct') });
-    figure({ ...base, id: `data.${metric}.dnat_nocount`, name: `${m.name}: diagnostic, DNAT without count chains`, baselineName: 'direct, no rules', value: med('dnat_nocount'), baseline: med('direct'), paired: pair('dnat_nocount', 'direct') });
+    figure({
+      ...base,
+      id: `data.${metric}.vs_direct`,
+      name: `${m.name}: stale address via addrmap`,
+      baselineName: 'direct to the new address',
+      value,
+      baseline: med('direct'),
+      paired: pair('dnat', 'direct'),
+      ...(m.target ? { target: m.target } : {}),
+    });
+    figure({
+      ...base,
+      id: `data.${metric}.vs_socat`,
+      name: `${m.name}: stale address via addrmap`,
+      baselineName: 'socat on the stale address',
+      value,
+      baseline: med('socat'),
+      paired: pair('dnat', 'socat'),
+    });
+    figure({
+      ...base,
+      id: `data.${metric}.loaded_direct`,
+      name: `${m.name}: new address, addrmap loaded`,
+      baselineName: 'direct, no rules',
+      value: med('direct_loaded'),
+      baseline: med('direct'),
+      paired: pair('direct_loaded', 'direct'),
+    });
+    figure({
+      ...base,
+      id: `data.${metric}.conntrack_only`,
+      name: `${m.name}: diagnostic, conntrack alone`,
+      baselineName: 'direct, no rules',
+      value: med('conntrack_only'),
+      baseline: med('direct'),
+      paired: pair('conntrack_only', 'direct'),
+    });
+    figure({
+      ...base,
+      id: `data.${metric}.dnat_nocount`,
+      name: `${m.name}: diagnostic, DNAT without count chains`,
+      baselineName: 'direct, no rules',
+      value: med('dnat_nocount'),
+      baseline: med('direct'),
+      paired: pair('dnat_nocount', 'direct'),
+    });
   }
 }
 
@@ -736,8 +958,24 @@ function table() {
   const rows = [['figure', 'addrmap', 'baseline', 'baseline value', 'ratio', 'target', 'met']];
   for (const f of figures) {
     const t = f.target;
-    const target = t ? [t.ratioMax !== undefined ? `<= ${t.ratioMax}x` : null, t.ratioMin !== undefined ? `>= ${t.ratioMin}x` : null, t.valueMax !== undefined ? `<= ${t.valueMax} ${f.unit}` : null].filter(Boolean).join(', ') : '';
-    rows.push([f.name, f.skipped ? `skipped` : fmt(f.value, f.unit), f.baselineName, fmt(f.baseline, f.unit), f.ratio === null ? '-' : `${f.ratio.toFixed(2)}x${f.ratioKind === 'paired' ? '*' : ''}`, target, f.met === null ? '' : f.met ? 'yes' : 'NO']);
+    const target = t
+      ? [
+          t.ratioMax !== undefined ? `<= ${t.ratioMax}x` : null,
+          t.ratioMin !== undefined ? `>= ${t.ratioMin}x` : null,
+          t.valueMax !== undefined ? `<= ${t.valueMax} ${f.unit}` : null,
+        ]
+          .filter(Boolean)
+          .join(', ')
+      : '';
+    rows.push([
+      f.name,
+      f.skipped ? `skipped` : fmt(f.value, f.unit),
+      f.baselineName,
+      fmt(f.baseline, f.unit),
+      f.ratio === null ? '-' : `${f.ratio.toFixed(2)}x${f.ratioKind === 'paired' ? '*' : ''}`,
+      target,
+      f.met === null ? '' : f.met ? 'yes' : 'NO',
+    ]);
   }
   return rows;
 }
@@ -748,7 +986,15 @@ const FOOTNOTE =
 
 function plain(rows) {
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
-  return rows.map((r, j) => r.map((c, i) => String(c).padEnd(w[i])).join('  ').trimEnd() + (j === 0 ? '\n' + w.map((x) => '-'.repeat(x)).join('  ') : '')).join('\n');
+  return rows
+    .map(
+      (r, j) =>
+        r
+          .map((c, i) => String(c).padEnd(w[i]))
+          .join('  ')
+          .trimEnd() + (j === 0 ? '\n' + w.map((x) => '-'.repeat(x)).join('  ') : ''),
+    )
+    .join('\n');
 }
 
 function markdown(rows) {
@@ -791,9 +1037,10 @@ async function main() {
   }
   installCleanup();
   const started = Date.now();
-  if (!opts['no-setup']) await must('bash', [join(BENCH, 'setup.sh')]).catch((e) => {
-    throw new Error(`tool setup failed: ${e.message}`);
-  });
+  if (!opts['no-setup'])
+    await must('bash', [join(BENCH, 'setup.sh')]).catch((e) => {
+      throw new Error(`tool setup failed: ${e.message}`);
+    });
   if (!opts['no-build']) {
     log('building dist/addrmap.mjs');
     await must(NODE, [join(ROOT, 'packaging/build.mjs')]);
@@ -810,8 +1057,18 @@ async function main() {
   await removeStaleNamespaces();
   const info = await machine();
   const load = { start: loadavg().map((x) => round(x)) };
-  log(`bench (${CONFIG.mode}) on ${info.cpus} x ${info.cpuModel}, ${info.memGiB} GiB, kernel ${info.kernel}, node ${info.node}, nft ${info.nft}; sections: ${only.join(', ')}`);
-  const sectionFns = { push: pushSection, scale: scaleSection, cold: coldSection, memory: memorySection, data: dataSection, conntrack: conntrackSection, guest: guestSection };
+  log(
+    `bench (${CONFIG.mode}) on ${info.cpus} x ${info.cpuModel}, ${info.memGiB} GiB, kernel ${info.kernel}, node ${info.node}, nft ${info.nft}; sections: ${only.join(', ')}`,
+  );
+  const sectionFns = {
+    push: pushSection,
+    scale: scaleSection,
+    cold: coldSection,
+    memory: memorySection,
+    data: dataSection,
+    conntrack: conntrackSection,
+    guest: guestSection,
+  };
   const timings = {};
   for (const section of SECTIONS.filter((s) => only.includes(s))) {
     const t = Date.now();

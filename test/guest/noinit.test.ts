@@ -67,181 +67,231 @@ async function processes(c: StartedTestContainer): Promise<{ pid: number; ppid: 
 const watchers = async (c: StartedTestContainer) => (await processes(c)).filter((p) => /addrmap watch$/.test(p.args));
 
 describe('no-init guest: the standalone executable from the tarball, addrmap-entrypoint in front of the application', () => {
-  it('has no Node and no init; the entrypoint is PID 1 and runs the watcher and the application', async () => {
-    peer = await lab.peer(images.base, 'peer1', STALE);
-    guest = await lab.guest('guest', {
-      image: images.noinit,
-      host: 2,
-      privileges: 'net',
-      env: { ADDRMAP_ENABLED: '1', APP_TERM_STATUS: String(TERM_STATUS) },
-      files: { '/etc/app/peer': `${lab.addr(STALE)} ${PORT}\n` },
-    });
-    await waitForPeer(guest, 'peer1', 0);
+  it(
+    'has no Node and no init; the entrypoint is PID 1 and runs the watcher and the application',
+    async () => {
+      peer = await lab.peer(images.base, 'peer1', STALE);
+      guest = await lab.guest('guest', {
+        image: images.noinit,
+        host: 2,
+        privileges: 'net',
+        env: { ADDRMAP_ENABLED: '1', APP_TERM_STATUS: String(TERM_STATUS) },
+        files: { '/etc/app/peer': `${lab.addr(STALE)} ${PORT}\n` },
+      });
+      await waitForPeer(guest, 'peer1', 0);
 
-    expect((await exec(guest, ['sh', '-c', 'command -v node || command -v nodejs'])).code).not.toBe(0);
-    expect((await mustExec(guest, ['find', '/', '-xdev', '(', '-name', 'node', '-o', '-name', 'nodejs', ')', '-type', 'f'])).trim()).toBe('');
-    expect((await exec(guest, ['test', '-e', '/sbin/init'])).code).not.toBe(0);
-    expect((await exec(guest, ['test', '-e', '/usr/bin/systemctl'])).code).not.toBe(0);
+      expect((await exec(guest, ['sh', '-c', 'command -v node || command -v nodejs'])).code).not.toBe(0);
+      expect((await mustExec(guest, ['find', '/', '-xdev', '(', '-name', 'node', '-o', '-name', 'nodejs', ')', '-type', 'f'])).trim()).toBe(
+        '',
+      );
+      expect((await exec(guest, ['test', '-e', '/sbin/init'])).code).not.toBe(0);
+      expect((await exec(guest, ['test', '-e', '/usr/bin/systemctl'])).code).not.toBe(0);
 
-    const ps = await processes(guest);
-    expect(ps.find((p) => p.pid === 1)?.args).toMatch(/addrmap-entrypoint \/usr\/local\/bin\/app$/);
-    expect(ps.find((p) => p.args.endsWith('/usr/local/bin/app') && p.pid !== 1)?.ppid).toBe(1);
-    expect(await watchers(guest)).toHaveLength(1);
-    expect(await status(guest)).toMatchObject({ enabled: true, flagSource: 'environment' });
-    expect((await mustExec(guest, ['addrmap', 'version'])).trim()).toMatch(/^\d+\.\d+\.\d+/);
-  }, 3 * MIN);
+      const ps = await processes(guest);
+      expect(ps.find((p) => p.pid === 1)?.args).toMatch(/addrmap-entrypoint \/usr\/local\/bin\/app$/);
+      expect(ps.find((p) => p.args.endsWith('/usr/local/bin/app') && p.pid !== 1)?.ppid).toBe(1);
+      expect(await watchers(guest)).toHaveLength(1);
+      expect(await status(guest)).toMatchObject({ enabled: true, flagSource: 'environment' });
+      expect((await mustExec(guest, ['addrmap', 'version'])).trim()).toMatch(/^\d+\.\d+\.\d+/);
+    },
+    3 * MIN,
+  );
 
-  it('follows two migrations with pushes, without restarting the application', async () => {
-    const appPid = sinceLastStart(await appLog(guest))[0]!.pid;
+  it(
+    'follows two migrations with pushes, without restarting the application',
+    async () => {
+      const appPid = sinceLastStart(await appLog(guest))[0]!.pid;
 
-    let migrated = await migratePeer('peer2', NEW);
-    await eventually('the stale address failing', async () => (await appLog(guest)).some((e) => e.t > migrated && e.kind === 'fail'));
-    let pushed = Date.now();
-    await pushMappings(guest, 1, [[lab.addr(STALE), lab.addr(NEW)]]);
-    const ok = await waitForPeer(guest, 'peer2', pushed);
-    console.log(`no-init guest: push -> first successful connection of the running application: ${ok.t - pushed} ms`);
-    expect(ok).toMatchObject({ pid: appPid, address: lab.addr(NEW) });
+      let migrated = await migratePeer('peer2', NEW);
+      await eventually('the stale address failing', async () => (await appLog(guest)).some((e) => e.t > migrated && e.kind === 'fail'));
+      let pushed = Date.now();
+      await pushMappings(guest, 1, [[lab.addr(STALE), lab.addr(NEW)]]);
+      const ok = await waitForPeer(guest, 'peer2', pushed);
+      console.log(`no-init guest: push -> first successful connection of the running application: ${ok.t - pushed} ms`);
+      expect(ok).toMatchObject({ pid: appPid, address: lab.addr(NEW) });
 
-    migrated = await migratePeer('peer3', NEWER);
-    await eventually('the stale address failing', async () => (await appLog(guest)).some((e) => e.t > migrated && e.kind === 'fail'));
-    pushed = Date.now();
-    await pushMappings(guest, 2, [
-      [lab.addr(STALE), lab.addr(NEWER)],
-      [lab.addr(NEW), lab.addr(NEWER)],
-    ]);
-    expect(await waitForPeer(guest, 'peer3', pushed)).toMatchObject({ pid: appPid, address: lab.addr(NEWER) });
-    expect(sinceLastStart(await appLog(guest))[0]!.pid).toBe(appPid);
-    expect(await status(guest)).toMatchObject({ generation: 2 });
-  }, 2 * MIN);
+      migrated = await migratePeer('peer3', NEWER);
+      await eventually('the stale address failing', async () => (await appLog(guest)).some((e) => e.t > migrated && e.kind === 'fail'));
+      pushed = Date.now();
+      await pushMappings(guest, 2, [
+        [lab.addr(STALE), lab.addr(NEWER)],
+        [lab.addr(NEW), lab.addr(NEWER)],
+      ]);
+      expect(await waitForPeer(guest, 'peer3', pushed)).toMatchObject({ pid: appPid, address: lab.addr(NEWER) });
+      expect(sinceLastStart(await appLog(guest))[0]!.pid).toBe(appPid);
+      expect(await status(guest)).toMatchObject({ generation: 2 });
+    },
+    2 * MIN,
+  );
 
-  it('reboots: the entrypoint applies the mapping before it starts the application', async () => {
-    await mustExec(guest, ['nft', 'add', 'table', 'inet', 'boot_marker']);
-    const rebooted = Date.now();
-    await guest.restart({ timeout: 20 });
-    expect((await exec(guest, ['nft', 'list', 'table', 'inet', 'boot_marker'])).code).not.toBe(0);
-    const events = await eventually('the application starting and connecting after the reboot', async () => {
-      const ev = sinceLastStart(await appLog(guest));
-      return ev.length >= 2 && ev[0]!.t > rebooted && ev;
-    });
-    expect(events[1]).toMatchObject({ kind: 'ok', text: 'peer3', address: lab.addr(NEWER) });
-    expect(await watchers(guest)).toHaveLength(1);
-  }, 2 * MIN);
+  it(
+    'reboots: the entrypoint applies the mapping before it starts the application',
+    async () => {
+      await mustExec(guest, ['nft', 'add', 'table', 'inet', 'boot_marker']);
+      const rebooted = Date.now();
+      await guest.restart({ timeout: 20 });
+      expect((await exec(guest, ['nft', 'list', 'table', 'inet', 'boot_marker'])).code).not.toBe(0);
+      const events = await eventually('the application starting and connecting after the reboot', async () => {
+        const ev = sinceLastStart(await appLog(guest));
+        return ev.length >= 2 && ev[0]!.t > rebooted && ev;
+      });
+      expect(events[1]).toMatchObject({ kind: 'ok', text: 'peer3', address: lab.addr(NEWER) });
+      expect(await watchers(guest)).toHaveLength(1);
+    },
+    2 * MIN,
+  );
 
-  it('starts the watcher again when it dies; pushes keep working', async () => {
-    const [before] = await watchers(guest);
-    await mustExec(guest, ['kill', '-KILL', String(before!.pid)]);
-    const [after] = await eventually('a new watcher', async () => {
-      const w = await watchers(guest);
-      return w.length === 1 && w[0]!.pid !== before!.pid && w;
-    });
-    expect(after!.ppid).toBe(before!.ppid);
-    const pushed = Date.now();
-    await pushMappings(guest, 3, [[lab.addr(STALE), lab.addr(NEWER)]]);
-    await eventually('generation 3 applied', async () => (await status(guest)).generation === 3);
-    expect(await addrmapTable(guest)).not.toContain(`${lab.addr(NEW)} : `);
-    await waitForPeer(guest, 'peer3', pushed);
-  }, 2 * MIN);
+  it(
+    'starts the watcher again when it dies; pushes keep working',
+    async () => {
+      const [before] = await watchers(guest);
+      await mustExec(guest, ['kill', '-KILL', String(before!.pid)]);
+      const [after] = await eventually('a new watcher', async () => {
+        const w = await watchers(guest);
+        return w.length === 1 && w[0]!.pid !== before!.pid && w;
+      });
+      expect(after!.ppid).toBe(before!.ppid);
+      const pushed = Date.now();
+      await pushMappings(guest, 3, [[lab.addr(STALE), lab.addr(NEWER)]]);
+      await eventually('generation 3 applied', async () => (await status(guest)).generation === 3);
+      expect(await addrmapTable(guest)).not.toContain(`${lab.addr(NEW)} : `);
+      await waitForPeer(guest, 'peer3', pushed);
+    },
+    2 * MIN,
+  );
 
-  it('reaps orphaned processes as PID 1', async () => {
-    // A process whose parent exits is handed to PID 1; it must not stay a zombie when it ends.
-    await mustExec(guest, ['sh', '-c', 'sleep 0.5 & exit 0']);
-    const ps = await eventually(
-      'the orphan ended and reaped (no zombie left)',
-      async () => {
-        const now = await mustExec(guest, ['ps', '-e', '-o', 'stat=,args=']);
-        return !/sleep 0\.5|<defunct>/.test(now) && now;
-      },
-      5000,
-    );
-    expect(ps).not.toMatch(/^\s*Z/m);
-  }, MIN);
+  it(
+    'reaps orphaned processes as PID 1',
+    async () => {
+      // A process whose parent exits is handed to PID 1; it must not stay a zombie when it ends.
+      await mustExec(guest, ['sh', '-c', 'sleep 0.5 & exit 0']);
+      const ps = await eventually(
+        'the orphan ended and reaped (no zombie left)',
+        async () => {
+          const now = await mustExec(guest, ['ps', '-e', '-o', 'stat=,args=']);
+          return !/sleep 0\.5|<defunct>/.test(now) && now;
+        },
+        5000,
+      );
+      expect(ps).not.toMatch(/^\s*Z/m);
+    },
+    MIN,
+  );
 
-  it('forwards signals to the application and exits with its status', async () => {
-    const appPid = sinceLastStart(await appLog(guest))[0]!.pid;
-    let t = Date.now();
-    await mustHost('docker', ['kill', '--signal', 'USR1', guest.getId()]);
-    await eventually('USR1 reaching the application', async () => (await appLog(guest)).find((e) => e.t > t && e.kind === 'signal' && e.text === 'USR1'));
-    // USR1 does not stop it.
-    await waitForPeer(guest, 'peer3', Date.now());
-    expect(sinceLastStart(await appLog(guest))[0]!.pid).toBe(appPid);
+  it(
+    'forwards signals to the application and exits with its status',
+    async () => {
+      const appPid = sinceLastStart(await appLog(guest))[0]!.pid;
+      let t = Date.now();
+      await mustHost('docker', ['kill', '--signal', 'USR1', guest.getId()]);
+      await eventually('USR1 reaching the application', async () =>
+        (await appLog(guest)).find((e) => e.t > t && e.kind === 'signal' && e.text === 'USR1'),
+      );
+      // USR1 does not stop it.
+      await waitForPeer(guest, 'peer3', Date.now());
+      expect(sinceLastStart(await appLog(guest))[0]!.pid).toBe(appPid);
 
-    t = Date.now();
-    await mustHost('docker', ['stop', '--time', '20', guest.getId()]);
-    expect(await containerState(guest)).toEqual({ running: false, exitCode: TERM_STATUS });
-    // (The log survives in the stopped container's file system.)
-    const tail = sinceLastStart(await readStoppedLog(guest)).filter((e) => e.t > t);
-    expect(tail.find((e) => e.kind === 'signal')).toMatchObject({ pid: appPid, text: 'TERM' });
-  }, 2 * MIN);
+      t = Date.now();
+      await mustHost('docker', ['stop', '--time', '20', guest.getId()]);
+      expect(await containerState(guest)).toEqual({ running: false, exitCode: TERM_STATUS });
+      // (The log survives in the stopped container's file system.)
+      const tail = sinceLastStart(await readStoppedLog(guest)).filter((e) => e.t > t);
+      expect(tail.find((e) => e.kind === 'signal')).toMatchObject({ pid: appPid, text: 'TERM' });
+    },
+    2 * MIN,
+  );
 
-  it('an application that exits ends the guest with its status; apply ran before it started', async () => {
-    const oneShot = await lab.guest('one-shot', {
-      image: images.noinit,
-      host: 3,
-      privileges: 'net',
-      env: { ADDRMAP_ENABLED: '1' },
-      files: { '/etc/addrmap/mappings.json': mappingFile(1, [[lab.addr(STALE), lab.addr(NEWER)]]) },
-      // The table is there when the application runs: status 5; otherwise 9.
-      command: ['sh', '-c', 'nft list table inet addrmap | grep -q "elements = " && exit 5; exit 9'],
-    });
-    const state = await eventually('the guest exiting', async () => {
-      const s = await containerState(oneShot);
-      return !s.running && s;
-    });
-    expect(state.exitCode).toBe(5);
-  }, 2 * MIN);
+  it(
+    'an application that exits ends the guest with its status; apply ran before it started',
+    async () => {
+      const oneShot = await lab.guest('one-shot', {
+        image: images.noinit,
+        host: 3,
+        privileges: 'net',
+        env: { ADDRMAP_ENABLED: '1' },
+        files: { '/etc/addrmap/mappings.json': mappingFile(1, [[lab.addr(STALE), lab.addr(NEWER)]]) },
+        // The table is there when the application runs: status 5; otherwise 9.
+        command: ['sh', '-c', 'nft list table inet addrmap | grep -q "elements = " && exit 5; exit 9'],
+      });
+      const state = await eventually('the guest exiting', async () => {
+        const s = await containerState(oneShot);
+        return !s.running && s;
+      });
+      expect(state.exitCode).toBe(5);
+    },
+    2 * MIN,
+  );
 
-  it('an application without signal handlers is ended by a forwarded SIGINT (128+2)', async () => {
-    // A shell leaves SIGINT ignored in background processes; the entrypoint restores the default.
-    const sleeper = await lab.guest('sleeper', { image: images.noinit, host: 5, privileges: 'net', env: { ADDRMAP_ENABLED: '0' }, command: ['sleep', '600'] });
-    await eventually('the application running', async () => (await exec(sleeper, ['pgrep', '-x', 'sleep'])).code === 0);
-    await mustHost('docker', ['kill', '--signal', 'INT', sleeper.getId()]);
-    const state = await eventually('the guest exiting', async () => {
-      const s = await containerState(sleeper);
-      return !s.running && s;
-    });
-    expect(state.exitCode).toBe(130);
-  }, 2 * MIN);
+  it(
+    'an application without signal handlers is ended by a forwarded SIGINT (128+2)',
+    async () => {
+      // A shell leaves SIGINT ignored in background processes; the entrypoint restores the default.
+      const sleeper = await lab.guest('sleeper', {
+        image: images.noinit,
+        host: 5,
+        privileges: 'net',
+        env: { ADDRMAP_ENABLED: '0' },
+        command: ['sleep', '600'],
+      });
+      await eventually('the application running', async () => (await exec(sleeper, ['pgrep', '-x', 'sleep'])).code === 0);
+      await mustHost('docker', ['kill', '--signal', 'INT', sleeper.getId()]);
+      const state = await eventually('the guest exiting', async () => {
+        const s = await containerState(sleeper);
+        return !s.running && s;
+      });
+      expect(state.exitCode).toBe(130);
+    },
+    2 * MIN,
+  );
 
-  it('with ADDRMAP_REQUIRED=1, a refused mapping file keeps the application from starting', async () => {
-    const strict = await lab.guest('strict', {
-      image: images.noinit,
-      host: 6,
-      privileges: 'net',
-      env: { ADDRMAP_ENABLED: '1', ADDRMAP_REQUIRED: '1' },
-      files: { '/etc/addrmap/mappings.json': '{"version": 1, "generation": 1, "mappings": [{"from": "fdaa::1", "to": "fdaa::zz"}]}' },
-      // Had the application run, the guest would exit with 5.
-      command: ['sh', '-c', 'exit 5'],
-    });
-    const state = await eventually('the guest exiting', async () => {
-      const s = await containerState(strict);
-      return !s.running && s;
-    });
-    // apply's "refused" status.
-    expect(state.exitCode).toBe(3);
-  }, 2 * MIN);
+  it(
+    'with ADDRMAP_REQUIRED=1, a refused mapping file keeps the application from starting',
+    async () => {
+      const strict = await lab.guest('strict', {
+        image: images.noinit,
+        host: 6,
+        privileges: 'net',
+        env: { ADDRMAP_ENABLED: '1', ADDRMAP_REQUIRED: '1' },
+        files: { '/etc/addrmap/mappings.json': '{"version": 1, "generation": 1, "mappings": [{"from": "fdaa::1", "to": "fdaa::zz"}]}' },
+        // Had the application run, the guest would exit with 5.
+        command: ['sh', '-c', 'exit 5'],
+      });
+      const state = await eventually('the guest exiting', async () => {
+        const s = await containerState(strict);
+        return !s.running && s;
+      });
+      // apply's "refused" status.
+      expect(state.exitCode).toBe(3);
+    },
+    2 * MIN,
+  );
 
-  it('reads the flag from the kernel command line (/proc/cmdline) when the platform sets it there', async () => {
-    const cmdlineGuest = await lab.guest('cmdline', {
-      image: images.noinit,
-      host: 4,
-      // Mounting a stand-in over /proc/cmdline needs CAP_SYS_ADMIN.
-      privileges: 'system',
-      entrypoint: ['/usr/local/bin/guest-boot', '/usr/bin/addrmap-entrypoint'],
-      command: ['/usr/local/bin/app'],
-      files: {
-        '/etc/platform/cmdline': 'console=ttyS0 quiet addrmap.enabled=1\n',
-        '/etc/app/peer': `${lab.addr(STALE)} ${PORT}\n`,
-        '/etc/addrmap/mappings.json': mappingFile(1, [[lab.addr(STALE), lab.addr(NEWER)]]),
-      },
-    });
-    const events = await eventually('the application connecting', async () => {
-      const ev = sinceLastStart(await appLog(cmdlineGuest));
-      return ev.length >= 2 && ev;
-    });
-    expect(events[1]).toMatchObject({ kind: 'ok', text: 'peer3' });
-    expect(await status(cmdlineGuest)).toMatchObject({ enabled: true, flagSource: 'kernel command line' });
-    expect(await mustExec(cmdlineGuest, ['cat', '/proc/cmdline'])).toContain('addrmap.enabled=1');
-  }, 2 * MIN);
+  it(
+    'reads the flag from the kernel command line (/proc/cmdline) when the platform sets it there',
+    async () => {
+      const cmdlineGuest = await lab.guest('cmdline', {
+        image: images.noinit,
+        host: 4,
+        // Mounting a stand-in over /proc/cmdline needs CAP_SYS_ADMIN.
+        privileges: 'system',
+        entrypoint: ['/usr/local/bin/guest-boot', '/usr/bin/addrmap-entrypoint'],
+        command: ['/usr/local/bin/app'],
+        files: {
+          '/etc/platform/cmdline': 'console=ttyS0 quiet addrmap.enabled=1\n',
+          '/etc/app/peer': `${lab.addr(STALE)} ${PORT}\n`,
+          '/etc/addrmap/mappings.json': mappingFile(1, [[lab.addr(STALE), lab.addr(NEWER)]]),
+        },
+      });
+      const events = await eventually('the application connecting', async () => {
+        const ev = sinceLastStart(await appLog(cmdlineGuest));
+        return ev.length >= 2 && ev;
+      });
+      expect(events[1]).toMatchObject({ kind: 'ok', text: 'peer3' });
+      expect(await status(cmdlineGuest)).toMatchObject({ enabled: true, flagSource: 'kernel command line' });
+      expect(await mustExec(cmdlineGuest, ['cat', '/proc/cmdline'])).toContain('addrmap.enabled=1');
+    },
+    2 * MIN,
+  );
 });
 
 /** The application's log from a stopped container (docker cp writes a tar archive). */

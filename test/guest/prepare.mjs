@@ -40,12 +40,18 @@ function run(cmd, args, opts = {}) {
     });
     child.on('error', reject);
     child.on('close', (code) =>
-      code === 0 ? resolve(stdout) : reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}\n${stderr.slice(-4000)}${stdout.slice(-2000)}`)),
+      code === 0
+        ? resolve(stdout)
+        : reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}\n${stderr.slice(-4000)}${stdout.slice(-2000)}`)),
     );
   });
 }
 
-const imageExists = async (tag) => run('docker', ['image', 'inspect', tag]).then(() => true, () => false);
+const imageExists = async (tag) =>
+  run('docker', ['image', 'inspect', tag]).then(
+    () => true,
+    () => false,
+  );
 
 // 1. Host.
 await run('bash', [join(HERE, 'docker-setup.sh')], { echo: true });
@@ -79,7 +85,11 @@ if (!existsSync(join(ART, 'BUILD-INFO.json'))) {
 }
 // Keep this snapshot and the one before (a test file may still use it).
 const snapshots = await readdir(join(OUT, 'guest-artifacts'), { withFileTypes: true });
-const dated = await Promise.all(snapshots.filter((d) => d.isDirectory()).map(async (d) => ({ dir: join(OUT, 'guest-artifacts', d.name), mtime: (await stat(join(OUT, 'guest-artifacts', d.name))).mtimeMs })));
+const dated = await Promise.all(
+  snapshots
+    .filter((d) => d.isDirectory())
+    .map(async (d) => ({ dir: join(OUT, 'guest-artifacts', d.name), mtime: (await stat(join(OUT, 'guest-artifacts', d.name))).mtimeMs })),
+);
 for (const { dir } of dated.sort((a, b) => b.mtime - a.mtime).slice(2)) if (dir !== ART) await rm(dir, { recursive: true, force: true });
 
 // 3. Base images.
@@ -158,7 +168,9 @@ const build = async (kind, dockerfile) => {
     for (const f of fixtures) await copyFile(join(HERE, 'fixtures', f), join(ctx, f));
     await writeFile(join(ctx, 'Dockerfile'), dockerfile);
     // The classic builder: FROM uses the local image and never pulls.
-    await run('docker', ['build', '--label', 'addrmap-guest-test=image', '-t', tag, ctx], { env: { ...process.env, DOCKER_BUILDKIT: '0' } });
+    await run('docker', ['build', '--label', 'addrmap-guest-test=image', '-t', tag, ctx], {
+      env: { ...process.env, DOCKER_BUILDKIT: '0' },
+    });
   } finally {
     await rm(ctx, { recursive: true, force: true });
   }
@@ -168,7 +180,9 @@ for (const [kind, dockerfile] of Object.entries(initFromDeb(images.deb))) await 
 // Older builds are of no further use (derived images first).
 for (const kind of ['openrc', 'runit', 'noinit', 'deb']) {
   const repo = `addrmap-guest-${kind}`;
-  const old = (await run('docker', ['image', 'ls', repo, '--format', '{{.Repository}}:{{.Tag}}'])).split('\n').filter((l) => l && l !== images[kind]);
+  const old = (await run('docker', ['image', 'ls', repo, '--format', '{{.Repository}}:{{.Tag}}']))
+    .split('\n')
+    .filter((l) => l && l !== images[kind]);
   if (old.length) await run('docker', ['image', 'rm', ...old]).catch(() => {});
 }
 const imagesSecs = secs(t);

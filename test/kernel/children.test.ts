@@ -19,15 +19,22 @@ afterEach(async () => {
   await lab?.destroy();
 });
 
-const children = async (pid: number) => (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).split(/\s+/).filter(Boolean).map(Number);
-const alive = (pid: number) => readFile(`/proc/${pid}/stat`, 'utf8').then(() => true, () => false);
+const children = async (pid: number) =>
+  (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).split(/\s+/).filter(Boolean).map(Number);
+const alive = (pid: number) =>
+  readFile(`/proc/${pid}/stat`, 'utf8').then(
+    () => true,
+    () => false,
+  );
 const cmdline = async (pid: number) => (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
 
 async function start(env: NodeJS.ProcessEnv = {}) {
   const a = await lab.watch(env);
   agents.push(a);
   await a.waitFor((e) => e.event === 'applied' || e.event === 'unchanged');
-  const monitor = (await Promise.all((await children(a.child.pid!)).map(async (p) => ({ p, argv: await cmdline(p) })))).find((c) => c.argv.includes('monitor'));
+  const monitor = (await Promise.all((await children(a.child.pid!)).map(async (p) => ({ p, argv: await cmdline(p) })))).find((c) =>
+    c.argv.includes('monitor'),
+  );
   expect(monitor).toBeDefined();
   return { agent: a, monitor: monitor!.p };
 }
@@ -53,7 +60,8 @@ describe("the agent's children", () => {
     // A PATH with the tools addrmap runs and no setpriv.
     const bin = join(lab.dir, 'bin');
     await mkdir(bin);
-    for (const tool of ['nft', 'ip', 'conntrack']) await symlink((await execFile('bash', ['-c', `command -v ${tool}`])).stdout.trim(), join(bin, tool));
+    for (const tool of ['nft', 'ip', 'conntrack'])
+      await symlink((await execFile('bash', ['-c', `command -v ${tool}`])).stdout.trim(), join(bin, tool));
     const env = { PATH: bin };
     const first = await start(env);
     await first.agent.stop('SIGKILL');

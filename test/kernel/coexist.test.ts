@@ -104,7 +104,16 @@ describe('coexistence inside the guest', () => {
     );
     startDaemon('dbus-daemon', [`--config-file=${busConf}`, '--nofork', '--nopidfile']);
     const env = { DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${bus}` };
-    const fwcmd = (...args: string[]) => execFile('ip', ['netns', 'exec', lab.guest, 'env', `DBUS_SYSTEM_BUS_ADDRESS=${env.DBUS_SYSTEM_BUS_ADDRESS}`, 'firewall-cmd', ...args]);
+    const fwcmd = (...args: string[]) =>
+      execFile('ip', [
+        'netns',
+        'exec',
+        lab.guest,
+        'env',
+        `DBUS_SYSTEM_BUS_ADDRESS=${env.DBUS_SYSTEM_BUS_ADDRESS}`,
+        'firewall-cmd',
+        ...args,
+      ]);
 
     await startAgent();
     // The same probes straight to the new address show what firewalld does to
@@ -123,8 +132,10 @@ describe('coexistence inside the guest', () => {
     await stopDaemon(firewalld);
     const r = await probe.finish();
     const base = await direct.finish();
-    console.log(`firewalld: stale address ${r.probes} probes, ${r.failures.length} failed ${JSON.stringify(r.failures)}, longest outage ${r.longestOutage} ms; ` +
-      `new address directly ${base.probes} probes, ${base.failures.length} failed ${JSON.stringify(base.failures)}`);
+    console.log(
+      `firewalld: stale address ${r.probes} probes, ${r.failures.length} failed ${JSON.stringify(r.failures)}, longest outage ${r.longestOutage} ms; ` +
+        `new address directly ${base.probes} probes, ${base.failures.length} failed ${JSON.stringify(base.failures)}`,
+    );
     expect(agent!.events.filter((e) => e.event === 'drift_detected')).toEqual([]);
     expect(r.probes).toBeGreaterThan(5);
     // firewalld itself drops a connection attempt or two while it (re)loads,

@@ -38,7 +38,12 @@ async function scenario(apply: (args: string[]) => Promise<{ code: number; stdou
   expect(await lab.udp(ADDR.newer6)).toMatchObject({ ok: true }); // straight to a target: no mapping covers it
   expect(await tracked()).toEqual([`${ADDR.stale6} ${ADDR.new6}`, `${ADDR.newer6} ${ADDR.newer6}`, `${STALE_B} ${STALE_B}`].sort());
 
-  await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.newer6], [STALE_B, ADDR.new6]]));
+  await lab.push(
+    mappingFile(2, [
+      [ADDR.stale6, ADDR.newer6],
+      [STALE_B, ADDR.new6],
+    ]),
+  );
   const r = await apply(['apply']);
   expect(r.code).toBe(0);
   expect(await tracked()).toEqual([`${ADDR.newer6} ${ADDR.newer6}`]);
@@ -65,14 +70,19 @@ describe('conntrack cleanup', () => {
       await lab.exec(lab.guest, 'sysctl', ['-q', '-w', 'net.netfilter.nf_conntrack_udp_timeout=600']);
       const flows = await lab.exec(lab.guest, process.execPath, [join(ROOT, 'test/bench/flows.mjs'), '1000', '50', '9']);
       expect(flows.stdout.trim()).toBe('done 50000');
-      const many: [string, string][] = Array.from({ length: 1000 }, (_, i) => [`fdaa:0:18:a7b:7d:0:0:${i.toString(16)}`, `fdaa:0:18:a7b:c2:0:0:${i.toString(16)}`]);
+      const many: [string, string][] = Array.from({ length: 1000 }, (_, i) => [
+        `fdaa:0:18:a7b:7d:0:0:${i.toString(16)}`,
+        `fdaa:0:18:a7b:c2:0:0:${i.toString(16)}`,
+      ]);
       await lab.push(mappingFile(2, [...many, [ADDR.stale6, ADDR.new6]]));
       await agent.waitFor((e) => e.event === 'applied' && e.generation === 2);
       await lab.push(mappingFile(3, [...many, [ADDR.stale6, ADDR.newer6]]));
       await agent.waitFor((e) => e.event === 'applied' && e.generation === 3);
       const big = await agent.waitFor((e) => e.event === 'conntrack_cleaned' && Number(e.targets) >= 1000, 60_000);
       expect(big).toMatchObject({ removed: 50000, via: 'ctnetlink' });
-      const order = agent.events.map((e) => (e.event === 'applied' && e.generation === 3 ? 'applied 3' : e === big ? 'cleaned' : null)).filter(Boolean);
+      const order = agent.events
+        .map((e) => (e.event === 'applied' && e.generation === 3 ? 'applied 3' : e === big ? 'cleaned' : null))
+        .filter(Boolean);
       expect(order).toEqual(['applied 3', 'cleaned']);
       expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.newer6}` });
     } finally {
@@ -86,7 +96,8 @@ describe('conntrack cleanup', () => {
     try {
       await copyFile(ADDRMAP, join(dir, 'addrmap.mjs'));
       const env = Object.entries(lab.env()).map(([k, v]) => `${k}=${v}`);
-      const apply = (args: string[]) => execFile('ip', ['netns', 'exec', lab.guest, 'env', '-C', dir, ...env, process.execPath, join(dir, 'addrmap.mjs'), ...args]);
+      const apply = (args: string[]) =>
+        execFile('ip', ['netns', 'exec', lab.guest, 'env', '-C', dir, ...env, process.execPath, join(dir, 'addrmap.mjs'), ...args]);
       const events = await scenario(apply);
       expect(events.find((e) => e.event === 'conntrack_cleaned')).toMatchObject({ targets: 2, removed: 2, via: 'conntrack tool' });
     } finally {

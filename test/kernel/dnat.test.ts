@@ -30,7 +30,12 @@ describe('addrmap apply', () => {
 
   it('does the same for IPv4 mappings in the same file and table', async () => {
     expect((await lab.tcp(ADDR.stale4, lab.guest, 800)).ok).toBe(false);
-    await lab.push(mappingFile(1, [[ADDR.stale4, ADDR.new4], [ADDR.stale6, ADDR.new6]]));
+    await lab.push(
+      mappingFile(1, [
+        [ADDR.stale4, ADDR.new4],
+        [ADDR.stale6, ADDR.new6],
+      ]),
+    );
     expect((await lab.addrmap(['apply'])).code).toBe(0);
     expect(await lab.tcp(ADDR.stale4)).toEqual({ ok: true, reply: `peer ${ADDR.new4}` });
     expect(await lab.udp(ADDR.stale4)).toEqual({ ok: true, reply: 'peer ping' });
@@ -42,7 +47,12 @@ describe('addrmap apply', () => {
     expect(await lab.tcp(ADDR.staleUnrouted6)).toEqual({ ok: false, error: 'ENETUNREACH' });
     expect(await lab.tcp(ADDR.staleUnrouted4)).toEqual({ ok: false, error: 'ENETUNREACH' });
 
-    await lab.push(mappingFile(1, [[ADDR.staleUnrouted6, ADDR.new6], [ADDR.staleUnrouted4, ADDR.new4]]));
+    await lab.push(
+      mappingFile(1, [
+        [ADDR.staleUnrouted6, ADDR.new6],
+        [ADDR.staleUnrouted4, ADDR.new4],
+      ]),
+    );
     expect((await lab.addrmap(['apply'])).code).toBe(0);
     expect(await lab.tcp(ADDR.staleUnrouted6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
     expect(await lab.udp(ADDR.staleUnrouted6)).toEqual({ ok: true, reply: 'peer ping' });
@@ -56,12 +66,22 @@ describe('addrmap apply', () => {
 
   it('adds no route for a stale address already routed like its target, and removes routes it no longer needs', async () => {
     const before = await lab.routes();
-    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6], [ADDR.stale4, ADDR.new4]]));
+    await lab.push(
+      mappingFile(1, [
+        [ADDR.stale6, ADDR.new6],
+        [ADDR.stale4, ADDR.new4],
+      ]),
+    );
     expect((await lab.addrmap(['apply'])).code).toBe(0);
     expect(await lab.routes()).toBe(before);
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
 
-    await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.new6], [ADDR.staleUnrouted6, ADDR.new6]]));
+    await lab.push(
+      mappingFile(2, [
+        [ADDR.stale6, ADDR.new6],
+        [ADDR.staleUnrouted6, ADDR.new6],
+      ]),
+    );
     expect((await lab.addrmap(['apply'])).code).toBe(0);
     expect(await lab.routes()).toContain(`${ADDR.staleUnrouted6} via ${ADDR.peer6} dev gv proto 173`);
     await lab.push(mappingFile(3, [[ADDR.stale6, ADDR.new6]]));
@@ -76,7 +96,12 @@ describe('addrmap apply', () => {
 
     await lab.setPeerAddresses([ADDR.newer6]);
     expect((await lab.tcp(ADDR.stale6, lab.guest, 800)).ok).toBe(false);
-    await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.new6], [ADDR.new6, ADDR.newer6]]));
+    await lab.push(
+      mappingFile(2, [
+        [ADDR.stale6, ADDR.new6],
+        [ADDR.new6, ADDR.newer6],
+      ]),
+    );
     const r = await lab.addrmap(['apply']);
     expect(logEvents(r.stdout).find((e) => e.event === 'applied')).toMatchObject({ kind: 'delta', added: 1, retargeted: 1 });
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.newer6}` });
@@ -91,7 +116,12 @@ describe('addrmap apply', () => {
     // before the mapping does.
     const stream = await lab.udpStream(ADDR.stale6, 40_000, 3000, 100);
     await new Promise((r) => setTimeout(r, 700));
-    await lab.push(mappingFile(2, [[ADDR.staleUnrouted4, ADDR.new4], [ADDR.stale6, ADDR.new6]]));
+    await lab.push(
+      mappingFile(2, [
+        [ADDR.staleUnrouted4, ADDR.new4],
+        [ADDR.stale6, ADDR.new6],
+      ]),
+    );
     const r = await lab.addrmap(['apply']);
     const appliedAt = Date.now() - stream.started;
 
@@ -110,7 +140,12 @@ describe('addrmap apply', () => {
     lab = await Lab.create({ container: true });
     await lab.startPeer();
     expect((await lab.tcp(ADDR.stale6, lab.ctr!, 800)).ok).toBe(false);
-    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6], [ADDR.stale4, ADDR.new4]]));
+    await lab.push(
+      mappingFile(1, [
+        [ADDR.stale6, ADDR.new6],
+        [ADDR.stale4, ADDR.new4],
+      ]),
+    );
     expect((await lab.addrmap(['apply'])).code).toBe(0);
     expect(await lab.tcp(ADDR.stale6, lab.ctr!)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
     expect(await lab.tcp(ADDR.stale4, lab.ctr!)).toEqual({ ok: true, reply: `peer ${ADDR.new4}` });
@@ -121,7 +156,12 @@ describe('addrmap apply', () => {
     expect((await lab.addrmap(['apply'])).code).toBe(0);
     const before = await lab.ruleset();
 
-    await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.new6], [ADDR.new6, ADDR.stale6]]));
+    await lab.push(
+      mappingFile(2, [
+        [ADDR.stale6, ADDR.new6],
+        [ADDR.new6, ADDR.stale6],
+      ]),
+    );
     const r = await lab.addrmap(['apply']);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/mappings\[\d\]: mappings form a cycle/);

@@ -9,7 +9,12 @@ let baseline: string;
 beforeEach(async () => {
   lab = await Lab.create();
   await lab.startPeer();
-  await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6], [ADDR.staleUnrouted4, ADDR.new4]]));
+  await lab.push(
+    mappingFile(1, [
+      [ADDR.stale6, ADDR.new6],
+      [ADDR.staleUnrouted4, ADDR.new4],
+    ]),
+  );
   agent = await lab.watch();
   await agent.waitFor((e) => e.event === 'applied' && e.generation === 1);
   baseline = await lab.ruleset();
@@ -45,23 +50,41 @@ describe('drift repair', () => {
   });
 
   it('undoes edits to the map: a deleted, a retargeted and a foreign element', async () => {
-    const e = await expectRepaired('delete element', () => lab.exec(lab.guest, 'nft', ['delete', 'element', 'inet', 'addrmap', 'dnat6', `{ ${ADDR.stale6} }`]));
+    const e = await expectRepaired('delete element', () =>
+      lab.exec(lab.guest, 'nft', ['delete', 'element', 'inet', 'addrmap', 'dnat6', `{ ${ADDR.stale6} }`]),
+    );
     expect(e).toMatchObject({ kind: 'delta', added: 1 });
-    await expectRepaired('foreign element', () => lab.exec(lab.guest, 'nft', ['add', 'element', 'inet', 'addrmap', 'dnat6', `{ fdaa::99 : ${ADDR.newer6} }`]));
+    await expectRepaired('foreign element', () =>
+      lab.exec(lab.guest, 'nft', ['add', 'element', 'inet', 'addrmap', 'dnat6', `{ fdaa::99 : ${ADDR.newer6} }`]),
+    );
     await expectRepaired('retargeted element', () =>
-      lab.exec(lab.guest, 'nft', ['-f', '-'], `delete element inet addrmap dnat6 { ${ADDR.stale6} }\nadd element inet addrmap dnat6 { ${ADDR.stale6} : ${ADDR.newer6} }\n`),
+      lab.exec(
+        lab.guest,
+        'nft',
+        ['-f', '-'],
+        `delete element inet addrmap dnat6 { ${ADDR.stale6} }\nadd element inet addrmap dnat6 { ${ADDR.stale6} : ${ADDR.newer6} }\n`,
+      ),
     );
   });
 
   it('rebuilds a table whose rules were edited', async () => {
-    const handle = (await lab.exec(lab.guest, 'nft', ['-a', 'list', 'chain', 'inet', 'addrmap', 'dnat_output'])).stdout.match(/daddr map @dnat6 # handle (\d+)/)![1]!;
-    const e = await expectRepaired('delete rule', () => lab.exec(lab.guest, 'nft', ['delete', 'rule', 'inet', 'addrmap', 'dnat_output', 'handle', handle]));
+    const handle = (await lab.exec(lab.guest, 'nft', ['-a', 'list', 'chain', 'inet', 'addrmap', 'dnat_output'])).stdout.match(
+      /daddr map @dnat6 # handle (\d+)/,
+    )![1]!;
+    const e = await expectRepaired('delete rule', () =>
+      lab.exec(lab.guest, 'nft', ['delete', 'rule', 'inet', 'addrmap', 'dnat_output', 'handle', handle]),
+    );
     expect(e.kind).toBe('full');
   });
 
-  it("does not mistake its own pushes for drift, and counts repairs in status", async () => {
+  it('does not mistake its own pushes for drift, and counts repairs in status', async () => {
     for (let g = 2; g <= 7; g++) {
-      await lab.push(mappingFile(g, [[ADDR.stale6, g % 2 ? ADDR.new6 : ADDR.newer6], [ADDR.staleUnrouted4, ADDR.new4]]));
+      await lab.push(
+        mappingFile(g, [
+          [ADDR.stale6, g % 2 ? ADDR.new6 : ADDR.newer6],
+          [ADDR.staleUnrouted4, ADDR.new4],
+        ]),
+      );
       await agent.waitFor((e) => e.event === 'applied' && e.generation === g);
     }
     await new Promise((r) => setTimeout(r, 1500));

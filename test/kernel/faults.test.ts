@@ -45,14 +45,20 @@ async function watch(env: NodeJS.ProcessEnv = {}) {
   return a;
 }
 
-const appliedOrSame = (g: number) => (e: Record<string, unknown>) => e.generation === g && (e.event === 'applied' || e.event === 'unchanged');
+const appliedOrSame = (g: number) => (e: Record<string, unknown>) =>
+  e.generation === g && (e.event === 'applied' || e.event === 'unchanged');
 
 describe('faults', () => {
   it('refuses to start without nft, with a clear message', async () => {
     const bin = join(lab.dir, 'bin-no-nft');
     await mkdir(bin);
     for (const tool of ['ip', 'conntrack']) {
-      await symlink(execFileSync('bash', ['-c', `command -v ${tool}`]).toString().trim(), join(bin, tool));
+      await symlink(
+        execFileSync('bash', ['-c', `command -v ${tool}`])
+          .toString()
+          .trim(),
+        join(bin, tool),
+      );
     }
     await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
     const r = await lab.addrmap(['apply'], { PATH: bin });
@@ -86,7 +92,10 @@ describe('faults', () => {
   it('under a supervisor that restarts on any exit (ADDRMAP_HOLD_ON_FAILURE=1), a watcher that cannot start waits to be stopped instead of looping', async () => {
     const { env, setFault } = await faultyNft();
     await setFault('no-nat');
-    const child = spawn('ip', ['netns', 'exec', lab.guest, process.execPath, ADDRMAP, 'watch'], { env: { ...process.env, ...lab.env({ ...env, ADDRMAP_HOLD_ON_FAILURE: '1' }) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', lab.guest, process.execPath, ADDRMAP, 'watch'], {
+      env: { ...process.env, ...lab.env({ ...env, ADDRMAP_HOLD_ON_FAILURE: '1' }) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
     let stdout = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -115,7 +124,12 @@ describe('faults', () => {
     const good = await lab.ruleset();
 
     await setFault('fail-batch');
-    await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.newer6], [ADDR.staleUnrouted6, ADDR.new6]]));
+    await lab.push(
+      mappingFile(2, [
+        [ADDR.stale6, ADDR.newer6],
+        [ADDR.staleUnrouted6, ADDR.new6],
+      ]),
+    );
     const failed = await agent.waitFor((e) => e.event === 'apply_failed');
     expect(failed.reason).toMatch(/nft transaction failed, nothing was changed/);
     expect(await lab.ruleset()).toBe(good); // nothing half applied
@@ -125,7 +139,12 @@ describe('faults', () => {
 
     await setFault('none');
     await lab.setPeerAddresses([ADDR.new6, ADDR.newer6]);
-    await lab.push(mappingFile(3, [[ADDR.stale6, ADDR.newer6], [ADDR.staleUnrouted6, ADDR.new6]]));
+    await lab.push(
+      mappingFile(3, [
+        [ADDR.stale6, ADDR.newer6],
+        [ADDR.staleUnrouted6, ADDR.new6],
+      ]),
+    );
     await agent.waitFor(appliedOrSame(3));
     // The next sync after the failure rebuilds whole: this push, or, when the
     // check after generation 1's rebuild came late, a rebuild before it that
@@ -180,7 +199,11 @@ describe('faults', () => {
   it('survives SIGKILL at any point: each restart adopts the table, no connection fails, the end state is the last file', async () => {
     await lab.setPeerAddresses([ADDR.new6, ADDR.newer6]);
     const target = (g: number) => (g % 2 ? ADDR.new6 : ADDR.newer6);
-    const file = (g: number) => mappingFile(g, [[ADDR.staleUnrouted6, ADDR.new6], [ADDR.stale6, target(g)]]);
+    const file = (g: number) =>
+      mappingFile(g, [
+        [ADDR.staleUnrouted6, ADDR.new6],
+        [ADDR.stale6, target(g)],
+      ]);
     await lab.push(file(1));
     let agent = await watch();
     await agent.waitFor(appliedOrSame(1));

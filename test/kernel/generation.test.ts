@@ -28,7 +28,9 @@ describe('recovery from an absurd generation', () => {
 
     await lab.push(mappingFile(5, [[ADDR.stale6, ADDR.newer6]]));
     const refused = await agent.waitFor((e) => e.event === 'refused' && e.generation === 5);
-    expect(refused.reason).toBe(`generation 5 is older than the applied generation ${ABSURD} (after a mistaken push: addrmap apply --accept-lower-generation)`);
+    expect(refused.reason).toBe(
+      `generation 5 is older than the applied generation ${ABSURD} (after a mistaken push: addrmap apply --accept-lower-generation)`,
+    );
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
 
     const r = await lab.addrmap(['apply', '--accept-lower-generation']);

@@ -56,7 +56,10 @@ describe('metrics', () => {
     const flood = lab.exec(lab.guest, process.execPath, ['-e', FLOOD]);
     await new Promise((r) => setTimeout(r, 1500));
     const during = await fds();
-    const lines = (await flood).stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = (await flood).stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(during - before).toBeLessThanOrEqual(20);
     expect(lines[0].closedByServer).toBeGreaterThanOrEqual(280);
     expect(lines[1]).toEqual({ status: 200 });

@@ -31,7 +31,9 @@ describe('one agent per table', () => {
     const second = await lab.addrmap(['watch']);
     expect(second.code).toBe(1);
     expect(Date.now() - started).toBeLessThan(5000);
-    expect(second.stderr).toBe(`addrmap: another agent (pid ${first.child.pid}) already watches this table (state directory ${lab.paths.stateDir})\n`);
+    expect(second.stderr).toBe(
+      `addrmap: another agent (pid ${first.child.pid}) already watches this table (state directory ${lab.paths.stateDir})\n`,
+    );
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
   });
 

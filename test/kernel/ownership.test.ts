@@ -25,7 +25,9 @@ describe('routes addrmap did not make', () => {
     await lab.push(mappingFile(1, [[ADDR.staleUnrouted6, ADDR.new6]]));
     const r = await lab.addrmap(['apply']);
     expect(r.code).toBe(0);
-    const degraded = logEvents(r.stdout).filter((e) => e.event === 'degraded').map((e) => e.reason);
+    const degraded = logEvents(r.stdout)
+      .filter((e) => e.event === 'degraded')
+      .map((e) => e.reason);
     expect(degraded.join('\n')).toContain(`route ${ADDR.staleUnrouted6} is not addrmap's and does not lead towards ${ADDR.new6} (dev gv)`);
     expect((await lab.routes()).split('\n').filter((l) => l.startsWith(ADDR.staleUnrouted6))).toEqual([admin]);
     const status = JSON.parse((await lab.addrmap(['status', '--json'])).stdout);
@@ -44,7 +46,12 @@ describe("addresses on lo for the guest's own previous address", () => {
   const OLD = 'fdaa:0:18:a7b:7d::77';
   const NEW = 'fdaa:0:18:a7b:c2::77';
   const lo = async () => (await lab.exec(lab.guest, 'ip', ['-6', 'addr', 'show', 'dev', 'lo'])).stdout;
-  const selfPush = (generation: number, self: boolean) => ({ version: 1, generation, mappings: [], ...(self ? { self: [{ from: OLD, to: NEW }] } : {}) });
+  const selfPush = (generation: number, self: boolean) => ({
+    version: 1,
+    generation,
+    mappings: [],
+    ...(self ? { self: [{ from: OLD, to: NEW }] } : {}),
+  });
 
   beforeEach(async () => {
     await lab.exec(lab.guest, 'ip', ['-6', 'addr', 'add', `${NEW}/128`, 'dev', 'gv', 'nodad']);

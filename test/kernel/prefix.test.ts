@@ -16,7 +16,14 @@ let agent: AgentProcess | null;
 beforeEach(async () => {
   lab = await Lab.create();
   // The peer stands for every VM of the evacuated host: several addresses in each new prefix.
-  await lab.setPeerAddresses([host(NEW, 'f066:b83b:2'), host(NEW, '0:0:5'), host(NEWER, 'f066:b83b:2'), host(NEWER, '0:0:5'), '198.51.100.18', '198.51.100.20']);
+  await lab.setPeerAddresses([
+    host(NEW, 'f066:b83b:2'),
+    host(NEW, '0:0:5'),
+    host(NEWER, 'f066:b83b:2'),
+    host(NEWER, '0:0:5'),
+    '198.51.100.18',
+    '198.51.100.20',
+  ]);
   await lab.startPeer();
   agent = null;
 });
@@ -46,7 +53,9 @@ describe('prefix mappings', () => {
     expect(await lab.tcp('198.51.100.10')).toEqual({ ok: true, reply: 'peer 198.51.100.18' });
 
     const ruleset = await lab.ruleset();
-    expect(ruleset).toContain(`ip6 daddr ${OLD} counter packets - bytes - dnat ip6 to ip6 daddr & fdaa:0:18:a7b:c2:ffff:ffff:ffff | fdaa:0:18:a7b:c2::`);
+    expect(ruleset).toContain(
+      `ip6 daddr ${OLD} counter packets - bytes - dnat ip6 to ip6 daddr & fdaa:0:18:a7b:c2:ffff:ffff:ffff | fdaa:0:18:a7b:c2::`,
+    );
 
     // Counters and status for the prefix.
     await lab.tcpSend(ADDR.stale6, 20_000);
@@ -67,19 +76,32 @@ describe('prefix mappings', () => {
     await agent.waitFor((e) => e.event === 'applied' && e.generation === 1);
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${host(NEW, 'f066:b83b:2')}` });
 
-    await push(2, [{ from: OLD, to: NEW }, { from: NEW, to: NEWER }]);
-    expect(await agent.waitFor((e) => e.event === 'applied' && e.generation === 2)).toMatchObject({ kind: 'delta', added: 1, retargeted: 1 });
+    await push(2, [
+      { from: OLD, to: NEW },
+      { from: NEW, to: NEWER },
+    ]);
+    expect(await agent.waitFor((e) => e.event === 'applied' && e.generation === 2)).toMatchObject({
+      kind: 'delta',
+      added: 1,
+      retargeted: 1,
+    });
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${host(NEWER, 'f066:b83b:2')}` });
     expect(await lab.tcp(host(NEW, '0:0:5'))).toEqual({ ok: true, reply: `peer ${host(NEWER, '0:0:5')}` });
     const ruleset = await lab.ruleset();
     // Longest first, then the rest; both go straight to the final prefix.
-    expect(ruleset).toContain(`ip6 daddr ${OLD} counter packets - bytes - dnat ip6 to ip6 daddr & fdaa:0:18:a7b:c3:ffff:ffff:ffff | fdaa:0:18:a7b:c3::`);
-    expect(ruleset).toContain(`ip6 daddr ${NEW} counter packets - bytes - dnat ip6 to ip6 daddr & fdaa:0:18:a7b:c3:ffff:ffff:ffff | fdaa:0:18:a7b:c3::`);
+    expect(ruleset).toContain(
+      `ip6 daddr ${OLD} counter packets - bytes - dnat ip6 to ip6 daddr & fdaa:0:18:a7b:c3:ffff:ffff:ffff | fdaa:0:18:a7b:c3::`,
+    );
+    expect(ruleset).toContain(
+      `ip6 daddr ${NEW} counter packets - bytes - dnat ip6 to ip6 daddr & fdaa:0:18:a7b:c3:ffff:ffff:ffff | fdaa:0:18:a7b:c3::`,
+    );
 
     // A restart adopts the prefix rules as they are.
     await agent.stop('SIGKILL');
     agent = await lab.watch();
-    expect(await agent.waitFor((e) => e.generation === 2 && (e.event === 'unchanged' || e.event === 'applied'))).toMatchObject({ kind: 'none' });
+    expect(await agent.waitFor((e) => e.generation === 2 && (e.event === 'unchanged' || e.event === 'applied'))).toMatchObject({
+      kind: 'none',
+    });
   });
 
   it('a stale prefix outside every route gets a route for the prefix, following its target', async () => {

@@ -47,14 +47,22 @@ describe('expiring mappings', () => {
     const late = Date.now() - expires.getTime();
     console.log(`expired ${late} ms after its time`);
     expect(late).toBeLessThan(1000);
-    expect(event).toMatchObject({ removed: 1, mappings: 1, expired: [{ from: ADDR.stale6, to: ADDR.new6, expires: expires.toISOString() }] });
+    expect(event).toMatchObject({
+      removed: 1,
+      mappings: 1,
+      expired: [{ from: ADDR.stale6, to: ADDR.new6, expires: expires.toISOString() }],
+    });
     expect((await lab.tcp(ADDR.stale6, lab.guest, 800)).ok).toBe(false);
     expect(await lab.tcp(ADDR.staleUnrouted6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
     expect(await lab.ruleset()).not.toContain(ADDR.stale6);
   });
 
   it('expire at start: apply leaves out what has expired already', async () => {
-    await lab.push({ version: 1, generation: 1, mappings: [{ from: ADDR.stale6, to: ADDR.new6, expires: new Date(Date.now() - 1000).toISOString() }] });
+    await lab.push({
+      version: 1,
+      generation: 1,
+      mappings: [{ from: ADDR.stale6, to: ADDR.new6, expires: new Date(Date.now() - 1000).toISOString() }],
+    });
     const r = await lab.addrmap(['apply']);
     expect(r.code).toBe(0);
     expect((await lab.tcp(ADDR.stale6, lab.guest, 800)).ok).toBe(false);

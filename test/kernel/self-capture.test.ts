@@ -34,7 +34,9 @@ describe('self-capture', () => {
     });
     const r = await lab.addrmap(['apply']);
     expect(r.code).toBe(0);
-    const degraded = logEvents(r.stdout).filter((e) => e.event === 'degraded').map((e) => e.reason);
+    const degraded = logEvents(r.stdout)
+      .filter((e) => e.event === 'degraded')
+      .map((e) => e.reason);
     expect(degraded).toEqual(
       expect.arrayContaining([
         `mapping ${ADDR.guest6} -> ${ADDR.new6} not installed: ${ADDR.guest6} is an address of this guest`,
@@ -52,13 +54,21 @@ describe('self-capture', () => {
 
   it('an address the guest gains while the agent runs takes its mapping out within seconds', async () => {
     const later = 'fdaa:0:18:a7b:7d::99';
-    await lab.push(mappingFile(1, [[later, ADDR.new6], [ADDR.stale6, ADDR.new6]]));
+    await lab.push(
+      mappingFile(1, [
+        [later, ADDR.new6],
+        [ADDR.stale6, ADDR.new6],
+      ]),
+    );
     agent = await lab.watch();
     await agent.waitFor((e) => e.event === 'applied');
     expect(await mapped()).toContain(later);
     // Deprecated, so the kernel does not start using it as the source towards the peer.
     await lab.exec(lab.guest, 'ip', ['-6', 'addr', 'add', `${later}/128`, 'dev', 'gv', 'nodad', 'preferred_lft', '0']);
-    await agent.waitFor((e) => e.event === 'degraded' && String(e.reason).startsWith(`mapping ${later} -> ${ADDR.new6} not installed`), 10_000);
+    await agent.waitFor(
+      (e) => e.event === 'degraded' && String(e.reason).startsWith(`mapping ${later} -> ${ADDR.new6} not installed`),
+      10_000,
+    );
     expect(await mapped()).not.toContain(later);
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
     // No retry loop for what no retry fixes (retries come every 5 s for warnings that can heal).

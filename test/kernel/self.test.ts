@@ -32,7 +32,20 @@ async function applyOnPeer(doc: unknown) {
   await mkdir(dir, { recursive: true });
   await writeAtomically(join(dir, 'mappings.json'), JSON.stringify(doc));
   await writeFile(join(dir, 'config.json'), '{}');
-  return execFile('ip', ['netns', 'exec', lab.peer, 'env', 'ADDRMAP_ENABLED=1', `ADDRMAP_CONFIG=${dir}/config.json`, `ADDRMAP_MAPPINGS=${dir}/mappings.json`, `ADDRMAP_STATE_DIR=${dir}/state`, `ADDRMAP_CMDLINE_FILE=${lab.paths.cmdline}`, process.execPath, ADDRMAP, 'apply']);
+  return execFile('ip', [
+    'netns',
+    'exec',
+    lab.peer,
+    'env',
+    'ADDRMAP_ENABLED=1',
+    `ADDRMAP_CONFIG=${dir}/config.json`,
+    `ADDRMAP_MAPPINGS=${dir}/mappings.json`,
+    `ADDRMAP_STATE_DIR=${dir}/state`,
+    `ADDRMAP_CMDLINE_FILE=${lab.paths.cmdline}`,
+    process.execPath,
+    ADDRMAP,
+    'apply',
+  ]);
 }
 
 describe("the guest's own previous address", () => {

@@ -22,7 +22,16 @@ describe('the state directory', () => {
   it("someone else's is not used: a forged generation there refuses nothing, and nothing is written into it", async () => {
     const dir = lab.paths.stateDir;
     await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, 'status.json'), JSON.stringify({ schema: 1, pid: null, acceptedGeneration: 2 ** 53 - 1, applied: null, flag: { enabled: true, source: 'environment' } }));
+    await writeFile(
+      join(dir, 'status.json'),
+      JSON.stringify({
+        schema: 1,
+        pid: null,
+        acceptedGeneration: 2 ** 53 - 1,
+        applied: null,
+        flag: { enabled: true, source: 'environment' },
+      }),
+    );
     await chown(join(dir, 'status.json'), 65534, 65534);
     await chown(dir, 65534, 65534);
     const r = await lab.addrmap(['apply']);

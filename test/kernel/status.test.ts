@@ -28,9 +28,19 @@ async function status(args: string[] = [], env: NodeJS.ProcessEnv = {}) {
 }
 
 async function startWithTraffic() {
-  await lab.writeConfig({ usageIntervalSeconds: 1, metricsFile: join(lab.dir, 'metrics', 'addrmap.prom'), metricsListen: '127.0.0.1:9851' });
+  await lab.writeConfig({
+    usageIntervalSeconds: 1,
+    metricsFile: join(lab.dir, 'metrics', 'addrmap.prom'),
+    metricsListen: '127.0.0.1:9851',
+  });
   await mkdir(join(lab.dir, 'metrics'));
-  await lab.push(mappingFile(3, [[ADDR.stale6, ADDR.new6], [ADDR.staleUnrouted6, ADDR.new6], [ADDR.stale4, ADDR.new4]]));
+  await lab.push(
+    mappingFile(3, [
+      [ADDR.stale6, ADDR.new6],
+      [ADDR.staleUnrouted6, ADDR.new6],
+      [ADDR.stale4, ADDR.new4],
+    ]),
+  );
   agent = await lab.watch();
   await agent.waitFor((e) => e.event === 'applied' && e.generation === 3);
 }
@@ -46,7 +56,16 @@ describe('addrmap status', () => {
 
     const { code, report } = await status();
     expect(code).toBe(0);
-    expect(report).toMatchObject({ schema: 1, health: 'healthy', problems: [], enabled: true, flagSource: 'environment', generation: 3, source: 'kernel', drift: [] });
+    expect(report).toMatchObject({
+      schema: 1,
+      health: 'healthy',
+      problems: [],
+      enabled: true,
+      flagSource: 'environment',
+      generation: 3,
+      source: 'kernel',
+      drift: [],
+    });
     expect(report.agent.running).toBe(true);
     const row = (from: string) => report.mappings.find((m: { from: string }) => m.from === from);
     expect(row(ADDR.stale6).packets).toBeGreaterThan(3); // segmentation offload: few, large packets
@@ -56,13 +75,27 @@ describe('addrmap status', () => {
     expect(row(ADDR.staleUnrouted6)).toMatchObject({ packets: 0, bytes: 0, lastSeen: null, flows: 0, inKernel: true });
     expect(row(ADDR.stale4).flows).toBe(1);
     expect(report.flows).toContainEqual(
-      expect.objectContaining({ proto: 'tcp', src: ADDR.guest4, sport: held.localPort, dst: ADDR.stale4, dport: 7001, answeredBy: ADDR.new4, translated: true, pid: held.pid, command: expect.stringMatching(/node .*probe\.mjs tcp-hold 198\.51\.100\.10 7001/) }),
+      expect.objectContaining({
+        proto: 'tcp',
+        src: ADDR.guest4,
+        sport: held.localPort,
+        dst: ADDR.stale4,
+        dport: 7001,
+        answeredBy: ADDR.new4,
+        translated: true,
+        pid: held.pid,
+        command: expect.stringMatching(/node .*probe\.mjs tcp-hold 198\.51\.100\.10 7001/),
+      }),
     );
 
     const text = (await lab.addrmap(['status'])).stdout;
     expect(text).toContain('addrmap HEALTHY');
-    expect(text).toMatch(new RegExp(`${ADDR.stale6.replace(/\./g, '\\.')}\\s+${ADDR.new6}\\s+\\d+\\s+\\d+\\.\\d KiB\\s+\\d+s ago\\s+\\d+\\s+ok`)); // FLOWS: the finished connection may linger in TIME_WAIT
-    expect(text).toContain(`tcp ${ADDR.guest4}:${held.localPort} -> ${ADDR.stale4}:7001 answered by ${ADDR.new4} ESTABLISHED  pid ${held.pid} (`);
+    expect(text).toMatch(
+      new RegExp(`${ADDR.stale6.replace(/\./g, '\\.')}\\s+${ADDR.new6}\\s+\\d+\\s+\\d+\\.\\d KiB\\s+\\d+s ago\\s+\\d+\\s+ok`),
+    ); // FLOWS: the finished connection may linger in TIME_WAIT
+    expect(text).toContain(
+      `tcp ${ADDR.guest4}:${held.localPort} -> ${ADDR.stale4}:7001 answered by ${ADDR.new4} ESTABLISHED  pid ${held.pid} (`,
+    );
   });
 
   it('without root, and against a read-only state directory, while the agent works: same answers from the snapshot, nothing written', async () => {
@@ -78,7 +111,20 @@ describe('addrmap status', () => {
     expect((await execFile('mount', ['-o', 'remount,bind,ro', ro])).code).toBe(0);
 
     const before = await listing(lab.paths.stateDir);
-    const asNobody = await execFile('ip', ['netns', 'exec', lab.guest, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ADDRMAP, 'status', '--json', `--state-dir=${ro}`]);
+    const asNobody = await execFile('ip', [
+      'netns',
+      'exec',
+      lab.guest,
+      'setpriv',
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      process.execPath,
+      ADDRMAP,
+      'status',
+      '--json',
+      `--state-dir=${ro}`,
+    ]);
     expect(asNobody.stderr).toBe('');
     expect(asNobody.code).toBe(0);
     const report = JSON.parse(asNobody.stdout);
@@ -87,7 +133,19 @@ describe('addrmap status', () => {
     expect(row.packets).toBeGreaterThan(5);
     expect(row.lastSeen).not.toBeNull();
     expect(row.inKernel).toBeNull();
-    const text = await execFile('ip', ['netns', 'exec', lab.guest, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ADDRMAP, 'status', `--state-dir=${ro}`]);
+    const text = await execFile('ip', [
+      'netns',
+      'exec',
+      lab.guest,
+      'setpriv',
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      process.execPath,
+      ADDRMAP,
+      'status',
+      `--state-dir=${ro}`,
+    ]);
     expect(text.stdout).toContain('kernel:       not read; run as root');
 
     // As root against the read-only copy: works, and writes nothing.
@@ -109,7 +167,9 @@ describe('addrmap status', () => {
     await agent!.waitFor((e) => e.event === 'refused');
     const degraded = await status();
     expect(degraded.code).toBe(1);
-    expect(degraded.report.problems).toEqual(['last push refused: mappings[0]: from and to are the same address (fdaa:0:18:a7b:7d:f066:b83b:2)']);
+    expect(degraded.report.problems).toEqual([
+      'last push refused: mappings[0]: from and to are the same address (fdaa:0:18:a7b:7d:f066:b83b:2)',
+    ]);
 
     expect((await lab.addrmap(['status', 'extra'])).code).toBe(2);
 
@@ -131,7 +191,12 @@ describe('addrmap status', () => {
 
 describe('addrmap explain, scan and metrics', () => {
   it('explain: any textual form, the chain, the kernel; exit 0 translated, 1 not', async () => {
-    await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.new6], [ADDR.new6, ADDR.newer6]]));
+    await lab.push(
+      mappingFile(2, [
+        [ADDR.stale6, ADDR.new6],
+        [ADDR.new6, ADDR.newer6],
+      ]),
+    );
     expect((await lab.addrmap(['apply'])).code).toBe(0);
     const e = await lab.addrmap(['explain', `[${ADDR.stale6.toUpperCase()}]:5432`]);
     expect(e.code).toBe(0);
@@ -155,17 +220,25 @@ describe('addrmap explain, scan and metrics', () => {
   });
 
   it('scan: every textual form of a stale address with file, line and column; exit 1 when found, 0 when clean', async () => {
-    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6], [ADDR.stale4, ADDR.new4]]));
+    await lab.push(
+      mappingFile(1, [
+        [ADDR.stale6, ADDR.new6],
+        [ADDR.stale4, ADDR.new4],
+      ]),
+    );
     expect((await lab.addrmap(['apply'])).code).toBe(0);
     const etc = join(lab.dir, 'etc');
     await mkdir(join(etc, 'app'), { recursive: true });
-    await writeFile(join(etc, 'app', 'replication.conf'), [
-      '# peers',
-      `primary_conninfo = 'host=${ADDR.stale6} port=5432'`,
-      'peer = [FDAA:0000:0018:0A7B:007D:F066:B83B:0002]:5432',
-      `legacy = ${ADDR.stale4}:6379`,
-      `fine = ${ADDR.new6}`,
-    ].join('\n'));
+    await writeFile(
+      join(etc, 'app', 'replication.conf'),
+      [
+        '# peers',
+        `primary_conninfo = 'host=${ADDR.stale6} port=5432'`,
+        'peer = [FDAA:0000:0018:0A7B:007D:F066:B83B:0002]:5432',
+        `legacy = ${ADDR.stale4}:6379`,
+        `fine = ${ADDR.new6}`,
+      ].join('\n'),
+    );
     await writeFile(join(etc, 'clean.conf'), `server = ${ADDR.new6}\n`);
     const r = await lab.addrmap(['scan', etc]);
     expect(r.code).toBe(1);
@@ -186,7 +259,9 @@ describe('addrmap explain, scan and metrics', () => {
     const e = await lab.addrmap(['scan', evil]);
     expect(e.code).toBe(1);
     expect(e.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
-    expect(e.stdout).toContain(`evil\\x1b]0;owned\\x07.conf:1:8: ${ADDR.stale6} is stale, now ${ADDR.new6}: peer = ${ADDR.stale6} \\x1b[2J\\x9b31m\\u202e`);
+    expect(e.stdout).toContain(
+      `evil\\x1b]0;owned\\x07.conf:1:8: ${ADDR.stale6} is stale, now ${ADDR.new6}: peer = ${ADDR.stale6} \\x1b[2J\\x9b31m\\u202e`,
+    );
     const j = await lab.addrmap(['scan', '--json', evil]);
     expect(j.stdout).not.toMatch(/[\u007f-\u009f\u202e]/);
     expect(JSON.parse(j.stdout).occurrences[0].lineText).toContain('\u001b[2J\u009b31m\u202e');
@@ -199,7 +274,10 @@ describe('addrmap explain, scan and metrics', () => {
     await agent!.waitFor((e) => e.event === 'refused');
     await new Promise((r) => setTimeout(r, 2200));
     const file = await readFile(join(lab.dir, 'metrics', 'addrmap.prom'), 'utf8');
-    const served = await lab.exec(lab.guest, process.execPath, ['-e', "fetch('http://127.0.0.1:9851/metrics').then(r => r.text()).then(t => process.stdout.write(t))"]);
+    const served = await lab.exec(lab.guest, process.execPath, [
+      '-e',
+      "fetch('http://127.0.0.1:9851/metrics').then(r => r.text()).then(t => process.stdout.write(t))",
+    ]);
     for (const text of [file, served.stdout]) {
       expect(text).toContain('addrmap_enabled 1');
       expect(text).toContain('addrmap_mappings 3');
@@ -216,7 +294,17 @@ describe('addrmap explain, scan and metrics', () => {
     await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
     agent = await lab.watch();
     const applied = await agent.waitFor((e) => e.event === 'applied');
-    expect(applied).toMatchObject({ level: 30, name: 'addrmap', generation: 1, mappings: 1, kind: 'full', added: 1, removed: 0, retargeted: 0, routesAdded: 0 });
+    expect(applied).toMatchObject({
+      level: 30,
+      name: 'addrmap',
+      generation: 1,
+      mappings: 1,
+      kind: 'full',
+      added: 1,
+      removed: 0,
+      retargeted: 0,
+      routesAdded: 0,
+    });
     expect(typeof applied.durationMs).toBe('number');
     expect(typeof applied.time).toBe('string');
     await lab.push(mappingFile(2, [[ADDR.stale6, 'fdaa::zz']]));

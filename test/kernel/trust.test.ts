@@ -95,8 +95,9 @@ describe('trust', () => {
     await lab.writeConfig({ allowedTargets: ['fdaa:0:18:a7b:c2::/80'] });
     // Let the agent take the new config in before the push, as an operator would.
     await agent.waitFor(() => agent.events.slice(passes).some((e) => e.event === 'unchanged'));
-    await expectRefused(/mappings\[0\] to fdaa:0:18:a7b:c3:f066:b83b:2 is outside the allowed target ranges \(fdaa:0:18:a7b:c2::\/80\)/, () =>
-      lab.push(next(2)),
+    await expectRefused(
+      /mappings\[0\] to fdaa:0:18:a7b:c3:f066:b83b:2 is outside the allowed target ranges \(fdaa:0:18:a7b:c2::\/80\)/,
+      () => lab.push(next(2)),
     );
     // Back to the default ranges: a push valid under both, then an IPv4 target, which the default refuses.
     await lab.push(mappingFile(3, [[ADDR.stale6, ADDR.new6]]));
@@ -106,7 +107,12 @@ describe('trust', () => {
     await writeFile(lab.paths.config, '{}');
     await agent.waitFor(() => agent.events.slice(passes2).some((e) => e.event === 'unchanged'));
     await expectRefused(/to 198\.51\.100\.20 is outside the allowed target ranges \(fc00::\/7\)/, () =>
-      lab.push(mappingFile(4, [[ADDR.stale6, ADDR.new6], [ADDR.stale4, ADDR.new4]])),
+      lab.push(
+        mappingFile(4, [
+          [ADDR.stale6, ADDR.new6],
+          [ADDR.stale4, ADDR.new4],
+        ]),
+      ),
     );
   });
 

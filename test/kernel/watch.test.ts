@@ -24,7 +24,12 @@ describe('addrmap watch', () => {
     expect((await lab.tcp(ADDR.stale6, lab.guest, 800)).ok).toBe(false);
 
     const pushed = Date.now();
-    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6], [ADDR.stale4, ADDR.new4]]));
+    await lab.push(
+      mappingFile(1, [
+        [ADDR.stale6, ADDR.new6],
+        [ADDR.stale4, ADDR.new4],
+      ]),
+    );
     const event = await agent.waitFor(applied(1), 5000);
     const reach = await lab.waitReachable(ADDR.stale6, 5000);
     console.log(`push -> applied event ${Date.now() - pushed} ms (sync ${event.durationMs} ms); reachable after ${reach.ms} ms of polling`);
@@ -40,7 +45,12 @@ describe('addrmap watch', () => {
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
 
     await lab.setPeerAddresses([ADDR.newer6]);
-    await lab.push(mappingFile(2, [[ADDR.stale6, ADDR.new6], [ADDR.new6, ADDR.newer6]]));
+    await lab.push(
+      mappingFile(2, [
+        [ADDR.stale6, ADDR.new6],
+        [ADDR.new6, ADDR.newer6],
+      ]),
+    );
     expect(await agent.waitFor(applied(2))).toMatchObject({ kind: 'delta', retargeted: 1, added: 1, removed: 0 });
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.newer6}` });
     expect(await lab.tcp(ADDR.new6)).toEqual({ ok: true, reply: `peer ${ADDR.newer6}` });
@@ -57,7 +67,15 @@ describe('addrmap watch', () => {
     const bad: [string, RegExp][] = [
       ['{"version":1,"generation":6,"mappings":[{"from":"fdaa::1",', /invalid JSON/],
       [JSON.stringify(mappingFile(6, [[ADDR.stale6, 'fdaa::zz']])), /^mappings\[0\]: to: not a valid IPv6 address$/],
-      [JSON.stringify(mappingFile(6, [[ADDR.stale6, ADDR.new6], [ADDR.new6, ADDR.stale6]])), /cycle/],
+      [
+        JSON.stringify(
+          mappingFile(6, [
+            [ADDR.stale6, ADDR.new6],
+            [ADDR.new6, ADDR.stale6],
+          ]),
+        ),
+        /cycle/,
+      ],
       [JSON.stringify(mappingFile(4, [[ADDR.stale6, ADDR.newer6]])), /generation 4 is older than the applied generation 5/],
       [JSON.stringify({ version: 2, generation: 9, mappings: [] }), /unsupported version 2/],
     ];
@@ -84,7 +102,12 @@ describe('addrmap watch', () => {
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
 
     const status = JSON.parse((await lab.addrmap(['status', '--json'])).stdout);
-    expect(status).toMatchObject({ enabled: true, generation: 7, agent: { running: true }, lastPush: { outcome: 'applied', generation: 7 } });
+    expect(status).toMatchObject({
+      enabled: true,
+      generation: 7,
+      agent: { running: true },
+      lastPush: { outcome: 'applied', generation: 7 },
+    });
     expect(status.mappings).toEqual([expect.objectContaining({ from: ADDR.stale6, to: ADDR.new6, inKernel: true })]);
   });
 
@@ -114,10 +137,16 @@ describe('addrmap watch', () => {
   });
 
   it('restarts after SIGKILL by adopting the table: no rebuild and no failed connection', async () => {
-    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6], [ADDR.staleUnrouted6, ADDR.new6]]));
+    await lab.push(
+      mappingFile(1, [
+        [ADDR.stale6, ADDR.new6],
+        [ADDR.staleUnrouted6, ADDR.new6],
+      ]),
+    );
     agent = await lab.watch();
     await agent.waitFor(applied(1));
-    const handle = async () => (await lab.exec(lab.guest, 'nft', ['-a', 'list', 'table', 'inet', 'addrmap'])).stdout.match(/# handle (\d+)/)![1];
+    const handle = async () =>
+      (await lab.exec(lab.guest, 'nft', ['-a', 'list', 'table', 'inet', 'addrmap'])).stdout.match(/# handle (\d+)/)![1];
     const before = await handle();
 
     // Probe continuously while the agent dies and comes back.
@@ -147,10 +176,20 @@ describe('addrmap watch', () => {
 describe('feature flag', () => {
   it('flipping "enabled" in the config file at runtime takes effect both ways, and off leaves everything else as it was', async () => {
     // Another tool's table and route exist before addrmap and must survive it.
-    await lab.exec(lab.guest, 'nft', ['-f', '-'], 'table inet other { chain c { type filter hook output priority 0; policy accept; counter; } }\n');
+    await lab.exec(
+      lab.guest,
+      'nft',
+      ['-f', '-'],
+      'table inet other { chain c { type filter hook output priority 0; policy accept; counter; } }\n',
+    );
     await lab.exec(lab.guest, 'ip', ['-6', 'route', 'add', 'fdcc::/64', 'via', ADDR.peer6]);
     await lab.writeConfig({ enabled: false });
-    await lab.push(mappingFile(1, [[ADDR.staleUnrouted6, ADDR.new6], [ADDR.staleUnrouted4, ADDR.new4]]));
+    await lab.push(
+      mappingFile(1, [
+        [ADDR.staleUnrouted6, ADDR.new6],
+        [ADDR.staleUnrouted4, ADDR.new4],
+      ]),
+    );
     const rulesetBefore = await lab.ruleset();
     const routesBefore = await lab.routes();
 

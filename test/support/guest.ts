@@ -114,7 +114,7 @@ class GuestContainer extends GenericContainer {
     return this;
   }
 
-  withHostSettings(extra: Partial<HostConfig> & { CgroupnsMode?: "private" | "host" }): this {
+  withHostSettings(extra: Partial<HostConfig> & { CgroupnsMode?: 'private' | 'host' }): this {
     Object.assign(this.hostConfig, extra);
     return this;
   }
@@ -157,8 +157,16 @@ export class GuestLab {
     const network = `addrmap-${id}`;
     // testcontainers' Network has no IPv6 option: create it with the CLI.
     await mustHost('docker', [
-      'network', 'create', '--ipv6', '--subnet', `${prefix}::/64`,
-      '--label', `${LABEL}=${id}`, '--label', `${LABEL}.pid=${process.pid}`, network,
+      'network',
+      'create',
+      '--ipv6',
+      '--subnet',
+      `${prefix}::/64`,
+      '--label',
+      `${LABEL}=${id}`,
+      '--label',
+      `${LABEL}.pid=${process.pid}`,
+      network,
     ]);
     return new GuestLab(id, network, prefix);
   }
@@ -235,7 +243,14 @@ async function removeLab(filter: string): Promise<void> {
 
 /** Labs whose test process is gone (killed before it could clean up). */
 async function removeAbandonedLabs(): Promise<void> {
-  const out = await mustHost('docker', ['network', 'ls', '--filter', `label=${LABEL}`, '--format', `{{.Label "${LABEL}"}} {{.Label "${LABEL}.pid"}}`]);
+  const out = await mustHost('docker', [
+    'network',
+    'ls',
+    '--filter',
+    `label=${LABEL}`,
+    '--format',
+    `{{.Label "${LABEL}"}} {{.Label "${LABEL}.pid"}}`,
+  ]);
   for (const line of out.split('\n').filter(Boolean)) {
     const [id, pid] = line.split(' ');
     if (!id || !pid || alive(Number(pid))) continue;
@@ -258,7 +273,9 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The container's state as Docker sees it. */
 export async function containerState(c: StartedTestContainer): Promise<{ running: boolean; exitCode: number }> {
-  const [running, exitCode] = (await mustHost('docker', ['inspect', '-f', '{{.State.Running}} {{.State.ExitCode}}', c.getId()])).trim().split(' ');
+  const [running, exitCode] = (await mustHost('docker', ['inspect', '-f', '{{.State.Running}} {{.State.ExitCode}}', c.getId()]))
+    .trim()
+    .split(' ');
   return { running: running === 'true', exitCode: Number(exitCode) };
 }
 
@@ -305,7 +322,10 @@ export async function addrmapTable(c: StartedTestContainer): Promise<string | nu
 }
 
 export async function addrmapRoutes(c: StartedTestContainer): Promise<string> {
-  return (await mustExec(c, ['ip', '-6', 'route', 'show', 'table', 'all', 'proto', '173'])) + (await mustExec(c, ['ip', '-4', 'route', 'show', 'table', 'all', 'proto', '173']));
+  return (
+    (await mustExec(c, ['ip', '-6', 'route', 'show', 'table', 'all', 'proto', '173'])) +
+    (await mustExec(c, ['ip', '-4', 'route', 'show', 'table', 'all', 'proto', '173']))
+  );
 }
 
 export interface StatusJson {
@@ -326,7 +346,12 @@ export async function status(c: StartedTestContainer): Promise<StatusJson> {
 }
 
 /** Polls until check() returns a value (not undefined/false), or fails with what it saw last. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 10_000, everyMs = 200): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs = 10_000,
+  everyMs = 200,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -337,7 +362,8 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
     await sleep(everyMs);
   }
 }
@@ -384,7 +410,10 @@ export function sinceLastStart(events: AppEvent[]): AppEvent[] {
 }
 
 /** One TCP connection from the guest (socat), answered by a peer with "<name> <address>". */
-export async function connect(c: StartedTestContainer, address: string): Promise<{ ok: boolean; peer?: string; address?: string; error?: string }> {
+export async function connect(
+  c: StartedTestContainer,
+  address: string,
+): Promise<{ ok: boolean; peer?: string; address?: string; error?: string }> {
   const r = await exec(c, ['socat', '-T', '2', `TCP:[${address}]:${PORT},connect-timeout=2`, '-']);
   if (r.code !== 0) return { ok: false, error: r.stderr.trim().split('\n').at(-1) };
   const m = /^(\S+) \[?([0-9a-fA-F:.]+)\]?$/.exec(r.stdout.trim());
@@ -409,7 +438,7 @@ export function canonical(address: string): string {
   const groups = [...h, ...Array(8 - h.length - tl.length).fill('0'), ...tl].map((g) => parseInt(g, 16));
   // Longest run of two or more zero groups becomes "::".
   let best = [-1, 0];
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== 0) {
       i++;
       continue;

@@ -76,7 +76,13 @@ export class Lab {
     await must('ip', ['netns', 'add', p]);
     // Created inside the guest namespace, so names never clash between labs.
     await must('ip', ['-n', g, 'link', 'add', 'gv', 'type', 'veth', 'peer', 'name', 'pv', 'netns', p]);
-    for (const [ns, dev] of [[g, 'gv'], [p, 'pv'], [g, 'lo'], [p, 'lo']] as const) await must('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    for (const [ns, dev] of [
+      [g, 'gv'],
+      [p, 'pv'],
+      [g, 'lo'],
+      [p, 'lo'],
+    ] as const)
+      await must('ip', ['-n', ns, 'link', 'set', dev, 'up']);
     await must('ip', ['-n', g, 'addr', 'add', `${ADDR.guest6}/64`, 'dev', 'gv', 'nodad']);
     await must('ip', ['-n', p, 'addr', 'add', `${ADDR.peer6}/64`, 'dev', 'pv', 'nodad']);
     await must('ip', ['-n', g, 'addr', 'add', `${ADDR.guest4}/24`, 'dev', 'gv']);
@@ -87,7 +93,12 @@ export class Lab {
       const c = lab.ctr;
       await must('ip', ['netns', 'add', c]);
       await must('ip', ['-n', g, 'link', 'add', 'gc', 'type', 'veth', 'peer', 'name', 'cv', 'netns', c]);
-      for (const [ns, dev] of [[g, 'gc'], [c, 'cv'], [c, 'lo']] as const) await must('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+      for (const [ns, dev] of [
+        [g, 'gc'],
+        [c, 'cv'],
+        [c, 'lo'],
+      ] as const)
+        await must('ip', ['-n', ns, 'link', 'set', dev, 'up']);
       await must('ip', ['-n', g, 'addr', 'add', 'fd00:2::1/64', 'dev', 'gc', 'nodad']);
       await must('ip', ['-n', c, 'addr', 'add', `${ADDR.ctr6}/64`, 'dev', 'cv', 'nodad']);
       await must('ip', ['-n', g, 'addr', 'add', '198.18.0.1/24', 'dev', 'gc']);
@@ -110,7 +121,17 @@ export class Lab {
   /** The peer "migrates": it has exactly these addresses (besides its link address) from now on. */
   async setPeerAddresses(addrs: string[]): Promise<void> {
     await must('ip', ['-n', this.peer, 'addr', 'flush', 'dev', 'lo', 'scope', 'global']);
-    for (const a of addrs) await must('ip', ['-n', this.peer, 'addr', 'add', `${a}/${a.includes(':') ? 128 : 32}`, 'dev', 'lo', ...(a.includes(':') ? ['nodad'] : [])]);
+    for (const a of addrs)
+      await must('ip', [
+        '-n',
+        this.peer,
+        'addr',
+        'add',
+        `${a}/${a.includes(':') ? 128 : 32}`,
+        'dev',
+        'lo',
+        ...(a.includes(':') ? ['nodad'] : []),
+      ]);
   }
 
   /** Starts the echo service on the peer and waits until it listens. */
@@ -194,7 +215,13 @@ export class Lab {
 
   /** An application that talks through addr all the time (a line every intervalMs); resolves once connected. */
   async tcpChat(addr: string, intervalMs = 100) {
-    const child = this.spawnIn(this.guest, process.execPath, [join(SUPPORT, 'probe.mjs'), 'tcp-chat', addr, String(PORT + 2), String(intervalMs)]);
+    const child = this.spawnIn(this.guest, process.execPath, [
+      join(SUPPORT, 'probe.mjs'),
+      'tcp-chat',
+      addr,
+      String(PORT + 2),
+      String(intervalMs),
+    ]);
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
     const closed = new Promise<void>((r) => child.on('close', () => r()));
@@ -211,7 +238,15 @@ export class Lab {
 
   /** Starts a long-lived UDP flow from the guest; resolves when its first datagram is sent. */
   async udpStream(addr: string, srcPort: number, durationMs: number, intervalMs = 100) {
-    const child = this.spawnIn(this.guest, process.execPath, [join(SUPPORT, 'probe.mjs'), 'udp-stream', addr, String(PORT), String(srcPort), String(durationMs), String(intervalMs)]);
+    const child = this.spawnIn(this.guest, process.execPath, [
+      join(SUPPORT, 'probe.mjs'),
+      'udp-stream',
+      addr,
+      String(PORT),
+      String(srcPort),
+      String(durationMs),
+      String(intervalMs),
+    ]);
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
     const done = new Promise<{ sent: number; replies: { t: number; reply: string }[]; errors: unknown[] }>((res, rej) =>
@@ -308,7 +343,8 @@ export class AgentProcess {
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`no matching log event within ${timeoutMs} ms; events: ${JSON.stringify(this.events)}; stderr: ${this.stderr}`)),
+        () =>
+          reject(new Error(`no matching log event within ${timeoutMs} ms; events: ${JSON.stringify(this.events)}; stderr: ${this.stderr}`)),
         timeoutMs * TIMEOUT_SCALE,
       );
       this.waiters.push({ pred, resolve: (e) => (clearTimeout(timer), resolve(e)) });
@@ -357,7 +393,10 @@ function runWithEnv(argv: string[], env: NodeJS.ProcessEnv): Promise<ExecResult>
 function waitForOutput(child: ChildProcess, re: RegExp, timeoutMs: number, stream: 'stdout' | 'stderr' = 'stdout'): Promise<void> {
   return new Promise((resolve, reject) => {
     let seen = '';
-    const timer = setTimeout(() => reject(new Error(`process did not print ${re} within ${timeoutMs * TIMEOUT_SCALE} ms: ${seen}`)), timeoutMs * TIMEOUT_SCALE);
+    const timer = setTimeout(
+      () => reject(new Error(`process did not print ${re} within ${timeoutMs * TIMEOUT_SCALE} ms: ${seen}`)),
+      timeoutMs * TIMEOUT_SCALE,
+    );
     child[stream]!.on('data', (d: Buffer) => {
       seen += d.toString();
       if (re.test(seen)) {

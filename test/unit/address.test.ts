@@ -30,7 +30,10 @@ describe('parseAddress', () => {
   });
 
   test('property: every spelling of a ULA address canonicalises to the same text', () => {
-    const groups = fc.tuple(fc.integer({ min: 0xfc00, max: 0xfdff }), fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffff })), { minLength: 7, maxLength: 7 }));
+    const groups = fc.tuple(
+      fc.integer({ min: 0xfc00, max: 0xfdff }),
+      fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffff })), { minLength: 7, maxLength: 7 }),
+    );
     const style = fc.record({ upper: fc.boolean(), pad: fc.boolean(), compressAt: fc.option(fc.integer({ min: 1, max: 7 })) });
     fc.assert(
       fc.property(groups, style, style, ([first, rest], s1, s2) => {
@@ -108,35 +111,48 @@ describe('parsePrefix / prefixContains', () => {
 
   // Refusals never quote the text they refuse (a mapping or config file may be
   // a hard-linked secret, and refusals are shown in world-readable status).
-  test.each(['fc00::', 'fc00::/', 'fc00:: /7', 'fc00::/7/8', '10.0.0.0/8 ', 'fc00::1/7', '10.0.0.1/8', 'fc00::/200', '10.0.0.0/33', 'fe80::%eth0/64', 'zqsecret::/7', '10.1.2.zq/8'])(
-    'the refusal of %j does not quote it',
-    (input) => {
-      let message: string | undefined;
-      try {
-        parsePrefix(input);
-      } catch (e) {
-        expect(e).toBeInstanceOf(AddressError);
-        message = (e as Error).message;
-      }
-      expect(message).toBeDefined();
-      expect(message).not.toContain(input);
-      expect(message).not.toContain(input.trim());
-      if (input.includes('zq')) expect(message).not.toMatch(/zq/);
-    },
-  );
-
-  test.each([' fc00::1', 'zqsecret', 'zqsec::1', 'fe80::1%zqzone', '10.0.0.zq', '010.0.0.1', '::1', 'zq'.repeat(40)])('parseAddress: the refusal of %j does not quote it', (input) => {
+  test.each([
+    'fc00::',
+    'fc00::/',
+    'fc00:: /7',
+    'fc00::/7/8',
+    '10.0.0.0/8 ',
+    'fc00::1/7',
+    '10.0.0.1/8',
+    'fc00::/200',
+    '10.0.0.0/33',
+    'fe80::%eth0/64',
+    'zqsecret::/7',
+    '10.1.2.zq/8',
+  ])('the refusal of %j does not quote it', (input) => {
     let message: string | undefined;
     try {
-      parseAddress(input);
+      parsePrefix(input);
     } catch (e) {
       expect(e).toBeInstanceOf(AddressError);
       message = (e as Error).message;
     }
     expect(message).toBeDefined();
+    expect(message).not.toContain(input);
     expect(message).not.toContain(input.trim());
-    expect(message).not.toMatch(/zq/);
+    if (input.includes('zq')) expect(message).not.toMatch(/zq/);
   });
+
+  test.each([' fc00::1', 'zqsecret', 'zqsec::1', 'fe80::1%zqzone', '10.0.0.zq', '010.0.0.1', '::1', 'zq'.repeat(40)])(
+    'parseAddress: the refusal of %j does not quote it',
+    (input) => {
+      let message: string | undefined;
+      try {
+        parseAddress(input);
+      } catch (e) {
+        expect(e).toBeInstanceOf(AddressError);
+        message = (e as Error).message;
+      }
+      expect(message).toBeDefined();
+      expect(message).not.toContain(input.trim());
+      expect(message).not.toMatch(/zq/);
+    },
+  );
 });
 
 describe('the fast IPv6 path agrees with ip-address', () => {
@@ -163,7 +179,13 @@ describe('the fast IPv6 path agrees with ip-address', () => {
           }
           // The slow path, forced through a spelling the fast path does not take.
           const v4tail = `${(groups[6]! >> 8) & 255}.${groups[6]! & 255}.${(groups[7]! >> 8) & 255}.${groups[7]! & 255}`;
-          const slow = groups.slice(0, 6).map((g) => g.toString(16)).join(':') + ':' + v4tail;
+          const slow =
+            groups
+              .slice(0, 6)
+              .map((g) => g.toString(16))
+              .join(':') +
+            ':' +
+            v4tail;
           let theirs: string;
           try {
             theirs = parseAddress(slow).text;

@@ -53,7 +53,8 @@ async function newAgent(opts: { daemon?: boolean } = {}): Promise<Agent> {
 
 const push = (generation: number, mappings: [string, string][]) => writeFile(paths.mappings, mappingFileText(generation, mappings));
 /** A generation-1 file with entries written out (for fields beyond from and to). */
-const pushEntries = (mappings: Record<string, string>[]) => writeFile(paths.mappings, JSON.stringify({ version: 1, generation: 1, mappings }));
+const pushEntries = (mappings: Record<string, string>[]) =>
+  writeFile(paths.mappings, JSON.stringify({ version: 1, generation: 1, mappings }));
 const kernel = () => nft.listTable('inet', 'addrmap');
 const snapshot = async () => (await readSnapshot(paths.stateDir))!;
 const lastEvent = () => logger.records.at(-1)!;
@@ -74,7 +75,16 @@ describe('Agent.pass: applying', () => {
     expect(elementsOf(await kernel())).toEqual({ dnat4: ['10.0.0.1 -> 10.9.0.1'], dnat6: ['fd00::1 -> fdaa::1'] });
 
     expect(logger.events()).toEqual(['applied']);
-    expect(lastEvent()).toMatchObject({ event: 'applied', generation: 3, mappings: 2, kind: 'full', added: 2, removed: 0, retargeted: 0, routesAdded: 2 });
+    expect(lastEvent()).toMatchObject({
+      event: 'applied',
+      generation: 3,
+      mappings: 2,
+      kind: 'full',
+      added: 2,
+      removed: 0,
+      retargeted: 0,
+      routesAdded: 2,
+    });
     expect(typeof lastEvent().durationMs).toBe('number');
 
     const snap = await snapshot();
@@ -94,7 +104,11 @@ describe('Agent.pass: applying', () => {
     const agent = await newAgent();
     const r = await agent.pass();
     expect(r.outcome).toBe('refused');
-    expect(lastEvent()).toMatchObject({ event: 'refused', entry: 'mappings[0]', reason: expect.stringMatching(/outside the allowed target ranges \(fc00::\/7\)/) });
+    expect(lastEvent()).toMatchObject({
+      event: 'refused',
+      entry: 'mappings[0]',
+      reason: expect.stringMatching(/outside the allowed target ranges \(fc00::\/7\)/),
+    });
     expect(await kernel()).toBeNull();
 
     await writeFile(paths.config, JSON.stringify({ allowedTargets: ['10.9.0.0/16'] }));
@@ -192,8 +206,22 @@ describe('Agent.pass: applying', () => {
 
 describe('Agent.pass: the feature flag', () => {
   const cases: { name: string; env?: string; cmdline?: string; config?: boolean; enabled: boolean; source: string }[] = [
-    { name: 'environment beats kernel command line and config (off)', env: '0', cmdline: '1', config: true, enabled: false, source: 'environment' },
-    { name: 'environment beats kernel command line and config (on)', env: 'true', cmdline: '0', config: false, enabled: true, source: 'environment' },
+    {
+      name: 'environment beats kernel command line and config (off)',
+      env: '0',
+      cmdline: '1',
+      config: true,
+      enabled: false,
+      source: 'environment',
+    },
+    {
+      name: 'environment beats kernel command line and config (on)',
+      env: 'true',
+      cmdline: '0',
+      config: false,
+      enabled: true,
+      source: 'environment',
+    },
     { name: 'kernel command line beats config (on)', cmdline: '1', config: false, enabled: true, source: 'kernel command line' },
     { name: 'kernel command line beats config (off)', cmdline: 'false', config: true, enabled: false, source: 'kernel command line' },
     { name: 'config alone (on)', config: true, enabled: true, source: 'config file' },
@@ -223,7 +251,7 @@ describe('Agent.pass: the feature flag', () => {
     expect((await snapshot()).applied).toBeNull();
   });
 
-  test('switching the flag off removes the table and addrmap\'s routes', async () => {
+  test("switching the flag off removes the table and addrmap's routes", async () => {
     routes.table.push({ family: 6, dst: 'fd00:99::1', dev: 'eth0', proto: 4 });
     await push(1, [['fd00::1', 'fdaa::1']]);
     const agent = await newAgent();
@@ -268,30 +296,38 @@ describe('Agent.pass: the feature flag', () => {
   test.each([
     ['ADDRMAP_ENABLED=yes', { ADDRMAP_ENABLED: 'yes' }, undefined, /ADDRMAP_ENABLED must be 1 or 0 \(or true\/false\), not "yes"/],
     ['ADDRMAP_ENABLED=TRUE', { ADDRMAP_ENABLED: 'TRUE' }, undefined, /ADDRMAP_ENABLED .*not "TRUE"/],
-    ['addrmap.enabled=maybe', {}, 'root=/dev/vda1 addrmap.enabled=maybe\n', /addrmap\.enabled on the kernel command line must be 1 or 0 .*not "maybe"/],
+    [
+      'addrmap.enabled=maybe',
+      {},
+      'root=/dev/vda1 addrmap.enabled=maybe\n',
+      /addrmap\.enabled on the kernel command line must be 1 or 0 .*not "maybe"/,
+    ],
     ['addrmap.enabled= (empty)', {}, 'addrmap.enabled= quiet\n', /kernel command line .*not ""/],
-  ])('an invalid flag value (%s) is refused with a clear error and leaves the kernel as it was', async (_name, envFlag, cmdline, message) => {
-    await push(1, [['fd00::1', 'fdaa::1']]);
-    const agent = await newAgent();
-    await agent.pass();
-    const before = await kernel();
-    const runs = nft.history.length;
+  ])(
+    'an invalid flag value (%s) is refused with a clear error and leaves the kernel as it was',
+    async (_name, envFlag, cmdline, message) => {
+      await push(1, [['fd00::1', 'fdaa::1']]);
+      const agent = await newAgent();
+      await agent.pass();
+      const before = await kernel();
+      const runs = nft.history.length;
 
-    env = { ADDRMAP_CMDLINE_FILE: cmdlineFile, ...envFlag };
-    if (cmdline) await writeFile(cmdlineFile, cmdline);
-    // The agent reads env through the object it was given: rebuild it with the new env.
-    const again = await newAgent();
-    const r = await again.pass();
-    expect(r.outcome).toBe('refused');
-    expect(r.message).toMatch(message);
-    // The previous flag stays in force: the feature is not flipped by a typo.
-    expect(r.flag).toEqual({ enabled: true, source: 'environment' });
-    expect(await kernel()).toEqual(before);
-    expect(nft.history).toHaveLength(runs);
-    expect(lastEvent()).toMatchObject({ event: 'config_refused', reason: expect.stringMatching(message) });
-    expect((await snapshot()).lastPush).toMatchObject({ outcome: 'refused', reason: expect.stringMatching(message) });
-    expect((await snapshot()).applied?.generation).toBe(1);
-  });
+      env = { ADDRMAP_CMDLINE_FILE: cmdlineFile, ...envFlag };
+      if (cmdline) await writeFile(cmdlineFile, cmdline);
+      // The agent reads env through the object it was given: rebuild it with the new env.
+      const again = await newAgent();
+      const r = await again.pass();
+      expect(r.outcome).toBe('refused');
+      expect(r.message).toMatch(message);
+      // The previous flag stays in force: the feature is not flipped by a typo.
+      expect(r.flag).toEqual({ enabled: true, source: 'environment' });
+      expect(await kernel()).toEqual(before);
+      expect(nft.history).toHaveLength(runs);
+      expect(lastEvent()).toMatchObject({ event: 'config_refused', reason: expect.stringMatching(message) });
+      expect((await snapshot()).lastPush).toMatchObject({ outcome: 'refused', reason: expect.stringMatching(message) });
+      expect((await snapshot()).applied?.generation).toBe(1);
+    },
+  );
 
   test('a config file with an unknown key is refused; the kernel is untouched', async () => {
     await push(1, [['fd00::1', 'fdaa::1']]);
@@ -302,9 +338,11 @@ describe('Agent.pass: the feature flag', () => {
     const r = await agent.pass();
     expect(r.outcome).toBe('refused');
     // The setting is described by what is known, not quoted (it is the file's bytes).
-    expect(r.message).toBe(`${paths.config}: an unknown setting (known: enabled, logLevel, allowedTargets, metricsFile, metricsListen, metricsListenAnyAddress, usageIntervalSeconds, retireAfterSeconds)`);
-    expect((r.message ?? "").slice(paths.config.length)).not.toContain('enable"');
-    expect((r.message ?? "").slice(paths.config.length)).not.toMatch(/\benable\b/);
+    expect(r.message).toBe(
+      `${paths.config}: an unknown setting (known: enabled, logLevel, allowedTargets, metricsFile, metricsListen, metricsListenAnyAddress, usageIntervalSeconds, retireAfterSeconds)`,
+    );
+    expect((r.message ?? '').slice(paths.config.length)).not.toContain('enable"');
+    expect((r.message ?? '').slice(paths.config.length)).not.toMatch(/\benable\b/);
     expect(await kernel()).toEqual(before);
     expect(lastEvent().event).toBe('config_refused');
   });
@@ -370,13 +408,21 @@ describe('Agent.pass: refusals leave the kernel exactly as it was', () => {
 
   test('a lower generation', async () => {
     await push(4, [['fd00::1', 'fdaa::3']]);
-    await expectRefused('generation', /^generation 4 is older than the applied generation 5 \(after a mistaken push: addrmap apply --accept-lower-generation\)$/, 4);
+    await expectRefused(
+      'generation',
+      /^generation 4 is older than the applied generation 5 \(after a mistaken push: addrmap apply --accept-lower-generation\)$/,
+      4,
+    );
   });
 
   test('a lower generation is still refused by a new Agent over the same state dir', async () => {
     await push(4, [['fd00::1', 'fdaa::3']]);
     agent = await newAgent();
-    await expectRefused('generation', /^generation 4 is older than the applied generation 5 \(after a mistaken push: addrmap apply --accept-lower-generation\)$/, 4);
+    await expectRefused(
+      'generation',
+      /^generation 4 is older than the applied generation 5 \(after a mistaken push: addrmap apply --accept-lower-generation\)$/,
+      4,
+    );
     // ...while a higher one goes through.
     await push(6, [['fd00::1', 'fdaa::3']]);
     const r = await agent.pass();
@@ -548,14 +594,24 @@ describe('expiring mappings', () => {
       { from: 'fd00::2', to: 'fd00::1' },
     ]);
     const agent = await newAgent();
-    expect(await agent.pass()).toMatchObject({ outcome: 'refused', message: expect.stringMatching(/^mappings\[1\]: mappings form a cycle/) });
+    expect(await agent.pass()).toMatchObject({
+      outcome: 'refused',
+      message: expect.stringMatching(/^mappings\[1\]: mappings form a cycle/),
+    });
   });
 
   test('an expiry breaks a chain: A->B (expiring) and B->C leave B->C', async () => {
     const soon = new Date(Date.now() + 100).toISOString();
     await writeFile(
       paths.mappings,
-      JSON.stringify({ version: 1, generation: 1, mappings: [{ from: 'fd00::1', to: 'fd00::2', expires: soon }, { from: 'fd00::2', to: 'fdaa::3' }] }),
+      JSON.stringify({
+        version: 1,
+        generation: 1,
+        mappings: [
+          { from: 'fd00::1', to: 'fd00::2', expires: soon },
+          { from: 'fd00::2', to: 'fdaa::3' },
+        ],
+      }),
     );
     const agent = await newAgent();
     await agent.pass();

@@ -242,7 +242,9 @@ describe('resolveFlag', () => {
     ['addrmap.enabled=1 -- addrmap.enabled=0', true],
     ['quiet -- addrmap.enabled=1', null],
   ])('the kernel command line %j reads as the kernel reads it', (cmdline, enabled) => {
-    expect(resolveFlag({}, cmdline, null)).toEqual(enabled === null ? { enabled: false, source: 'default' } : { enabled, source: 'kernel command line' });
+    expect(resolveFlag({}, cmdline, null)).toEqual(
+      enabled === null ? { enabled: false, source: 'default' } : { enabled, source: 'kernel command line' },
+    );
   });
 
   test('tabs and newlines separate parameters', () => {
@@ -287,16 +289,33 @@ describe('metricsListen', () => {
     return loadConfig(f);
   };
 
-  test.each(['127.0.0.1:9851', '[::1]:9851', 'localhost:9851', '127.1.2.3:1', '[0:0:0:0:0:0:0:1]:65535'])('accepts the loopback address %s', async (v) => {
-    expect((await load({ metricsListen: v })).metricsListen).toBe(v);
-  });
+  test.each(['127.0.0.1:9851', '[::1]:9851', 'localhost:9851', '127.1.2.3:1', '[0:0:0:0:0:0:0:1]:65535'])(
+    'accepts the loopback address %s',
+    async (v) => {
+      expect((await load({ metricsListen: v })).metricsListen).toBe(v);
+    },
+  );
 
-  test.each(['0.0.0.0:9851', '[::]:9851', '192.0.2.1:9851', '[fd00::1]:9851'])('refuses %s, reachable from other hosts, unless metricsListenAnyAddress', async (v) => {
-    await expect(load({ metricsListen: v })).rejects.toThrow(/is reachable from other hosts and \/metrics lists every mapping/);
-    expect((await load({ metricsListen: v, metricsListenAnyAddress: true })).metricsListen).toBe(v);
-  });
+  test.each(['0.0.0.0:9851', '[::]:9851', '192.0.2.1:9851', '[fd00::1]:9851'])(
+    'refuses %s, reachable from other hosts, unless metricsListenAnyAddress',
+    async (v) => {
+      await expect(load({ metricsListen: v })).rejects.toThrow(/is reachable from other hosts and \/metrics lists every mapping/);
+      expect((await load({ metricsListen: v, metricsListenAnyAddress: true })).metricsListen).toBe(v);
+    },
+  );
 
-  test.each(['127.0.0.1:0', '127.0.0.1:65536', '127.0.0.1:99999', '999.0.0.1:9851', '[::g]:1', 'example.org:9851', '127.0.0.1', ':9851', '[::1]:9851x', '127.0.0.1:09851x'])('refuses the malformed %s', async (v) => {
+  test.each([
+    '127.0.0.1:0',
+    '127.0.0.1:65536',
+    '127.0.0.1:99999',
+    '999.0.0.1:9851',
+    '[::g]:1',
+    'example.org:9851',
+    '127.0.0.1',
+    ':9851',
+    '[::1]:9851x',
+    '127.0.0.1:09851x',
+  ])('refuses the malformed %s', async (v) => {
     await expect(load({ metricsListen: v })).rejects.toThrow(/"metricsListen" must be host:port/);
   });
 });

@@ -14,7 +14,16 @@ const TCP_TRANSLATED =
 describe('parseConntrackList', () => {
   test('all fields of a translated TCP flow', () => {
     expect(parseConntrackList(TCP_TRANSLATED, 6)).toEqual([
-      { family: 6, proto: 'tcp', state: 'ESTABLISHED', origSrc: 'fd00:1::1', origDst: 'fdbb::1', sport: 41000, dport: 7000, replySrc: 'fdaa:0:18:a7b:c2::2' },
+      {
+        family: 6,
+        proto: 'tcp',
+        state: 'ESTABLISHED',
+        origSrc: 'fd00:1::1',
+        origDst: 'fdbb::1',
+        sport: 41000,
+        dport: 7000,
+        replySrc: 'fdaa:0:18:a7b:c2::2',
+      },
     ]);
   });
 
@@ -34,17 +43,20 @@ describe('parseConntrackList', () => {
   });
 
   test('addresses are normalised to canonical form', () => {
-    const line = 'udp 17 29 src=FD00:1:0:0:0:0:0:1 dst=FDBB:0000::0001 sport=1 dport=2 src=FDAA::0002 dst=fd00:1::1 sport=2 dport=1 mark=0 use=1';
+    const line =
+      'udp 17 29 src=FD00:1:0:0:0:0:0:1 dst=FDBB:0000::0001 sport=1 dport=2 src=FDAA::0002 dst=fd00:1::1 sport=2 dport=1 mark=0 use=1';
     expect(parseConntrackList(line, 6)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdaa::2' }]);
   });
 
   test('IPv4 lines', () => {
-    const line = 'tcp      6 117 SYN_SENT src=10.0.0.5 dst=10.1.0.9 sport=50000 dport=5432 [UNREPLIED] src=10.1.0.9 dst=10.0.0.5 sport=5432 dport=50000 mark=0 use=1';
+    const line =
+      'tcp      6 117 SYN_SENT src=10.0.0.5 dst=10.1.0.9 sport=50000 dport=5432 [UNREPLIED] src=10.1.0.9 dst=10.0.0.5 sport=5432 dport=50000 mark=0 use=1';
     expect(parseConntrackList(line, 4)).toMatchObject([{ origDst: '10.1.0.9', replySrc: '10.1.0.9' }]);
   });
 
   test('ICMP lines (type/code/id instead of ports)', () => {
-    const line = 'icmpv6   58 29 src=fd00:1::1 dst=fdbb::1 type=128 code=0 id=7 src=fdbb::1 dst=fd00:1::1 type=129 code=0 id=7 mark=0 use=1';
+    const line =
+      'icmpv6   58 29 src=fd00:1::1 dst=fdbb::1 type=128 code=0 id=7 src=fdbb::1 dst=fd00:1::1 type=129 code=0 id=7 mark=0 use=1';
     expect(parseConntrackList(line, 6)).toMatchObject([{ origDst: 'fdbb::1', replySrc: 'fdbb::1' }]);
   });
 
@@ -92,7 +104,10 @@ exit 1
   const calls = async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean);
   const clean = async (targets: StaleTarget[], binary = bin) => {
     const outcomes: CleanupOutcome[] = [];
-    const c = new ConntrackCleanup(() => new ConntrackTool(binary), (o) => outcomes.push(o));
+    const c = new ConntrackCleanup(
+      () => new ConntrackTool(binary),
+      (o) => outcomes.push(o),
+    );
     c.request(targets);
     await c.settled();
     return outcomes;
@@ -122,7 +137,10 @@ exit 1
   });
 
   test('lists each family once and only for families with targets', async () => {
-    await writeFile(join(dir, 'list-ipv4'), 'udp 17 29 src=10.0.0.5 dst=10.1.0.9 sport=1 dport=2 src=10.1.0.9 dst=10.0.0.5 sport=2 dport=1 mark=0 use=1\n');
+    await writeFile(
+      join(dir, 'list-ipv4'),
+      'udp 17 29 src=10.0.0.5 dst=10.1.0.9 sport=1 dport=2 src=10.1.0.9 dst=10.0.0.5 sport=2 dport=1 mark=0 use=1\n',
+    );
     const r = await clean([
       { family: 4, from: '10.1.0.9', to: '10.2.0.9' },
       { family: 4, from: '10.1.0.10', to: '10.2.0.10' },
@@ -133,7 +151,10 @@ exit 1
 
   test('requests during a cleanup are merged into one more round, the newest target winning', async () => {
     const outcomes: CleanupOutcome[] = [];
-    const c = new ConntrackCleanup(() => new ConntrackTool(bin), (o) => outcomes.push(o));
+    const c = new ConntrackCleanup(
+      () => new ConntrackTool(bin),
+      (o) => outcomes.push(o),
+    );
     c.request([{ family: 6, from: 'fdbb::1', to: 'fdcc::2' }]);
     c.request([{ family: 6, from: 'fdbb::2', to: 'fdcc::3' }]);
     c.request([{ family: 6, from: 'fdbb::2', to: 'fdcc::4' }]);
@@ -144,7 +165,9 @@ exit 1
 
   test('without ctnetlink and without the tool: a warning naming both, not an error', async () => {
     const r = await clean([{ family: 6, from: 'fdbb::1', to: 'fdcc::2' }], join(dir, 'no-such-conntrack'));
-    expect(r).toMatchObject([{ removed: 0, warning: 'conntrack cleanup incomplete: neither ctnetlink nor the conntrack tool is available' }]);
+    expect(r).toMatchObject([
+      { removed: 0, warning: 'conntrack cleanup incomplete: neither ctnetlink nor the conntrack tool is available' },
+    ]);
   });
 
   test('a failing listing is a warning', async () => {

@@ -15,7 +15,14 @@ const attr = (type: number, value: Buffer, nested = false) => {
   return b;
 };
 const nest = (type: number, ...children: Buffer[]) => attr(type, Buffer.concat(children), true);
-const ip6 = (a: string) => Buffer.from(a.split(':').map((g) => g.padStart(4, '0')).join(''), 'hex');
+const ip6 = (a: string) =>
+  Buffer.from(
+    a
+      .split(':')
+      .map((g) => g.padStart(4, '0'))
+      .join(''),
+    'hex',
+  );
 const be16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
 const be32 = (n: number) => Buffer.from([n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]);
 
@@ -23,7 +30,13 @@ const be32 = (n: number) => Buffer.from([n >>> 24, (n >> 16) & 0xff, (n >> 8) & 
 function dumped(orig: [string, string], reply: [string, string], ports: [number, number], id: number): Buffer {
   const tuple = (type: number, [src, dst]: [string, string], [sp, dp]: [number, number]) =>
     nest(type, nest(1, attr(3, ip6(src)), attr(4, ip6(dst))), nest(2, attr(1, Buffer.from([17])), attr(2, be16(sp)), attr(3, be16(dp))));
-  return Buffer.concat([Buffer.from([10, 0, 0, 0]), tuple(1, orig, ports), tuple(2, reply, [ports[1], ports[0]]), attr(3, be32(0x188)), attr(12, be32(id))]);
+  return Buffer.concat([
+    Buffer.from([10, 0, 0, 0]),
+    tuple(1, orig, ports),
+    tuple(2, reply, [ports[1], ports[0]]),
+    attr(3, be32(0x188)),
+    attr(12, be32(id)),
+  ]);
 }
 
 // Written out in full (8 groups): ip6() packs them as they stand.
@@ -34,7 +47,15 @@ const TARGET = 'fdaa:0000:0018:0a7b:00c2:f066:b83b:0002';
 describe('decodeFlow', () => {
   test('a translated UDP flow: tuple, ports, who answers', () => {
     const f = decodeFlow(dumped([GUEST, STALE], [TARGET, GUEST], [40000, 7000], 77), 6);
-    expect(f).toEqual({ family: 6, proto: 'udp', origSrc: 'fd00:1::1', origDst: 'fdaa:0:18:a7b:7d:f066:b83b:2', sport: 40000, dport: 7000, replySrc: 'fdaa:0:18:a7b:c2:f066:b83b:2' });
+    expect(f).toEqual({
+      family: 6,
+      proto: 'udp',
+      origSrc: 'fd00:1::1',
+      origDst: 'fdaa:0:18:a7b:7d:f066:b83b:2',
+      sport: 40000,
+      dport: 7000,
+      replySrc: 'fdaa:0:18:a7b:c2:f066:b83b:2',
+    });
   });
 
   test('a flow the filter does not want is not decoded further', () => {
@@ -61,7 +82,9 @@ describe('encodeDelete', () => {
   });
 
   test('refuses a flow that was not listed over ctnetlink: a delete without a tuple flushes the whole table', () => {
-    expect(() => encodeDelete({ family: 6, proto: 'udp', origSrc: 'fd00:1::1', origDst: 'fdaa::1', replySrc: 'fdaa::1' }, 1)).toThrow(/not listed over ctnetlink/);
+    expect(() => encodeDelete({ family: 6, proto: 'udp', origSrc: 'fd00:1::1', origDst: 'fdaa::1', replySrc: 'fdaa::1' }, 1)).toThrow(
+      /not listed over ctnetlink/,
+    );
   });
 });
 

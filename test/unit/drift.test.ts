@@ -3,7 +3,15 @@
 // chain check is called directly. start() is never called (it spawns nft).
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { DriftDetector } from '../../src/agent/drift.js';
-import { FakeNft, NftError, Transaction, type Chain, type NftInterface, type TableFamily, type TableListing } from '../../src/kernel/nft/index.js';
+import {
+  FakeNft,
+  NftError,
+  Transaction,
+  type Chain,
+  type NftInterface,
+  type TableFamily,
+  type TableListing,
+} from '../../src/kernel/nft/index.js';
 import { EMPTY_VIEW, planSync } from '../../src/kernel/plan.js';
 import { CHAINS, TABLE } from '../../src/kernel/ruleset.js';
 import { desired, memoryLogger } from './fakes.js';
@@ -69,16 +77,31 @@ type Item = unknown;
 const counted = (key: string, value: string): Item => [{ elem: { val: key, counter: { packets: 0, bytes: 0 } } }, value];
 const elementLine = (verb: 'add' | 'delete', map: string, items: Item[], table = 'addrmap', family = 'inet') =>
   JSON.stringify({ [verb]: { element: { family, table, name: map, elem: { set: items } } } });
-const tableLine = (verb: 'add' | 'delete', name = 'addrmap', family = 'inet', handle = 1) => JSON.stringify({ [verb]: { table: { family, name, handle } } });
+const tableLine = (verb: 'add' | 'delete', name = 'addrmap', family = 'inet', handle = 1) =>
+  JSON.stringify({ [verb]: { table: { family, name, handle } } });
 const ruleLine = (verb: 'add' | 'delete', chain: string, table = 'addrmap', family = 'inet') =>
   JSON.stringify({ [verb]: { rule: { family, table, chain, handle: 3, expr: [] } } });
 const chainLine = (verb: 'add' | 'delete', name: string, table = 'addrmap', family = 'inet') =>
   JSON.stringify({ [verb]: { chain: { family, table, name, handle: 2, type: 'nat', hook: 'output', prio: -100, policy: 'accept' } } });
 const mapLine = (verb: 'add' | 'delete', name: string) =>
-  JSON.stringify({ [verb]: { map: { family: 'inet', name, table: 'addrmap', type: 'ipv6_addr', handle: 5, map: 'ipv6_addr', stmt: [{ counter: null }] } } });
+  JSON.stringify({
+    [verb]: { map: { family: 'inet', name, table: 'addrmap', type: 'ipv6_addr', handle: 5, map: 'ipv6_addr', stmt: [{ counter: null }] } },
+  });
 
-const el6 = (key: string, value?: string) => ({ family: 'inet' as const, table: 'addrmap', name: 'dnat6', key, ...(value === undefined ? {} : { value }) });
-const el4 = (key: string, value?: string) => ({ family: 'inet' as const, table: 'addrmap', name: 'dnat4', key, ...(value === undefined ? {} : { value }) });
+const el6 = (key: string, value?: string) => ({
+  family: 'inet' as const,
+  table: 'addrmap',
+  name: 'dnat6',
+  key,
+  ...(value === undefined ? {} : { value }),
+});
+const el4 = (key: string, value?: string) => ({
+  family: 'inet' as const,
+  table: 'addrmap',
+  name: 'dnat4',
+  key,
+  ...(value === undefined ? {} : { value }),
+});
 
 /** Puts addrmap's table with these IPv6 mappings into the fake kernel, without the detector seeing it. */
 async function installTable(v6: Record<string, string> = {}, v4: Record<string, string> = {}): Promise<void> {
@@ -197,7 +220,13 @@ describe('handleEvent: echoes of the detector’s own element changes', () => {
 
   test('many foreign elements are summarised: the first three and an ellipsis', () => {
     const d = detectorOver();
-    d.handleEvent(elementLine('add', 'dnat6', ['fdaa::1', 'fdaa::2', 'fdaa::3', 'fdaa::4', 'fdaa::5'].map((k) => counted(k, 'fdbb::1'))));
+    d.handleEvent(
+      elementLine(
+        'add',
+        'dnat6',
+        ['fdaa::1', 'fdaa::2', 'fdaa::3', 'fdaa::4', 'fdaa::5'].map((k) => counted(k, 'fdbb::1')),
+      ),
+    );
     expect(calls).toEqual([{ reason: 'add element fdaa::1, fdaa::2, fdaa::3, … in map dnat6 by another tool', certain: true }]);
   });
 
@@ -229,8 +258,16 @@ describe('handleEvent: changes by another tool', () => {
     ['a chain added', chainLine('add', 'sneaky'), 'add chain sneaky by another tool'],
     ['a map deleted', mapLine('delete', 'dnat4'), 'delete map dnat4 by another tool'],
     ['an element added', elementLine('add', 'dnat6', [counted('fdaa::7', 'fdaa::8')]), 'add element fdaa::7 in map dnat6 by another tool'],
-    ['an element deleted', elementLine('delete', 'dnat6', [counted('fdaa::7', 'fdaa::8')]), 'delete element fdaa::7 in map dnat6 by another tool'],
-    ['an IPv4 element added', elementLine('add', 'dnat4', [counted('10.0.0.1', '10.9.0.1')]), 'add element 10.0.0.1 in map dnat4 by another tool'],
+    [
+      'an element deleted',
+      elementLine('delete', 'dnat6', [counted('fdaa::7', 'fdaa::8')]),
+      'delete element fdaa::7 in map dnat6 by another tool',
+    ],
+    [
+      'an IPv4 element added',
+      elementLine('add', 'dnat4', [counted('10.0.0.1', '10.9.0.1')]),
+      'add element 10.0.0.1 in map dnat4 by another tool',
+    ],
   ])('%s is certain drift, named in the reason', (_name, line, reason) => {
     const d = detectorOver();
     d.handleEvent(line);
@@ -391,10 +428,7 @@ describe('the chain check', () => {
   test('chains with our names in another table or family do not count', async () => {
     const d = detectorOver();
     d.tableExpected = true;
-    chains = [
-      ...CHAINS.map((c) => ({ ...c, table: 'nat' })),
-      ...CHAINS.map((c) => ({ ...c, family: 'ip' as const })),
-    ];
+    chains = [...CHAINS.map((c) => ({ ...c, table: 'nat' })), ...CHAINS.map((c) => ({ ...c, family: 'ip' as const }))];
     await checkChains(d);
     expect(calls).toEqual([{ reason: `chain ${CHAINS.map((c) => c.name).join(', ')} missing or changed`, certain: true }]);
   });

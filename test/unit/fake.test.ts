@@ -7,8 +7,12 @@ import { MAPS, TABLE } from '../../src/kernel/ruleset.js';
 import { desired, elementsOf } from './fakes.js';
 
 const ref = { family: 'inet', table: 'addrmap' } as const;
-const el6 = (key: string, value?: string): NftObject => ({ element: { ...ref, name: 'dnat6', key, ...(value === undefined ? {} : { value }) } });
-const el4 = (key: string, value?: string): NftObject => ({ element: { ...ref, name: 'dnat4', key, ...(value === undefined ? {} : { value }) } });
+const el6 = (key: string, value?: string): NftObject => ({
+  element: { ...ref, name: 'dnat6', key, ...(value === undefined ? {} : { value }) },
+});
+const el4 = (key: string, value?: string): NftObject => ({
+  element: { ...ref, name: 'dnat4', key, ...(value === undefined ? {} : { value }) },
+});
 const table: NftObject = { table: TABLE };
 
 let nft: FakeNft;
@@ -46,7 +50,12 @@ describe('FakeNft transactions', () => {
     ['middle', 2],
     ['last', 4],
   ])('a failing op in the %s position discards the whole transaction', async (_pos, at) => {
-    const ops: NftObject[] = [el6('fd00::10', 'fdaa::10'), el6('fd00::11', 'fdaa::11'), el6('fd00::12', 'fdaa::12'), el4('10.0.0.10', '10.9.0.10')];
+    const ops: NftObject[] = [
+      el6('fd00::10', 'fdaa::10'),
+      el6('fd00::11', 'fdaa::11'),
+      el6('fd00::12', 'fdaa::12'),
+      el4('10.0.0.10', '10.9.0.10'),
+    ];
     const tx = new Transaction();
     ops.forEach((o, i) => {
       if (i === at) tx.delete(el6('fd00::99'));
@@ -97,7 +106,13 @@ describe('FakeNft elements', () => {
     nft.hit('inet', 'addrmap', 'dnat6', 'fd00::1', 5, 500);
     await nft.run(new Transaction().delete(el6('fd00::1')).add(el6('fd00::1', 'fdbb::1')));
     const dnat6 = (await list())!.maps.find((m) => m.name === 'dnat6')!;
-    expect(dnat6.elements.find((e) => e.key === 'fd00::1')).toEqual({ ...ref, name: 'dnat6', key: 'fd00::1', value: 'fdbb::1', counter: { packets: 0, bytes: 0 } });
+    expect(dnat6.elements.find((e) => e.key === 'fd00::1')).toEqual({
+      ...ref,
+      name: 'dnat6',
+      key: 'fd00::1',
+      value: 'fdbb::1',
+      counter: { packets: 0, bytes: 0 },
+    });
   });
 
   test('add then delete of a new element in one transaction leaves nothing', async () => {
@@ -124,7 +139,10 @@ describe('FakeNft elements', () => {
   });
 
   test('an element of a map that does not exist fails with ENOENT', async () => {
-    await expectRejected(new Transaction().add({ element: { ...ref, name: 'dnat5', key: 'fd00::9', value: 'fdaa::9' } }), /No such file or directory/);
+    await expectRejected(
+      new Transaction().add({ element: { ...ref, name: 'dnat5', key: 'fd00::9', value: 'fdaa::9' } }),
+      /No such file or directory/,
+    );
   });
 
   test.each([
@@ -228,16 +246,24 @@ describe('FakeNft tables, maps, chains and rules', () => {
   });
 
   test('deleting a rule by a handle that does not exist fails', async () => {
-    await expectRejected(new Transaction().delete({ rule: { ...ref, chain: 'dnat_output', expr: [], handle: 9999 } }), /No such file or directory/);
+    await expectRejected(
+      new Transaction().delete({ rule: { ...ref, chain: 'dnat_output', expr: [], handle: 9999 } }),
+      /No such file or directory/,
+    );
   });
 
   test('a rule referring to a missing map fails', async () => {
-    const expr = [{ dnat: { family: 'ip6', addr: { map: { key: { payload: { protocol: 'ip6', field: 'daddr' } }, data: '@nosuchmap' } } } }];
+    const expr = [
+      { dnat: { family: 'ip6', addr: { map: { key: { payload: { protocol: 'ip6', field: 'daddr' } }, data: '@nosuchmap' } } } },
+    ];
     await expectRejected(new Transaction().add({ rule: { ...ref, chain: 'dnat_output', expr } }), /No such file or directory/);
   });
 
   test('a rule in a missing chain fails', async () => {
-    await expectRejected(new Transaction().add({ rule: { ...ref, chain: 'nochain', expr: [{ accept: null }] } }), /No such file or directory/);
+    await expectRejected(
+      new Transaction().add({ rule: { ...ref, chain: 'nochain', expr: [{ accept: null }] } }),
+      /No such file or directory/,
+    );
   });
 
   test('rules get increasing handles', async () => {

@@ -76,7 +76,8 @@ export class FakeRoutes implements Routes {
     }
     for (const r of replace) {
       // "route add" fails on a route for the same prefix, whoever made it.
-      if (this.table.some((x) => x.dst === r.dst && x.family === r.family && x.length === r.length)) errors.push(`RTNETLINK answers: File exists (route add ${r.dst})`);
+      if (this.table.some((x) => x.dst === r.dst && x.family === r.family && x.length === r.length))
+        errors.push(`RTNETLINK answers: File exists (route add ${r.dst})`);
       else this.table.push({ ...r, proto: ROUTE_PROTO });
     }
     return errors;
@@ -122,7 +123,8 @@ export function memoryLogger(): { log: Logger; records: Record<string, unknown>[
 export function elementsOf(listing: TableListing | null): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   // The own-address maps are listed only when they hold something.
-  for (const m of listing?.maps ?? []) if (m.name.startsWith('dnat') || m.elements.length) out[m.name] = m.elements.map((e) => `${e.key} -> ${e.value}`).sort();
+  for (const m of listing?.maps ?? [])
+    if (m.name.startsWith('dnat') || m.elements.length) out[m.name] = m.elements.map((e) => `${e.key} -> ${e.value}`).sort();
   return out;
 }
 

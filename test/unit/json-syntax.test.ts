@@ -106,7 +106,35 @@ describe('jsonSyntaxError agrees with JSON.parse', () => {
   });
 
   test('property: a valid text with characters inserted, removed or replaced is judged like JSON.parse', () => {
-    const piece = fc.oneof(fc.constantFrom('{', '}', '[', ']', '"', ',', ':', '\\', '0', '1', '-', '+', '.', 'e', 'E', ' ', '\n', 't', 'n', 'u', '\u0000', '\u001f', '\ufeff', 'é'), fc.string({ maxLength: 2 }));
+    const piece = fc.oneof(
+      fc.constantFrom(
+        '{',
+        '}',
+        '[',
+        ']',
+        '"',
+        ',',
+        ':',
+        '\\',
+        '0',
+        '1',
+        '-',
+        '+',
+        '.',
+        'e',
+        'E',
+        ' ',
+        '\n',
+        't',
+        'n',
+        'u',
+        '\u0000',
+        '\u001f',
+        '\ufeff',
+        'é',
+      ),
+      fc.string({ maxLength: 2 }),
+    );
     const edit = fc.record({ op: fc.nat(2), pos: fc.nat(), s: piece });
     fc.assert(
       fc.property(fc.json({ maxDepth: 5 }), fc.array(edit, { minLength: 1, maxLength: 3 }), (json, edits) => {

@@ -28,7 +28,11 @@ const mapNames = (tx: Transaction) => new Set(tx.operations.flatMap((op) => ('ma
 /** A match whose right side is a map, not a set: what 6.1 rejects. */
 const mapAsSet = (tx: Transaction) => {
   const maps = mapNames(tx);
-  return rulesOf(tx).some((r) => JSON.stringify(r.expr).match(/"right":"@(\w+)"/g)?.some((m) => maps.has(m.slice(10, -1))));
+  return rulesOf(tx).some((r) =>
+    JSON.stringify(r.expr)
+      .match(/"right":"@(\w+)"/g)
+      ?.some((m) => maps.has(m.slice(10, -1))),
+  );
 };
 
 describe('probeKernel', () => {
@@ -77,7 +81,10 @@ describe.each<[string, KernelCaps]>([
 
   test('a full build, a delta of add/retarget/remove and a self change keep the kernel equal to the desired state, and a fresh read agrees', async () => {
     const nft = new FakeNft();
-    const d1 = { ...desired({ 'fd00::1': 'fdaa::1', 'fd00::2': 'fdaa::2' }, { '10.0.0.1': '10.9.0.1' }), self: new Map([['fdaa::77', 'fdbb::77']]) };
+    const d1 = {
+      ...desired({ 'fd00::1': 'fdaa::1', 'fd00::2': 'fdaa::2' }, { '10.0.0.1': '10.9.0.1' }),
+      self: new Map([['fdaa::77', 'fdbb::77']]),
+    };
     await nft.run(planSync(EMPTY_VIEW, d1, true, rs).tx);
     const d2 = { ...desired({ 'fd00::1': 'fdaa::9', 'fd00::3': 'fdaa::3' }, {}), self: new Map([['fdaa::78', 'fdbb::78']]) };
     const delta = planSync(viewFromListing(await nft.listTable('inet', 'addrmap'), rs), d2, false, rs);
@@ -91,8 +98,15 @@ describe.each<[string, KernelCaps]>([
     expect(view.self ?? new Map()).toEqual(rs.self ? d2.self : new Map());
     expect(planSync(view, d2, false, rs).kind).toBe('none');
     expect(planSync(viewOf(d2), d2, false, rs).kind).toBe('none');
-    if (caps.count === 'set') expect(listing!.sets!.find((s) => s.name === 'count6')!.elements.map((e) => e.key).sort()).toEqual(['fd00::1', 'fd00::3']);
-    if (caps.selfGuard === 'set') expect(listing!.sets!.find((s) => s.name === 'self_now6')!.elements.map((e) => e.key)).toEqual(['fdbb::78']);
+    if (caps.count === 'set')
+      expect(
+        listing!
+          .sets!.find((s) => s.name === 'count6')!
+          .elements.map((e) => e.key)
+          .sort(),
+      ).toEqual(['fd00::1', 'fd00::3']);
+    if (caps.selfGuard === 'set')
+      expect(listing!.sets!.find((s) => s.name === 'self_now6')!.elements.map((e) => e.key)).toEqual(['fdbb::78']);
   });
 
   test('a table of another shape (another kernel, an older addrmap) is not ours: rebuilt whole', async () => {
@@ -129,9 +143,9 @@ describe('counting through a set', () => {
     const nft = new FakeNft();
     await nft.run(planSync(EMPTY_VIEW, desired({}), true, rs).tx);
     const { Transaction } = await import('../../src/kernel/nft/index.js');
-    await expect(nft.run(new Transaction().add({ element: { family: 'inet', table: 'addrmap', name: 'count6', key: 'fd00::1', value: 'fdaa::1' } }))).rejects.toThrow(
-      /Invalid argument/,
-    );
+    await expect(
+      nft.run(new Transaction().add({ element: { family: 'inet', table: 'addrmap', name: 'count6', key: 'fd00::1', value: 'fdaa::1' } })),
+    ).rejects.toThrow(/Invalid argument/);
   });
 });
 
@@ -141,7 +155,9 @@ describe('listings without /etc/protocols', () => {
     const numbered = [{ match: { op: '==', left: { meta: { key: 'l4proto' } }, right: { set: [6, 17] } } }, { return: null }];
     expect(normalizeExpr(named)).toEqual(numbered);
     expect(normalizeExpr(numbered)).toEqual(numbered);
-    expect(normalizeExpr([{ match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'udp' } }])).toEqual([{ match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 17 } }]);
+    expect(normalizeExpr([{ match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'udp' } }])).toEqual([
+      { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 17 } },
+    ]);
   });
 });
 
@@ -150,7 +166,10 @@ describe('kernel work never piles up', () => {
     let release!: () => void;
     let calls = 0;
     const nft = new FakeNft();
-    const slowRun = { run: (tx: Transaction) => new Promise<void>((r) => (release = () => void nft.run(tx).then(r))), listTable: nft.listTable.bind(nft) };
+    const slowRun = {
+      run: (tx: Transaction) => new Promise<void>((r) => (release = () => void nft.run(tx).then(r))),
+      listTable: nft.listTable.bind(nft),
+    };
     const d = new DriftDetector(slowRun, {
       log: memoryLogger().log,
       listChains: async () => {
@@ -201,7 +220,9 @@ test('a large transaction runs with the monitor stopped (the kernel queues no no
   d.tableExpected = true;
   await new Promise((r) => setTimeout(r, 1200));
   expect(chainChecks).toBe(1);
-  expect(drift).toEqual(['chain dnat_output, dnat_prerouting, count_output, count_forward, prefix_dnat, prefix_count, self_prerouting, self_postrouting missing or changed']);
+  expect(drift).toEqual([
+    'chain dnat_output, dnat_prerouting, count_output, count_forward, prefix_dnat, prefix_count, self_prerouting, self_postrouting missing or changed',
+  ]);
   expect(logger.events()).not.toContain('monitor_restart');
   await d.stop();
 });

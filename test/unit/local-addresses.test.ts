@@ -10,10 +10,28 @@ import { desired } from './fakes.js';
 describe('readLocalAddresses', () => {
   test('reads IPv6 from if_inet6 and IPv4 from the LOCAL host entries of fib_trie, not networks or broadcasts', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'addrmap-procnet-'));
-    await writeFile(join(dir, 'if_inet6'), '00000000000000000000000000000001 01 80 10 80       lo\nfd000001000000000000000000000001 02 40 00 80       gv\n');
+    await writeFile(
+      join(dir, 'if_inet6'),
+      '00000000000000000000000000000001 01 80 10 80       lo\nfd000001000000000000000000000001 02 40 00 80       gv\n',
+    );
     await writeFile(
       join(dir, 'fib_trie'),
-      ['Main:', '  +-- 0.0.0.0/0 3 0 5', '     |-- 192.0.2.0', '        /24 link UNICAST', '     |-- 192.0.2.1', '        /32 host LOCAL', '     |-- 192.0.2.255', '        /32 link BROADCAST', 'Local:', '     |-- 192.0.2.1', '        /32 host LOCAL', '     |-- 127.0.0.1', '        /32 host LOCAL', ''].join('\n'),
+      [
+        'Main:',
+        '  +-- 0.0.0.0/0 3 0 5',
+        '     |-- 192.0.2.0',
+        '        /24 link UNICAST',
+        '     |-- 192.0.2.1',
+        '        /32 host LOCAL',
+        '     |-- 192.0.2.255',
+        '        /32 link BROADCAST',
+        'Local:',
+        '     |-- 192.0.2.1',
+        '        /32 host LOCAL',
+        '     |-- 127.0.0.1',
+        '        /32 host LOCAL',
+        '',
+      ].join('\n'),
     );
     const l = await readLocalAddresses(dir);
     expect(l.v6.sort()).toEqual(['::1', 'fd00:1::1']);
@@ -26,7 +44,10 @@ describe('withoutSelfCapture', () => {
 
   test('drops a single mapping from a local address, a prefix holding one, loopback; keeps the rest untouched', () => {
     const d = {
-      ...desired({ 'fd00:1::1': 'fdaa::1', 'fdaa::5': 'fdaa::6', '::1': 'fdaa::1' }, { '192.0.2.1': '198.51.100.1', '127.0.0.9': '198.51.100.1', '198.51.100.7': '198.51.100.8' }),
+      ...desired(
+        { 'fd00:1::1': 'fdaa::1', 'fdaa::5': 'fdaa::6', '::1': 'fdaa::1' },
+        { '192.0.2.1': '198.51.100.1', '127.0.0.9': '198.51.100.1', '198.51.100.7': '198.51.100.8' },
+      ),
       prefixes: [
         { family: 6 as const, from: 'fd00:1::', to: 'fdbb::', length: 64 },
         { family: 6 as const, from: 'fdcc::', to: 'fdbb::', length: 64 },

@@ -1,7 +1,15 @@
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
 import { parsePrefix } from '../../src/net/address.js';
-import { DEFAULT_ALLOWED_TARGETS, MappingFileError, nextExpiry, parseMappingFile, splitExpired, type MappingFile, type ParseOptions } from '../../src/input/mapping-file.js';
+import {
+  DEFAULT_ALLOWED_TARGETS,
+  MappingFileError,
+  nextExpiry,
+  parseMappingFile,
+  splitExpired,
+  type MappingFile,
+  type ParseOptions,
+} from '../../src/input/mapping-file.js';
 import { mappingFileText } from './fakes.js';
 
 /** The default ULA range plus the IPv4 test ranges, as a config's allowedTargets would set it. */
@@ -186,7 +194,13 @@ describe('parseMappingFile: refusals name the offending entry', () => {
   });
 
   test('an unknown field in a mapping names the mapping and the field', () => {
-    const err = refusal(file([{ from: 'fd00::1', to: 'fdaa::1' }, { from: 'fd00::2', to: 'fdaa::2' }, { from: 'fd00::3', too: 'fdaa::3', to: 'fdaa::3' }]));
+    const err = refusal(
+      file([
+        { from: 'fd00::1', to: 'fdaa::1' },
+        { from: 'fd00::2', to: 'fdaa::2' },
+        { from: 'fd00::3', too: 'fdaa::3', to: 'fdaa::3' },
+      ]),
+    );
     expect(err.entry).toBe('mappings[2]');
     expect(err.reason).toBe('an unknown field (allowed here: from, to, comment, expires)');
     expect(err.message).not.toContain('too');
@@ -198,7 +212,12 @@ describe('parseMappingFile: refusals name the offending entry', () => {
   });
 
   test('a non-string address names the field', () => {
-    const err = refusal(file([{ from: 'fd00::1', to: 'fdaa::1' }, { from: 42, to: 'fdaa::2' }]));
+    const err = refusal(
+      file([
+        { from: 'fd00::1', to: 'fdaa::1' },
+        { from: 42, to: 'fdaa::2' },
+      ]),
+    );
     expect(err.entry).toBe('mappings[1].from');
     expect(err.reason).toMatch(/string/);
   });
@@ -236,9 +255,19 @@ describe('parseMappingFile: refusals name the offending entry', () => {
     ['an over-long address', 'f'.repeat(65), /too long|must NOT have more than 64/],
     ['a bracketed address', '[fd00::1]', /not a valid IPv6 address/],
     ['an address with a port', '[fd00::1]:80', /not a valid IPv6 address/],
-    ['an IPv4 address with leading zeros (ambiguous: octal to inet_aton)', '010.0.0.1', /^from: not a valid IPv4 address: leading zeros \(some parsers read them as octal\)$/],
+    [
+      'an IPv4 address with leading zeros (ambiguous: octal to inet_aton)',
+      '010.0.0.1',
+      /^from: not a valid IPv4 address: leading zeros \(some parsers read them as octal\)$/,
+    ],
   ])('%s is refused and named', (_name, bad, reason) => {
-    const err = refusal(file([{ from: 'fd00::1', to: 'fdaa::1' }, { from: 'fd00::2', to: 'fdaa::2' }, { from: bad, to: 'fdaa::3' }]));
+    const err = refusal(
+      file([
+        { from: 'fd00::1', to: 'fdaa::1' },
+        { from: 'fd00::2', to: 'fdaa::2' },
+        { from: bad, to: 'fdaa::3' },
+      ]),
+    );
     expect(err.entry).toMatch(/^mappings\[2\]/);
     expect(err.reason).toMatch(reason);
     if (bad) expect(err.message).not.toContain(bad);
@@ -258,7 +287,12 @@ describe('parseMappingFile: refusals name the offending entry', () => {
     ['different spellings of the same IPv6 address', 'fd00::1', 'FD00:0:0:0:0:0:0:0001', 'fd00::1'],
     ['IPv4', '10.0.0.1', '10.0.0.1', '10.0.0.1'],
   ])('from equal to (%s) is refused', (_name, from, to, canonical) => {
-    const err = refusal(file([{ from: 'fd00::9', to: 'fdaa::9' }, { from, to }]));
+    const err = refusal(
+      file([
+        { from: 'fd00::9', to: 'fdaa::9' },
+        { from, to },
+      ]),
+    );
     expect(err.entry).toBe('mappings[1]');
     expect(err.reason).toBe(`from and to are the same address (${canonical})`);
   });
@@ -290,7 +324,12 @@ describe('parseMappingFile: refusals name the offending entry', () => {
     ['IPv6 to IPv4', 'fd00::1', '10.0.0.1', /from fd00::1 is IPv6, to 10\.0\.0\.1 is IPv4/],
     ['IPv4 to IPv6', '10.0.0.1', 'fd00::1', /from 10\.0\.0\.1 is IPv4, to fd00::1 is IPv6/],
   ])('mixed families (%s) are refused', (_name, from, to, reason) => {
-    const err = refusal(file([{ from: 'fd00::9', to: 'fdaa::9' }, { from, to }]));
+    const err = refusal(
+      file([
+        { from: 'fd00::9', to: 'fdaa::9' },
+        { from, to },
+      ]),
+    );
     expect(err.entry).toBe('mappings[1]');
     expect(err.reason).toMatch(/mixes address families/);
     expect(err.reason).toMatch(reason);
@@ -355,7 +394,13 @@ describe('parseMappingFile: refusals name the offending entry', () => {
   });
 
   test('the first offending entry is the one reported', () => {
-    const err = refusal(file([{ from: 'fd00::1', to: 'fdaa::1' }, { from: '::1', to: 'fdaa::2' }, { from: 'bogus', to: 'fdaa::3' }]));
+    const err = refusal(
+      file([
+        { from: 'fd00::1', to: 'fdaa::1' },
+        { from: '::1', to: 'fdaa::2' },
+        { from: 'bogus', to: 'fdaa::3' },
+      ]),
+    );
     expect(err.entry).toBe('mappings[1]');
   });
 });
@@ -363,37 +408,75 @@ describe('parseMappingFile: refusals name the offending entry', () => {
 describe('parseMappingFile: allowed target ranges', () => {
   test('by default only IPv6 ULA targets (fc00::/7) are allowed', () => {
     expect(DEFAULT_ALLOWED_TARGETS.map((p) => p.text)).toEqual(['fc00::/7']);
-    expect(parseMappingFile(mappingFileText(1, [['2001:db8::1', 'fc00::1'], ['2001:db8::2', 'fdff:ffff::1']])).mappings).toHaveLength(2);
+    expect(
+      parseMappingFile(
+        mappingFileText(1, [
+          ['2001:db8::1', 'fc00::1'],
+          ['2001:db8::2', 'fdff:ffff::1'],
+        ]),
+      ).mappings,
+    ).toHaveLength(2);
   });
 
   test.each([
-    ['a global IPv6 target', '2001:db8::1', 'fd00::1', /^to 2001:db8::1 is outside the allowed target ranges \(fc00::\/7\); see allowedTargets in the config file$/],
+    [
+      'a global IPv6 target',
+      '2001:db8::1',
+      'fd00::1',
+      /^to 2001:db8::1 is outside the allowed target ranges \(fc00::\/7\); see allowedTargets in the config file$/,
+    ],
     ['an IPv6 target just below fc00::/7', 'fbff:ffff::1', 'fd00::1', /outside the allowed target ranges/],
     ['an IPv4 target', '10.9.0.1', '10.0.0.1', /^to 10\.9\.0\.1 is outside the allowed target ranges \(fc00::\/7\)/],
   ])('%s is refused by default, naming the entry', (_name, to, from, reason) => {
-    const err = refusal(file([{ from: 'fd00::9', to: 'fdaa::9' }, { from, to }]), { allowedTargets: DEFAULT_ALLOWED_TARGETS });
+    const err = refusal(
+      file([
+        { from: 'fd00::9', to: 'fdaa::9' },
+        { from, to },
+      ]),
+      { allowedTargets: DEFAULT_ALLOWED_TARGETS },
+    );
     expect(err.entry).toBe('mappings[1]');
     expect(err.reason).toMatch(reason);
   });
 
   test('the stale (from) address is not restricted', () => {
-    expect(parseMappingFile(mappingFileText(1, [['2001:db8::5', 'fdaa::5']])).mappings).toEqual([{ family: 6, from: '2001:db8::5', to: 'fdaa::5' }]);
+    expect(parseMappingFile(mappingFileText(1, [['2001:db8::5', 'fdaa::5']])).mappings).toEqual([
+      { family: 6, from: '2001:db8::5', to: 'fdaa::5' },
+    ]);
   });
 
   test('configured ranges replace the default', () => {
     const options = { allowedTargets: [parsePrefix('198.51.100.0/24'), parsePrefix('2001:db8:1::/48')] };
-    expect(parseMappingFile(mappingFileText(1, [['10.0.0.1', '198.51.100.7'], ['fd00::1', '2001:db8:1:ffff::1']]), options).mappings).toHaveLength(2);
-    expect(refusal(mappingFileText(1, [['10.0.0.1', '198.51.101.7']]), options).reason).toMatch(/outside the allowed target ranges \(198\.51\.100\.0\/24, 2001:db8:1::\/48\)/);
+    expect(
+      parseMappingFile(
+        mappingFileText(1, [
+          ['10.0.0.1', '198.51.100.7'],
+          ['fd00::1', '2001:db8:1:ffff::1'],
+        ]),
+        options,
+      ).mappings,
+    ).toHaveLength(2);
+    expect(refusal(mappingFileText(1, [['10.0.0.1', '198.51.101.7']]), options).reason).toMatch(
+      /outside the allowed target ranges \(198\.51\.100\.0\/24, 2001:db8:1::\/48\)/,
+    );
     expect(refusal(mappingFileText(1, [['fd00::1', 'fdaa::1']]), options).reason).toMatch(/outside/);
   });
 
   test('an empty list allows no target at all', () => {
-    expect(refusal(mappingFileText(1, [['fd00::1', 'fdaa::1']]), { allowedTargets: [] }).reason).toMatch(/outside the allowed target ranges \(none\)/);
+    expect(refusal(mappingFileText(1, [['fd00::1', 'fdaa::1']]), { allowedTargets: [] }).reason).toMatch(
+      /outside the allowed target ranges \(none\)/,
+    );
   });
 
   test('every hop of a chain is a target and must be allowed', () => {
     const options = { allowedTargets: [parsePrefix('fdaa::/16')] };
-    const err = refusal(mappingFileText(1, [['fd00::a', 'fdbb::1'], ['fdbb::1', 'fdaa::1']]), options);
+    const err = refusal(
+      mappingFileText(1, [
+        ['fd00::a', 'fdbb::1'],
+        ['fdbb::1', 'fdaa::1'],
+      ]),
+      options,
+    );
     expect(err.entry).toBe('mappings[0]');
   });
 });
@@ -415,7 +498,8 @@ describe('parseMappingFile: strict JSON', () => {
   });
 
   test('the same key in different objects is fine', () => {
-    const text = '{"version": 1, "generation": 1, "mappings": [{"from": "fd00::1", "to": "fdaa::1"}, {"from": "fd00::2", "to": "fdaa::2"}]}';
+    const text =
+      '{"version": 1, "generation": 1, "mappings": [{"from": "fd00::1", "to": "fdaa::1"}, {"from": "fd00::2", "to": "fdaa::2"}]}';
     expect(parseMappingFile(text).mappings).toHaveLength(2);
   });
 
@@ -427,7 +511,8 @@ describe('parseMappingFile: strict JSON', () => {
   });
 
   test('strings that look like keys inside values are not keys', () => {
-    const text = '{"version": 1, "generation": 1, "mappings": [{"from": "fd00::1", "to": "fdaa::1", "comment": "from, to, \\"from\\": x"}]}';
+    const text =
+      '{"version": 1, "generation": 1, "mappings": [{"from": "fd00::1", "to": "fdaa::1", "comment": "from, to, \\"from\\": x"}]}';
     expect(parseMappingFile(text).mappings).toHaveLength(1);
   });
 
@@ -437,7 +522,6 @@ describe('parseMappingFile: strict JSON', () => {
     expect(err.reason).toMatch(/nested more than \d+ levels deep/);
   });
 });
-
 
 describe('refusals quote nothing of the file', () => {
   // A mapping file may be a hard link to a secret, and a refusal is shown in
@@ -449,7 +533,16 @@ describe('refusals quote nothing of the file', () => {
   const VALID = JSON.stringify(file([{ from: 'fd00::1', to: 'fdaa::1' }]));
 
   const contexts: [string, (s: string) => string][] = [
-    ['from', (s) => JSON.stringify(file([{ from: 'fd00::9', to: 'fdaa::9' }, { from: s, to: 'fdaa::1' }]))],
+    [
+      'from',
+      (s) =>
+        JSON.stringify(
+          file([
+            { from: 'fd00::9', to: 'fdaa::9' },
+            { from: s, to: 'fdaa::1' },
+          ]),
+        ),
+    ],
     ['to', (s) => JSON.stringify(file([{ from: 'fd00::1', to: s }]))],
     ['from, in an IPv6-looking address', (s) => JSON.stringify(one(`fd00::${s}`, 'fdaa::1'))],
     ['from, in an IPv4-looking address', (s) => JSON.stringify(one(`10.0.0.${s}`, '10.9.9.9'))],
@@ -459,7 +552,10 @@ describe('refusals quote nothing of the file', () => {
     ['an unknown field name in a mapping', (s) => JSON.stringify(file([{ from: 'fd00::1', to: 'fdaa::1', [s]: 'x' }]))],
     ['an unknown field name at the top level', (s) => JSON.stringify(file([{ from: 'fd00::1', to: 'fdaa::1' }], { [s]: true }))],
     ['a duplicate key at the top level', (s) => `{"version":1,"generation":7,"mappings":[],"${s}":1,"${s}":2}`],
-    ['a duplicate key in a mapping', (s) => `{"version":1,"generation":7,"mappings":[{"from":"fd00::1","${s}":"a","to":"fdaa::1","${s}":"b"}]}`],
+    [
+      'a duplicate key in a mapping',
+      (s) => `{"version":1,"generation":7,"mappings":[{"from":"fd00::1","${s}":"a","to":"fdaa::1","${s}":"b"}]}`,
+    ],
     ['garbage after valid JSON', (s) => `${VALID} ${s}`],
     ['garbage on a line after valid JSON', (s) => `${VALID}\n${s}\n`],
     ['a bare word in place of a value', (s) => `{"version":1,"generation":${s},"mappings":[]}`],
@@ -497,7 +593,6 @@ describe('refusals quote nothing of the file', () => {
   });
 });
 
-
 // Failing tests documenting bugs in src/address.ts (parseAddress), reported
 // rather than fixed here.
 describe('BUG: IPv4-mapped detection depends on the spelling', () => {
@@ -524,24 +619,35 @@ describe('BUG: IPv4-mapped detection depends on the spelling', () => {
 });
 
 describe('expires', () => {
-  const withExpiry = (expires: unknown) => JSON.stringify({ version: 1, generation: 1, mappings: [{ from: 'fd00::1', to: 'fdaa::1', expires }] });
+  const withExpiry = (expires: unknown) =>
+    JSON.stringify({ version: 1, generation: 1, mappings: [{ from: 'fd00::1', to: 'fdaa::1', expires }] });
 
   test('RFC 3339 times with offsets and fractions are accepted as epoch milliseconds', () => {
     expect(parseMappingFile(withExpiry('2026-12-31T23:00:00Z')).mappings[0]!.expires).toBe(Date.UTC(2026, 11, 31, 23));
     expect(parseMappingFile(withExpiry('2026-12-31T23:00:00.5+01:00')).mappings[0]!.expires).toBe(Date.UTC(2026, 11, 31, 22, 0, 0, 500));
   });
 
-  test.each(['2026-12-31', 'tomorrow', '2026-13-40T99:00:00Z', 1767222000, '2026-12-31T23:00:00'])('%j is refused naming the entry', (expires) => {
-    expect(() => parseMappingFile(withExpiry(expires))).toThrow(/mappings\[0\]/);
-    if (typeof expires !== 'string') return;
-    const err = refusal(withExpiry(expires));
-    expect(err.reason).toMatch(/RFC 3339 time such as "2026-12-31T23:00:00Z"$/);
-    // The value is not quoted (unless it is part of the example we give).
-    if (!'"2026-12-31T23:00:00Z"'.includes(expires)) expect(err.message).not.toContain(expires);
-  });
+  test.each(['2026-12-31', 'tomorrow', '2026-13-40T99:00:00Z', 1767222000, '2026-12-31T23:00:00'])(
+    '%j is refused naming the entry',
+    (expires) => {
+      expect(() => parseMappingFile(withExpiry(expires))).toThrow(/mappings\[0\]/);
+      if (typeof expires !== 'string') return;
+      const err = refusal(withExpiry(expires));
+      expect(err.reason).toMatch(/RFC 3339 time such as "2026-12-31T23:00:00Z"$/);
+      // The value is not quoted (unless it is part of the example we give).
+      if (!'"2026-12-31T23:00:00Z"'.includes(expires)) expect(err.message).not.toContain(expires);
+    },
+  );
 
   test('the same from twice with another expiry is a conflict', () => {
-    const text = JSON.stringify({ version: 1, generation: 1, mappings: [{ from: 'fd00::1', to: 'fdaa::1', expires: '2026-12-31T23:00:00Z' }, { from: 'fd00::1', to: 'fdaa::1' }] });
+    const text = JSON.stringify({
+      version: 1,
+      generation: 1,
+      mappings: [
+        { from: 'fd00::1', to: 'fdaa::1', expires: '2026-12-31T23:00:00Z' },
+        { from: 'fd00::1', to: 'fdaa::1' },
+      ],
+    });
     expect(() => parseMappingFile(text)).toThrow(/mappings\[1\]: from fd00::1 is already mapped by mappings\[0\] with another expiry/);
   });
 
@@ -564,7 +670,9 @@ describe('prefix mappings in the file', () => {
     expect(parseMappingFile(one('FDAA:0:18:A7B:7D::/80', 'fdaa:0:18:a7b:00c2::/80')).mappings).toEqual([
       { family: 6, from: 'fdaa:0:18:a7b:7d::', to: 'fdaa:0:18:a7b:c2::', prefixLength: 80 },
     ]);
-    expect(parseMappingFile(one('198.51.100.8/29', '198.51.100.16/29'), { allowedTargets: [parsePrefix('198.51.100.0/24')] }).mappings[0]).toMatchObject({ prefixLength: 29 });
+    expect(
+      parseMappingFile(one('198.51.100.8/29', '198.51.100.16/29'), { allowedTargets: [parsePrefix('198.51.100.0/24')] }).mappings[0],
+    ).toMatchObject({ prefixLength: 29 });
   });
 
   test('a full-length prefix is an address', () => {
@@ -584,7 +692,9 @@ describe('prefix mappings in the file', () => {
   });
 
   test('the whole target prefix must lie in an allowed range', () => {
-    expect(() => parseMappingFile(one('fdaa:0:7d::/48', 'fdaa:0:c2::/48'), { allowedTargets: [parsePrefix('fdaa:0:c2::/64')] })).toThrow(/outside the allowed target ranges/);
+    expect(() => parseMappingFile(one('fdaa:0:7d::/48', 'fdaa:0:c2::/48'), { allowedTargets: [parsePrefix('fdaa:0:c2::/64')] })).toThrow(
+      /outside the allowed target ranges/,
+    );
   });
 });
 
@@ -592,8 +702,17 @@ describe('self: the guest’s own previous addresses', () => {
   const doc = (self: unknown, mappings: unknown[] = []) => JSON.stringify({ version: 1, generation: 1, mappings, self });
   test('parsed canonically; IPv6 only; duplicates refused', () => {
     expect(parseMappingFile(doc([{ from: 'FDAA::77', to: 'fdaa:0::0078' }])).self).toEqual([{ from: 'fdaa::77', to: 'fdaa::78' }]);
-    expect(() => parseMappingFile(doc([{ from: '198.51.100.10', to: '198.51.100.20' }]))).toThrow(/self\[0\]: own previous addresses are supported for IPv6 only/);
-    expect(() => parseMappingFile(doc([{ from: 'fdaa::77', to: 'fdaa::78' }, { from: 'fdaa::77', to: 'fdaa::79' }]))).toThrow(/self\[1\]: from fdaa::77 is already listed by self\[0\]/);
+    expect(() => parseMappingFile(doc([{ from: '198.51.100.10', to: '198.51.100.20' }]))).toThrow(
+      /self\[0\]: own previous addresses are supported for IPv6 only/,
+    );
+    expect(() =>
+      parseMappingFile(
+        doc([
+          { from: 'fdaa::77', to: 'fdaa::78' },
+          { from: 'fdaa::77', to: 'fdaa::79' },
+        ]),
+      ),
+    ).toThrow(/self\[1\]: from fdaa::77 is already listed by self\[0\]/);
     expect(() => parseMappingFile(doc([{ from: 'fdaa::77', to: 'fdaa::77' }]))).toThrow(/self\[0\]: from and to are the same/);
     expect(() => parseMappingFile(doc([{ from: 'fdaa::77' }]))).toThrow(/self\[0\]: missing field "to"/);
   });

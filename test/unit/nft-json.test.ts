@@ -30,18 +30,70 @@ describe('encodeBatch', () => {
         { add: { table: { family: 'inet', name: 'addrmap' } } },
         { delete: { table: { family: 'inet', name: 'addrmap' } } },
         { add: { table: { family: 'inet', name: 'addrmap' } } },
-        { add: { map: { family: 'inet', table: 'addrmap', name: 'dnat4', type: 'ipv4_addr', map: 'ipv4_addr', stmt: [{ counter: null }] } } },
-        { add: { map: { family: 'inet', table: 'addrmap', name: 'dnat6', type: 'ipv6_addr', map: 'ipv6_addr', stmt: [{ counter: null }] } } },
+        {
+          add: { map: { family: 'inet', table: 'addrmap', name: 'dnat4', type: 'ipv4_addr', map: 'ipv4_addr', stmt: [{ counter: null }] } },
+        },
+        {
+          add: { map: { family: 'inet', table: 'addrmap', name: 'dnat6', type: 'ipv6_addr', map: 'ipv6_addr', stmt: [{ counter: null }] } },
+        },
         { add: { map: { family: 'inet', table: 'addrmap', name: 'self_in6', type: 'ipv6_addr', map: 'ipv6_addr' } } },
         { add: { map: { family: 'inet', table: 'addrmap', name: 'self_out6', type: 'ipv6_addr', map: 'ipv6_addr' } } },
-        { add: { chain: { family: 'inet', table: 'addrmap', name: 'dnat_output', type: 'nat', hook: 'output', prio: -100, policy: 'accept' } } },
-        { add: { chain: { family: 'inet', table: 'addrmap', name: 'dnat_prerouting', type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept' } } },
-        { add: { chain: { family: 'inet', table: 'addrmap', name: 'count_output', type: 'filter', hook: 'output', prio: 0, policy: 'accept' } } },
-        { add: { chain: { family: 'inet', table: 'addrmap', name: 'count_forward', type: 'filter', hook: 'forward', prio: 0, policy: 'accept' } } },
+        {
+          add: {
+            chain: { family: 'inet', table: 'addrmap', name: 'dnat_output', type: 'nat', hook: 'output', prio: -100, policy: 'accept' },
+          },
+        },
+        {
+          add: {
+            chain: {
+              family: 'inet',
+              table: 'addrmap',
+              name: 'dnat_prerouting',
+              type: 'nat',
+              hook: 'prerouting',
+              prio: -100,
+              policy: 'accept',
+            },
+          },
+        },
+        {
+          add: {
+            chain: { family: 'inet', table: 'addrmap', name: 'count_output', type: 'filter', hook: 'output', prio: 0, policy: 'accept' },
+          },
+        },
+        {
+          add: {
+            chain: { family: 'inet', table: 'addrmap', name: 'count_forward', type: 'filter', hook: 'forward', prio: 0, policy: 'accept' },
+          },
+        },
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'prefix_dnat' } } },
         { add: { chain: { family: 'inet', table: 'addrmap', name: 'prefix_count' } } },
-        { add: { chain: { family: 'inet', table: 'addrmap', name: 'self_prerouting', type: 'nat', hook: 'prerouting', prio: -101, policy: 'accept' } } },
-        { add: { chain: { family: 'inet', table: 'addrmap', name: 'self_postrouting', type: 'nat', hook: 'postrouting', prio: 100, policy: 'accept' } } },
+        {
+          add: {
+            chain: {
+              family: 'inet',
+              table: 'addrmap',
+              name: 'self_prerouting',
+              type: 'nat',
+              hook: 'prerouting',
+              prio: -101,
+              policy: 'accept',
+            },
+          },
+        },
+        {
+          add: {
+            chain: {
+              family: 'inet',
+              table: 'addrmap',
+              name: 'self_postrouting',
+              type: 'nat',
+              hook: 'postrouting',
+              prio: 100,
+              policy: 'accept',
+            },
+          },
+        },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_output', expr: DNAT4_EXPR } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_output', expr: DNAT6_EXPR } } },
         { add: { rule: { family: 'inet', table: 'addrmap', chain: 'dnat_output', expr: [{ jump: { target: 'prefix_dnat' } }] } } },
@@ -83,14 +135,25 @@ describe('encodeBatch', () => {
             },
           },
         },
-        { add: { rule: { family: 'inet', table: 'addrmap', chain: 'self_postrouting', expr: [{ match: { op: '==', left: { meta: { key: 'oifname' } }, right: 'lo' } }, { return: null }] } } },
         {
           add: {
             rule: {
               family: 'inet',
               table: 'addrmap',
               chain: 'self_postrouting',
-              expr: [{ snat: { family: 'ip6', addr: { map: { key: { payload: { protocol: 'ip6', field: 'saddr' } }, data: '@self_out6' } } } }],
+              expr: [{ match: { op: '==', left: { meta: { key: 'oifname' } }, right: 'lo' } }, { return: null }],
+            },
+          },
+        },
+        {
+          add: {
+            rule: {
+              family: 'inet',
+              table: 'addrmap',
+              chain: 'self_postrouting',
+              expr: [
+                { snat: { family: 'ip6', addr: { map: { key: { payload: { protocol: 'ip6', field: 'saddr' } }, data: '@self_out6' } } } },
+              ],
             },
           },
         },
@@ -139,8 +202,32 @@ describe('encodeBatch', () => {
           { metainfo: { json_schema_version: 1 } },
           { delete: { element: { family: 'inet', table: 'addrmap', name: 'dnat6', elem: ['fd00::1', 'fd00::2'] } } },
           { delete: { element: { family: 'inet', table: 'addrmap', name: 'dnat4', elem: ['10.0.0.1'] } } },
-          { add: { element: { family: 'inet', table: 'addrmap', name: 'dnat6', elem: [['fd00::1', 'fdbb::1'], ['fd00::3', 'fdbb::3']] } } },
-          { add: { element: { family: 'inet', table: 'addrmap', name: 'dnat4', elem: [['10.0.0.2', '10.9.0.2'], ['10.0.0.3', '10.9.0.3']] } } },
+          {
+            add: {
+              element: {
+                family: 'inet',
+                table: 'addrmap',
+                name: 'dnat6',
+                elem: [
+                  ['fd00::1', 'fdbb::1'],
+                  ['fd00::3', 'fdbb::3'],
+                ],
+              },
+            },
+          },
+          {
+            add: {
+              element: {
+                family: 'inet',
+                table: 'addrmap',
+                name: 'dnat4',
+                elem: [
+                  ['10.0.0.2', '10.9.0.2'],
+                  ['10.0.0.3', '10.9.0.3'],
+                ],
+              },
+            },
+          },
         ],
       }),
     );
@@ -228,7 +315,9 @@ describe('decodeListing', () => {
           type: 'ipv6_addr',
           map: 'ipv6_addr',
           counter: true,
-          elements: [{ family: 'inet', table: 'addrmap', name: 'dnat6', key: 'fdaa::1', value: 'fdaa::2', counter: { packets: 0, bytes: 0 } }],
+          elements: [
+            { family: 'inet', table: 'addrmap', name: 'dnat6', key: 'fdaa::1', value: 'fdaa::2', counter: { packets: 0, bytes: 0 } },
+          ],
         },
       ],
     });
@@ -242,7 +331,9 @@ describe('decodeListing', () => {
     for (const chain of listing.chains) tx.add({ chain });
     for (const { handle: _h, ...rule } of listing.rules) tx.add({ rule });
     for (const m of listing.maps) for (const e of m.elements) tx.add({ element: e });
-    const sent = encodeBatch(tx).nftables.slice(1).map((c) => (c as { add: Record<string, unknown> }).add);
+    const sent = encodeBatch(tx)
+      .nftables.slice(1)
+      .map((c) => (c as { add: Record<string, unknown> }).add);
 
     const printed = (kind: string) => {
       const o = { ...raw.nftables.find((i) => kind in i)![kind]! };
@@ -272,7 +363,7 @@ describe('decodeListing', () => {
     expect(strip(again)).toEqual(strip(listing));
   });
 
-  test('the sample is not addrmap\'s layout (one chain named output), so its view forces a rebuild but keeps its mapping', () => {
+  test("the sample is not addrmap's layout (one chain named output), so its view forces a rebuild but keeps its mapping", () => {
     const v = viewFromListing(decodeListing(JSON.parse(NFT_106_LISTING)));
     expect(v).toEqual({ layoutOk: false, v4: new Map(), v6: new Map([['fdaa::1', 'fdaa::2']]), prefixes: [] });
   });
@@ -282,7 +373,20 @@ describe('decodeListing', () => {
       nftables: [
         { metainfo: { json_schema_version: 1 } },
         { table: { family: 'inet', name: 'addrmap', handle: 4 } },
-        { map: { family: 'inet', name: 'dnat4', table: 'addrmap', type: 'ipv4_addr', handle: 5, map: 'ipv4_addr', elem: [['10.0.0.1', '10.9.0.1'], ['10.0.0.2', '10.9.0.2']] } },
+        {
+          map: {
+            family: 'inet',
+            name: 'dnat4',
+            table: 'addrmap',
+            type: 'ipv4_addr',
+            handle: 5,
+            map: 'ipv4_addr',
+            elem: [
+              ['10.0.0.1', '10.9.0.1'],
+              ['10.0.0.2', '10.9.0.2'],
+            ],
+          },
+        },
         { chain: { family: 'inet', table: 'addrmap', name: 'helper', handle: 6 } },
       ],
     })!;
@@ -299,7 +403,17 @@ describe('decodeListing', () => {
     const listing = decodeListing({
       nftables: [
         { table: { family: 'inet', name: 'addrmap', handle: 1 } },
-        { map: { family: 'inet', name: 'dnat6', table: 'addrmap', type: 'ipv6_addr', handle: 2, map: 'ipv6_addr', stmt: [{ counter: null }] } },
+        {
+          map: {
+            family: 'inet',
+            name: 'dnat6',
+            table: 'addrmap',
+            type: 'ipv6_addr',
+            handle: 2,
+            map: 'ipv6_addr',
+            stmt: [{ counter: null }],
+          },
+        },
       ],
     })!;
     expect(listing.maps).toEqual([expect.objectContaining({ name: 'dnat6', counter: true, elements: [] })]);

@@ -40,7 +40,15 @@ describe('static: no shell anywhere in src/', () => {
 
   test('the scan sees the source tree', () => {
     expect(files.size).toBeGreaterThan(20);
-    for (const f of ['src/kernel/exec.ts', 'src/agent/drift.ts', 'src/agent/agent.ts', 'src/kernel/nft/exec.ts', 'src/kernel/routes.ts', 'src/kernel/conntrack.ts']) expect([...files.keys()]).toContain(f);
+    for (const f of [
+      'src/kernel/exec.ts',
+      'src/agent/drift.ts',
+      'src/agent/agent.ts',
+      'src/kernel/nft/exec.ts',
+      'src/kernel/routes.ts',
+      'src/kernel/conntrack.ts',
+    ])
+      expect([...files.keys()]).toContain(f);
   });
 
   test('child_process is imported only by src/kernel/exec.ts and src/agent/drift.ts', () => {
@@ -98,7 +106,9 @@ describe('static: no shell anywhere in src/', () => {
     expect(text).toMatch(/const argv = dyingWithUs\(this\.o\.setpriv \?\? null, \[this\.o\.binary \?\? 'nft', '-j', 'monitor'\]\);/);
     expect(text).not.toMatch(/\bshell\b\s*:/);
     // The prefix is setpriv's own fixed options, nothing from a file.
-    expect(files.get('src/kernel/child-guard.ts')!).toMatch(/return setpriv \? \[setpriv, '--pdeathsig', 'KILL', '--', \.\.\.argv\] : argv;/);
+    expect(files.get('src/kernel/child-guard.ts')!).toMatch(
+      /return setpriv \? \[setpriv, '--pdeathsig', 'KILL', '--', \.\.\.argv\] : argv;/,
+    );
   });
 
   test('no file evaluates text as code', () => {
@@ -166,11 +176,7 @@ describe('behaviour: shell syntax in a mapping file goes nowhere', () => {
 
   /** Two valid mappings, then the hostile one at mappings[2]. */
   const fileWith = (side: 'from' | 'to', bad: string) =>
-    mappingFileText(5, [
-      ['fd00::1', 'fdaa::1'],
-      ['fd00::2', 'fdaa::1'],
-      side === 'from' ? [bad, 'fdaa::1'] : ['fd00::3', bad],
-    ]);
+    mappingFileText(5, [['fd00::1', 'fdaa::1'], ['fd00::2', 'fdaa::1'], side === 'from' ? [bad, 'fdaa::1'] : ['fd00::3', bad]]);
 
   for (const side of ['from', 'to'] as const) {
     test.each(HOSTILE)(`%j as ${side} is refused, naming the entry, and nothing runs`, async (bad) => {
@@ -179,7 +185,11 @@ describe('behaviour: shell syntax in a mapping file goes nowhere', () => {
       expect(r.outcome).toBe('refused');
       // "to: <reason>", or "to is a prefix but from is an address; ..." for text with a slash.
       expect(r.message).toMatch(new RegExp(`^mappings\\[2\\]: ${side}[: ]`));
-      expect(logger.records.at(-1)).toMatchObject({ event: 'refused', entry: 'mappings[2]', reason: expect.stringMatching(new RegExp(`^${side}[: ]`)) });
+      expect(logger.records.at(-1)).toMatchObject({
+        event: 'refused',
+        entry: 'mappings[2]',
+        reason: expect.stringMatching(new RegExp(`^${side}[: ]`)),
+      });
       // The hostile text is named by its place, never quoted (refusals are shown in world-readable status).
       const reason = String(logger.records.at(-1)!.reason);
       for (const shown of [r.message, reason]) {

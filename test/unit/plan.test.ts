@@ -73,8 +73,14 @@ describe('planSync', () => {
       ['dnat_output', '[{"dnat":{"family":"ip","addr":{"map":{"key":{"payload":{"protocol":"ip","field":"daddr"}},"data":"@dnat4"}}}}]'],
       ['dnat_output', '[{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@dnat6"}}}}]'],
       ['dnat_output', jump('prefix_dnat')],
-      ['dnat_prerouting', '[{"dnat":{"family":"ip","addr":{"map":{"key":{"payload":{"protocol":"ip","field":"daddr"}},"data":"@dnat4"}}}}]'],
-      ['dnat_prerouting', '[{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@dnat6"}}}}]'],
+      [
+        'dnat_prerouting',
+        '[{"dnat":{"family":"ip","addr":{"map":{"key":{"payload":{"protocol":"ip","field":"daddr"}},"data":"@dnat4"}}}}]',
+      ],
+      [
+        'dnat_prerouting',
+        '[{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@dnat6"}}}}]',
+      ],
       ['dnat_prerouting', jump('prefix_dnat')],
       ['count_output', count('ip', 'dnat4')],
       ['count_output', count('ip6', 'dnat6')],
@@ -82,10 +88,19 @@ describe('planSync', () => {
       ['count_forward', count('ip', 'dnat4')],
       ['count_forward', count('ip6', 'dnat6')],
       ['count_forward', jump('prefix_count')],
-      ['self_prerouting', '[{"match":{"op":"==","left":{"payload":{"protocol":"ip6","field":"daddr"}},"right":"@self_in6"}},{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":{"set":[6,17]}}},{"match":{"op":"==","left":{"socket":{"key":"transparent"}},"right":{"set":[0,1]}}},{"return":null}]'],
-      ['self_prerouting', '[{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":{"set":[6,17]}}},{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@self_in6"}}}}]'],
+      [
+        'self_prerouting',
+        '[{"match":{"op":"==","left":{"payload":{"protocol":"ip6","field":"daddr"}},"right":"@self_in6"}},{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":{"set":[6,17]}}},{"match":{"op":"==","left":{"socket":{"key":"transparent"}},"right":{"set":[0,1]}}},{"return":null}]',
+      ],
+      [
+        'self_prerouting',
+        '[{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":{"set":[6,17]}}},{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@self_in6"}}}}]',
+      ],
       ['self_postrouting', '[{"match":{"op":"==","left":{"meta":{"key":"oifname"}},"right":"lo"}},{"return":null}]'],
-      ['self_postrouting', '[{"snat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"saddr"}},"data":"@self_out6"}}}}]'],
+      [
+        'self_postrouting',
+        '[{"snat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"saddr"}},"data":"@self_out6"}}}}]',
+      ],
     ]);
   });
 
@@ -98,7 +113,10 @@ describe('planSync', () => {
 
   test('a delta plan sends only element changes', () => {
     const current = view({ 'fd00::1': 'fdaa::1', 'fd00::2': 'fdaa::2' }, { '10.0.0.1': '10.9.0.1' });
-    const plan = planSync(current, desired({ 'fd00::1': 'fdaa::1', 'fd00::3': 'fdaa::3' }, { '10.0.0.1': '10.9.0.1', '10.0.0.2': '10.9.0.2' }));
+    const plan = planSync(
+      current,
+      desired({ 'fd00::1': 'fdaa::1', 'fd00::3': 'fdaa::3' }, { '10.0.0.1': '10.9.0.1', '10.0.0.2': '10.9.0.2' }),
+    );
     expect(plan.kind).toBe('delta');
     expect(plan.tx.operations.every((o) => 'element' in o.object)).toBe(true);
     expect(plan.tx.operations).toEqual([
@@ -144,7 +162,10 @@ describe('planSync', () => {
   });
 
   test('a no-op plan has kind none and an empty transaction', () => {
-    const plan = planSync(view({ 'fd00::1': 'fdaa::1' }, { '10.0.0.1': '10.9.0.1' }), desired({ 'fd00::1': 'fdaa::1' }, { '10.0.0.1': '10.9.0.1' }));
+    const plan = planSync(
+      view({ 'fd00::1': 'fdaa::1' }, { '10.0.0.1': '10.9.0.1' }),
+      desired({ 'fd00::1': 'fdaa::1' }, { '10.0.0.1': '10.9.0.1' }),
+    );
     expect(plan.kind).toBe('none');
     expect(plan.tx.size).toBe(0);
     expect([plan.added, plan.removed, plan.retargeted]).toEqual([[], [], []]);
@@ -268,12 +289,9 @@ describe('own previous addresses in the plan', () => {
     const next: DesiredMappings = { ...desired({ 'fd00::1': 'fdaa::1' }), self: new Map([['fdaa::77', 'fdaa::79']]) };
     const plan = planSync(viewFromListing(listing), next);
     expect(plan.kind).toBe('delta');
-    expect(plan.tx.operations.map((o) => `${o.verb} ${'element' in o.object ? `${o.object.element.name} ${o.object.element.key}` : ''}`)).toEqual([
-      'delete self_out6 fdaa::77',
-      'add self_out6 fdaa::77',
-      'delete self_in6 fdaa::78',
-      'add self_in6 fdaa::79',
-    ]);
+    expect(
+      plan.tx.operations.map((o) => `${o.verb} ${'element' in o.object ? `${o.object.element.name} ${o.object.element.key}` : ''}`),
+    ).toEqual(['delete self_out6 fdaa::77', 'add self_out6 fdaa::77', 'delete self_in6 fdaa::78', 'add self_in6 fdaa::79']);
     await nft.run(plan.tx);
     listing = await nft.listTable('inet', 'addrmap');
     expect(elementsOf(listing)).toMatchObject({ self_in6: ['fdaa::79 -> fdaa::77'], self_out6: ['fdaa::77 -> fdaa::79'] });

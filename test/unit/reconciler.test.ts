@@ -41,8 +41,21 @@ describe('Reconciler.sync: nft', () => {
     const d = desired({ 'fd00::1': 'fdaa::1' });
     await rec.sync(d);
     const r = await rec.sync(desired({ 'fd00::1': 'fdaa::1' }));
-    expect(r).toEqual({ kind: 'none', added: 0, removed: 0, retargeted: 0, routesAdded: 0, routesRemoved: 0, conntrackQueued: 0, warnings: [] });
-    expect(opCounts(nft).slice(1).every((n) => n === 0)).toBe(true);
+    expect(r).toEqual({
+      kind: 'none',
+      added: 0,
+      removed: 0,
+      retargeted: 0,
+      routesAdded: 0,
+      routesRemoved: 0,
+      conntrackQueued: 0,
+      warnings: [],
+    });
+    expect(
+      opCounts(nft)
+        .slice(1)
+        .every((n) => n === 0),
+    ).toBe(true);
   });
 
   test('a change sends only the delta: element operations, nothing else', async () => {
@@ -277,7 +290,7 @@ describe('Reconciler.sync: conntrack', () => {
 });
 
 describe('Reconciler.disable', () => {
-  test('removes the table and only addrmap\'s routes', async () => {
+  test("removes the table and only addrmap's routes", async () => {
     routes.table.push({ family: 6, dst: 'fd00:99::1', dev: 'eth0', proto: 4 }, { family: 4, dst: '192.0.2.1', dev: 'eth0', proto: 2 });
     await rec.sync(desired({ 'fd00::1': 'fdaa::1' }, { '10.0.0.1': '10.9.0.1' }));
     expect(routes.ours()).toHaveLength(2);

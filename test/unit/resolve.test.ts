@@ -198,13 +198,7 @@ describe('resolveChains', () => {
     // Random forests: node i may point to any node j > i (acyclic by construction).
     const forest = fc
       .integer({ min: 1, max: 40 })
-      .chain((n) =>
-        fc.tuple(
-          fc.constant(n),
-          fc.array(fc.tuple(fc.nat(n - 1), fc.nat(40)), { maxLength: n }),
-          fc.integer(),
-        ),
-      );
+      .chain((n) => fc.tuple(fc.constant(n), fc.array(fc.tuple(fc.nat(n - 1), fc.nat(40)), { maxLength: n }), fc.integer()));
     fc.assert(
       fc.property(forest, ([_n, raw, seed]) => {
         const byFrom = new Map<number, number>();
@@ -228,7 +222,13 @@ describe('resolveChains', () => {
 });
 
 describe('prefix mappings', () => {
-  const pm = (from: string, to: string, length: number, index = 0): Mapping => ({ family: from.includes(':') ? 6 : 4, from, to, prefixLength: length, index });
+  const pm = (from: string, to: string, length: number, index = 0): Mapping => ({
+    family: from.includes(':') ? 6 : 4,
+    from,
+    to,
+    prefixLength: length,
+    index,
+  });
   const single = (from: string, to: string, index = 0): Mapping => ({ family: from.includes(':') ? 6 : 4, from, to, index });
 
   test('a prefix evacuated twice resolves to the final prefix, longest first', () => {
@@ -253,7 +253,9 @@ describe('prefix mappings', () => {
   });
 
   test('a cycle of prefixes is refused; so is a narrower prefix mapping inside a target prefix', () => {
-    expect(() => resolveChains([pm('fdaa:0:7d::', 'fdaa:0:c2::', 48, 0), pm('fdaa:0:c2::', 'fdaa:0:7d::', 48, 1)])).toThrow(/prefix mappings form a cycle/);
+    expect(() => resolveChains([pm('fdaa:0:7d::', 'fdaa:0:c2::', 48, 0), pm('fdaa:0:c2::', 'fdaa:0:7d::', 48, 1)])).toThrow(
+      /prefix mappings form a cycle/,
+    );
     expect(() => resolveChains([pm('fdaa:0:7d::', 'fdaa:0:c2::', 48, 0), pm('fdaa:0:c2:1::', 'fdaa:0:c3:1::', 64, 1)])).toThrow(
       /mappings\[0\]: the target of fdaa:0:7d::\/48 contains fdaa:0:c2:1::\/64, mapped by mappings\[1\]/,
     );
@@ -261,7 +263,10 @@ describe('prefix mappings', () => {
 
   test('nested source prefixes are both kept, longest first', () => {
     const d = resolveChains([pm('fdaa:0:7d::', 'fdaa:0:c2::', 48, 0), pm('fdaa:0:7d:1::', 'fdaa:0:c3:1::', 64, 1)]);
-    expect(d.prefixes!.map((p) => `${p.from}/${p.length}->${p.to}`)).toEqual(['fdaa:0:7d:1::/64->fdaa:0:c3:1::', 'fdaa:0:7d::/48->fdaa:0:c2::']);
+    expect(d.prefixes!.map((p) => `${p.from}/${p.length}->${p.to}`)).toEqual([
+      'fdaa:0:7d:1::/64->fdaa:0:c3:1::',
+      'fdaa:0:7d::/48->fdaa:0:c2::',
+    ]);
   });
 });
 

@@ -45,22 +45,26 @@ describe('RouteTable: lookups on 16-bit groups agree with integer arithmetic', (
 
   test('the longest matching prefix of any length, as a BigInt reference finds it', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(address, fc.integer({ min: 0, max: 128 })), { minLength: 1, maxLength: 12 }), fc.array(address, { maxLength: 20 }), (routes, probes) => {
-        const entries = routes.map(([g, len], i) => {
-          const mask = len === 0 ? 0n : ((1n << BigInt(len)) - 1n) << BigInt(128 - len);
-          const net = big(g) & mask;
-          const groups = Array.from({ length: 8 }, (_, k) => Number((net >> BigInt(112 - 16 * k)) & 0xffffn));
-          return { family: 6 as const, dst: len === 0 ? 'default' : `${text6(groups)}/${len}`, dev: `eth${i}`, len, net, mask };
-        });
-        const table = new RouteTable(entries);
-        for (const p of probes) {
-          const v = big(p);
-          // First listed wins among equal prefixes (all metrics 0), as the table keeps the first.
-          let best: (typeof entries)[number] | undefined;
-          for (const e of entries) if ((v & e.mask) === e.net && (!best || e.len > best.len)) best = e;
-          expect(table.lookup(6, text6(p))).toEqual(best ? { dev: best.dev } : null);
-        }
-      }),
+      fc.property(
+        fc.array(fc.tuple(address, fc.integer({ min: 0, max: 128 })), { minLength: 1, maxLength: 12 }),
+        fc.array(address, { maxLength: 20 }),
+        (routes, probes) => {
+          const entries = routes.map(([g, len], i) => {
+            const mask = len === 0 ? 0n : ((1n << BigInt(len)) - 1n) << BigInt(128 - len);
+            const net = big(g) & mask;
+            const groups = Array.from({ length: 8 }, (_, k) => Number((net >> BigInt(112 - 16 * k)) & 0xffffn));
+            return { family: 6 as const, dst: len === 0 ? 'default' : `${text6(groups)}/${len}`, dev: `eth${i}`, len, net, mask };
+          });
+          const table = new RouteTable(entries);
+          for (const p of probes) {
+            const v = big(p);
+            // First listed wins among equal prefixes (all metrics 0), as the table keeps the first.
+            let best: (typeof entries)[number] | undefined;
+            for (const e of entries) if ((v & e.mask) === e.net && (!best || e.len > best.len)) best = e;
+            expect(table.lookup(6, text6(p))).toEqual(best ? { dev: best.dev } : null);
+          }
+        },
+      ),
       { numRuns: 300 },
     );
   });

@@ -21,7 +21,13 @@ const snap: Snapshot = {
   flag: { enabled: true, source: 'config file' },
   mappingsFile: '/etc/addrmap/mappings.json',
   applied: { generation: 12, at: '2026-01-01T00:00:00.000Z', mappings: 3 },
-  lastPush: { at: '2026-01-01T00:00:01.000Z', outcome: 'refused', generation: 13, reason: 'mappings form a cycle: fd00::a -> fd00::b -> fd00::a', entry: 'mappings[4]' },
+  lastPush: {
+    at: '2026-01-01T00:00:01.000Z',
+    outcome: 'refused',
+    generation: 13,
+    reason: 'mappings form a cycle: fd00::a -> fd00::b -> fd00::a',
+    entry: 'mappings[4]',
+  },
   warnings: ['no route to target fdcc::9 of fd00::9'],
 };
 

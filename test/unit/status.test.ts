@@ -62,9 +62,27 @@ describe('collectStatus', () => {
     const nft = await setup();
     nft.hit('inet', 'addrmap', 'dnat6', 'fd00::1', 10, 1500);
     const r = await collectStatus({ stateDir: dir, nft, conntrack: null, now: NOW });
-    expect(r).toMatchObject({ schema: 1, health: 'healthy', problems: [], enabled: true, flagSource: 'kernel command line', generation: 12, source: 'kernel', drift: [] });
+    expect(r).toMatchObject({
+      schema: 1,
+      health: 'healthy',
+      problems: [],
+      enabled: true,
+      flagSource: 'kernel command line',
+      generation: 12,
+      source: 'kernel',
+      drift: [],
+    });
     expect(r.agent).toEqual({ running: true, pid: process.pid, since: snap.startedAt, uptimeSeconds: 3600 });
-    expect(r.mappings).toContainEqual({ from: 'fd00::1', to: 'fdaa::2', packets: 10, bytes: 1500, lastSeen: null, flows: null, inKernel: true, expires: null });
+    expect(r.mappings).toContainEqual({
+      from: 'fd00::1',
+      to: 'fdaa::2',
+      packets: 10,
+      bytes: 1500,
+      lastSeen: null,
+      flows: null,
+      inKernel: true,
+      expires: null,
+    });
     expect(STATUS_EXIT[r.health]).toBe(0);
     const text = formatStatus(r, { now: NOW });
     expect(text).toContain('addrmap HEALTHY');
@@ -75,10 +93,23 @@ describe('collectStatus', () => {
 
   test('without kernel access: the agent sample gives hits and last seen', async () => {
     await setup();
-    await writeState(dir, USAGE_FILE, { schema: 1, sampledAt: '2026-01-01T00:59:00.000Z', mappings: { 'fd00::2': { packets: 4, bytes: 400, lastSeen: '2026-01-01T00:58:00.000Z' } } });
+    await writeState(dir, USAGE_FILE, {
+      schema: 1,
+      sampledAt: '2026-01-01T00:59:00.000Z',
+      mappings: { 'fd00::2': { packets: 4, bytes: 400, lastSeen: '2026-01-01T00:58:00.000Z' } },
+    });
     const r = await collectStatus({ stateDir: dir, nft: null, conntrack: null, now: NOW });
     expect(r).toMatchObject({ health: 'healthy', source: 'snapshot', drift: null, usageSampledAt: '2026-01-01T00:59:00.000Z' });
-    expect(r.mappings.find((m) => m.from === 'fd00::2')).toEqual({ from: 'fd00::2', to: 'fdaa::2', packets: 4, bytes: 400, lastSeen: '2026-01-01T00:58:00.000Z', flows: null, inKernel: null, expires: null });
+    expect(r.mappings.find((m) => m.from === 'fd00::2')).toEqual({
+      from: 'fd00::2',
+      to: 'fdaa::2',
+      packets: 4,
+      bytes: 400,
+      lastSeen: '2026-01-01T00:58:00.000Z',
+      flows: null,
+      inKernel: null,
+      expires: null,
+    });
     const text = formatStatus(r, { now: NOW });
     expect(text).toContain('kernel:       not read; run as root');
     expect(text).toMatch(/MAPPINGS \(3; hits sampled 1m00s ago\)/);
@@ -111,11 +142,22 @@ describe('collectStatus', () => {
   });
 
   test('a refused push makes it degraded, with the entry and reason', async () => {
-    const nft = await setup({ ...snap, lastPush: { at: '2026-01-01T00:59:00.000Z', outcome: 'refused', generation: 13, entry: 'mappings[4]', reason: 'mappings form a cycle: a -> b -> a' } });
+    const nft = await setup({
+      ...snap,
+      lastPush: {
+        at: '2026-01-01T00:59:00.000Z',
+        outcome: 'refused',
+        generation: 13,
+        entry: 'mappings[4]',
+        reason: 'mappings form a cycle: a -> b -> a',
+      },
+    });
     const r = await collectStatus({ stateDir: dir, nft, conntrack: null, now: NOW });
     expect(r.health).toBe('degraded');
     expect(r.problems).toEqual(['last push refused: mappings[4]: mappings form a cycle: a -> b -> a']);
-    expect(formatStatus(r, { now: NOW })).toContain('last push:    refused generation 13 at 2026-01-01T00:59:00.000Z (1m00s ago): mappings[4]: mappings form a cycle');
+    expect(formatStatus(r, { now: NOW })).toContain(
+      'last push:    refused generation 13 at 2026-01-01T00:59:00.000Z (1m00s ago): mappings[4]: mappings form a cycle',
+    );
   });
 
   test('agent not running (exit 3) and disabled (exit 4)', async () => {
@@ -138,7 +180,10 @@ describe('collectStatus', () => {
   });
 
   test('more than 50 mappings: the table is cut unless --all', async () => {
-    const many: AppliedState = { ...applied, resolved: Array.from({ length: 60 }, (_, i) => ({ family: 6 as const, from: `fd00::${i + 1}`, to: 'fdaa::2' })) };
+    const many: AppliedState = {
+      ...applied,
+      resolved: Array.from({ length: 60 }, (_, i) => ({ family: 6 as const, from: `fd00::${i + 1}`, to: 'fdaa::2' })),
+    };
     await writeSnapshot(dir, snap);
     await writeState(dir, APPLIED_FILE, many);
     const r = await collectStatus({ stateDir: dir, nft: null, conntrack: null, now: NOW });
@@ -176,7 +221,9 @@ describe('explain', () => {
   test('compares with the kernel when given it, naming drift', () => {
     expect(explain('fd00::1', applied, new Map([['fd00::1', 'fdaa::2']])).lines.join('\n')).toContain('The kernel agrees');
     expect(explain('fd00::1', applied, new Map()).lines.join('\n')).toContain('DRIFT: the kernel has no entry for fd00::1');
-    expect(explain('fd00::99', applied, new Map([['fd00::99', 'fdaa::1']])).lines.join('\n')).toContain('DRIFT: the kernel still sends fd00::99 to fdaa::1');
+    expect(explain('fd00::99', applied, new Map([['fd00::99', 'fdaa::1']])).lines.join('\n')).toContain(
+      'DRIFT: the kernel still sends fd00::99 to fdaa::1',
+    );
   });
 
   test('an IPv4-mapped IPv6 spelling is explained as the IPv4 address the kernel sees', () => {
@@ -199,7 +246,12 @@ describe('usage sampling', () => {
     const t = (m: number) => new Date(Date.UTC(2026, 0, 1, 0, m));
     expect((await u.sample(t(0))).mappings['fd00::1']).toEqual({ packets: 0, bytes: 0, lastSeen: null, since: t(0).toISOString() });
     nft.hit('inet', 'addrmap', 'dnat6', 'fd00::1', 3, 300);
-    expect((await u.sample(t(1))).mappings['fd00::1']).toEqual({ packets: 3, bytes: 300, lastSeen: t(1).toISOString(), since: t(0).toISOString() });
+    expect((await u.sample(t(1))).mappings['fd00::1']).toEqual({
+      packets: 3,
+      bytes: 300,
+      lastSeen: t(1).toISOString(),
+      since: t(0).toISOString(),
+    });
     const s2 = await u.sample(t(2));
     expect(s2.mappings['fd00::1']!.lastSeen).toBe(t(1).toISOString());
     expect(s2.mappings['fd00::2']!.lastSeen).toBeNull();
@@ -207,7 +259,12 @@ describe('usage sampling', () => {
     // A rebuild resets counters; traffic after it still counts as use.
     await nft.run(planSync(EMPTY_VIEW, desired({ 'fd00::1': 'fdaa::1', 'fd00::2': 'fdaa::2' }), true).tx);
     nft.hit('inet', 'addrmap', 'dnat6', 'fd00::1', 1, 100);
-    expect((await u.sample(t(3))).mappings['fd00::1']).toEqual({ packets: 1, bytes: 100, lastSeen: t(3).toISOString(), since: t(0).toISOString() });
+    expect((await u.sample(t(3))).mappings['fd00::1']).toEqual({
+      packets: 1,
+      bytes: 100,
+      lastSeen: t(3).toISOString(),
+      since: t(0).toISOString(),
+    });
 
     // A restarted agent continues from the previous sample.
     const again = new UsageTracker(nft);

@@ -32,7 +32,10 @@ describe('values and nesting near the size cap', () => {
   });
 
   test('a file at the schema limit (200,000 mappings with expiry and comment) is within it', () => {
-    const entries = Array.from({ length: 200_000 }, (_, i) => `{"from":"fd00::${(i + 1).toString(16)}","to":"fdaa::1","expires":"2030-01-01T00:00:00Z","comment":"c"}`);
+    const entries = Array.from(
+      { length: 200_000 },
+      (_, i) => `{"from":"fd00::${(i + 1).toString(16)}","to":"fdaa::1","expires":"2030-01-01T00:00:00Z","comment":"c"}`,
+    );
     expect(strictJsonProblem(`{"version":1,"generation":1,"mappings":[${entries.join(',')}]}`)).toBeNull();
   });
 });

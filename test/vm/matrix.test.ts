@@ -29,7 +29,11 @@ function inVm(suite: string, args: string[], cmd: string[]): Promise<{ code: num
 describe.each(SUITES)('the Debian %s kernel', (suite) => {
   it('runs the core scenario: push, chain, IPv4, prefix, UDP recovery, counters, self, drift repair, flag off', async () => {
     // Starting Node takes seconds under emulation: waits scale.
-    const r = await inVm(suite, ['--env', 'ADDRMAP_TEST_TIMEOUT_SCALE=6', '--env', 'CI=true'], [NODE, 'node_modules/vitest/vitest.mjs', 'run', '--config', 'test/vm/vitest.config.ts']);
+    const r = await inVm(
+      suite,
+      ['--env', 'ADDRMAP_TEST_TIMEOUT_SCALE=6', '--env', 'CI=true'],
+      [NODE, 'node_modules/vitest/vitest.mjs', 'run', '--config', 'test/vm/vitest.config.ts'],
+    );
     expect(r.out).toMatch(/^kernel capabilities: \{/m);
     expect(r.out).toMatch(/\b6 passed, 0 failed, 0 skipped\b/);
     expect(r.code).toBe(0);

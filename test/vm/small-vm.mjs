@@ -62,7 +62,13 @@ function anonKiB(pid) {
 ip('netns', 'add', G);
 ip('netns', 'add', P);
 ip('-n', G, 'link', 'add', 'gv', 'type', 'veth', 'peer', 'name', 'pv', 'netns', P);
-for (const [ns, dev] of [[G, 'gv'], [P, 'pv'], [G, 'lo'], [P, 'lo']]) ip('-n', ns, 'link', 'set', dev, 'up');
+for (const [ns, dev] of [
+  [G, 'gv'],
+  [P, 'pv'],
+  [G, 'lo'],
+  [P, 'lo'],
+])
+  ip('-n', ns, 'link', 'set', dev, 'up');
 ip('-n', G, 'addr', 'add', 'fd00:1::1/64', 'dev', 'gv', 'nodad');
 ip('-n', P, 'addr', 'add', 'fd00:1::2/64', 'dev', 'pv', 'nodad');
 ip('-n', P, 'addr', 'add', `${NEW}/128`, 'dev', 'pv', 'nodad');
@@ -90,7 +96,13 @@ try {
   const before = meminfo();
 
   const agent = inNs(G, [process.execPath, ...AGENT_FLAGS, join(ROOT, 'dist/addrmap.mjs'), 'watch'], {
-    env: { ...process.env, ADDRMAP_ENABLED: '1', ADDRMAP_CONFIG: files.config, ADDRMAP_MAPPINGS: files.mappings, ADDRMAP_STATE_DIR: files.state },
+    env: {
+      ...process.env,
+      ADDRMAP_ENABLED: '1',
+      ADDRMAP_CONFIG: files.config,
+      ADDRMAP_MAPPINGS: files.mappings,
+      ADDRMAP_STATE_DIR: files.state,
+    },
   });
   const waiters = [];
   createInterface({ input: agent.stdout }).on('line', (l) => {
@@ -100,7 +112,7 @@ try {
     } catch {
       return;
     }
-    for (const w of waiters.splice(0)) (w.pred(e) ? w.resolve(e) : waiters.push(w));
+    for (const w of waiters.splice(0)) w.pred(e) ? w.resolve(e) : waiters.push(w);
   });
   agent.stderr.on('data', (d) => process.stderr.write(d));
   const applied = (g) => new Promise((resolve) => waiters.push({ pred: (e) => e.event === 'applied' && e.generation === g, resolve }));
@@ -137,7 +149,14 @@ try {
   chat.kill('SIGTERM');
   await chatClosed;
   const app = JSON.parse(chatOut || '{}');
-  result = { kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), memTotalKiB: before.MemTotal, memAvailableBeforeKiB: before.MemAvailable, rows, app, oomKills: oomKills() - kills };
+  result = {
+    kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+    memTotalKiB: before.MemTotal,
+    memAvailableBeforeKiB: before.MemAvailable,
+    rows,
+    app,
+    oomKills: oomKills() - kills,
+  };
   check(result.oomKills === 0, 'no OOM kill');
   check(app.ok === true && app.echoed > 10, `the application stayed connected (${chatOut.trim()})`);
 } catch (e) {

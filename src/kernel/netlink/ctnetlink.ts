@@ -33,7 +33,16 @@ const CTA_PROTOINFO_TCP = 1;
 const CTA_PROTOINFO_TCP_STATE = 1;
 const NLA_TYPE_MASK = 0x3fff;
 
-const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 33: 'dccp', 47: 'gre', 58: 'icmpv6', 132: 'sctp', 136: 'udplite' };
+const PROTO_NAMES: Record<number, string> = {
+  1: 'icmp',
+  6: 'tcp',
+  17: 'udp',
+  33: 'dccp',
+  47: 'gre',
+  58: 'icmpv6',
+  132: 'sctp',
+  136: 'udplite',
+};
 const TCP_STATES = ['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'];
 
 /** The bytes that identify a listed flow to the kernel: its original tuple, id and zone attributes as dumped. */
@@ -109,7 +118,13 @@ export function decodeFlow(payload: Buffer, family: IpFamily, wanted?: (origDst:
   const replyAttr = attrs.get(CTA_TUPLE_REPLY);
   const reply = replyAttr && parseTuple(replyAttr, family);
   if (!orig || !reply) return null;
-  const flow: FlowEntry = { family, proto: PROTO_NAMES[orig.proto] ?? String(orig.proto), origSrc: orig.src, origDst: orig.dst, replySrc: reply.src };
+  const flow: FlowEntry = {
+    family,
+    proto: PROTO_NAMES[orig.proto] ?? String(orig.proto),
+    origSrc: orig.src,
+    origDst: orig.dst,
+    replySrc: reply.src,
+  };
   if (orig.sport !== undefined) flow.sport = orig.sport;
   if (orig.dport !== undefined) flow.dport = orig.dport;
   const info = attrs.get(CTA_PROTOINFO);
@@ -131,7 +146,8 @@ export function decodeFlow(payload: Buffer, family: IpFamily, wanted?: (origDst:
  */
 export function encodeDelete(flow: FlowEntry, seq: number): Buffer {
   const identity = identities.get(flow);
-  if (!identity || !attributes(identity).has(CTA_TUPLE_ORIG)) throw new Error(`flow ${flow.origSrc} -> ${flow.origDst} was not listed over ctnetlink`);
+  if (!identity || !attributes(identity).has(CTA_TUPLE_ORIG))
+    throw new Error(`flow ${flow.origSrc} -> ${flow.origDst} was not listed over ctnetlink`);
   return encodeMessage(ctType(IPCTNL_MSG_CT_DELETE), NLM_F_REQUEST | NLM_F_ACK, seq, Buffer.concat([nfgen(flow.family), identity]));
 }
 
@@ -168,7 +184,11 @@ export class NetlinkConntrack implements ConntrackTable {
     }
   }
 
-  private async read(family: IpFamily, wanted: ((origDst: string) => boolean) | undefined, onBatch: (flows: FlowEntry[]) => Promise<void>): Promise<void> {
+  private async read(
+    family: IpFamily,
+    wanted: ((origDst: string) => boolean) | undefined,
+    onBatch: (flows: FlowEntry[]) => Promise<void>,
+  ): Promise<void> {
     const sock = NetlinkSocket.open(NETLINK_NETFILTER);
     try {
       const request = encodeMessage(ctType(IPCTNL_MSG_CT_GET), NLM_F_REQUEST | NLM_F_DUMP, sock.nextSeq(), nfgen(family));

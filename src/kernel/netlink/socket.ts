@@ -62,7 +62,12 @@ export function* messages(buf: Buffer): Generator<NetlinkMessage> {
   while (off + HEADER <= buf.length) {
     const len = buf.readUInt32LE(off);
     if (len < HEADER || off + len > buf.length) throw new NetlinkError(`malformed netlink message (length ${len})`, 0);
-    yield { type: buf.readUInt16LE(off + 4), flags: buf.readUInt16LE(off + 6), seq: buf.readUInt32LE(off + 8), payload: buf.subarray(off + HEADER, off + len) };
+    yield {
+      type: buf.readUInt16LE(off + 4),
+      flags: buf.readUInt16LE(off + 6),
+      seq: buf.readUInt32LE(off + 8),
+      payload: buf.subarray(off + HEADER, off + len),
+    };
     off += (len + 3) & ~3;
   }
 }

@@ -29,7 +29,10 @@ export class ExecNft implements NftInterface {
   /** Checks that nft exists, is new enough and speaks JSON; throws a clear NftError otherwise. */
   async check(): Promise<NftInfo> {
     // Both questions at once: every process on the start path delays the first rules.
-    const [versionRun, jsonRun] = await Promise.allSettled([execFile(this.binary, ['--version']), execFile(this.binary, ['-j', 'list', 'tables'])]);
+    const [versionRun, jsonRun] = await Promise.allSettled([
+      execFile(this.binary, ['--version']),
+      execFile(this.binary, ['-j', 'list', 'tables']),
+    ]);
     if (versionRun.status === 'rejected') {
       throw new NftError('nftables is not usable', `${(versionRun.reason as Error).message}; install the nftables package`);
     }

@@ -108,7 +108,10 @@ export class FakeNft implements NftInterface {
 const key = (family: string, name: string) => `${family} ${name}`;
 
 function fail(op: Operation, reason: string): never {
-  throw new NftError('nft transaction failed, nothing was changed', `Could not process rule: ${reason}: ${op.verb} ${describeObject(op.object)}`);
+  throw new NftError(
+    'nft transaction failed, nothing was changed',
+    `Could not process rule: ${reason}: ${op.verb} ${describeObject(op.object)}`,
+  );
 }
 
 function cloneTables(src: Map<string, FakeTable>): Map<string, FakeTable> {
@@ -119,9 +122,7 @@ function cloneTables(src: Map<string, FakeTable>): Map<string, FakeTable> {
       name: t.name,
       chains: new Map([...t.chains].map(([n, c]) => [n, { ...c }])),
       rules: t.rules.map((r) => structuredClone(r)),
-      maps: new Map(
-        [...t.maps].map(([n, m]) => [n, { ...m, elements: new Map([...m.elements].map(([ek, ev]) => [ek, { ...ev }])) }]),
-      ),
+      maps: new Map([...t.maps].map(([n, m]) => [n, { ...m, elements: new Map([...m.elements].map(([ek, ev]) => [ek, { ...ev }])) }])),
     });
   }
   return out;

@@ -21,7 +21,13 @@ export function encodeBatch(tx: Transaction): { nftables: Json[] } {
     if ('element' in op.object) {
       const el = op.object.element;
       const item = op.verb === 'delete' || el.value === undefined ? el.key : [el.key, el.value];
-      if (pending && pending.verb === op.verb && pending.el.name === el.name && pending.el.table === el.table && pending.el.family === el.family) {
+      if (
+        pending &&
+        pending.verb === op.verb &&
+        pending.el.name === el.name &&
+        pending.el.table === el.table &&
+        pending.el.family === el.family
+      ) {
         pending.elems.push(item);
       } else {
         flush();
@@ -43,7 +49,9 @@ function encodeObject(op: Operation): Json {
     const c = o.chain;
     // Deleting names the chain only; adding a base chain carries its hook.
     if (op.verb === 'delete' || c.hook === undefined) return { chain: { family: c.family, table: c.table, name: c.name } };
-    return { chain: { family: c.family, table: c.table, name: c.name, type: c.type, hook: c.hook, prio: c.prio, policy: c.policy ?? 'accept' } };
+    return {
+      chain: { family: c.family, table: c.table, name: c.name, type: c.type, hook: c.hook, prio: c.prio, policy: c.policy ?? 'accept' },
+    };
   }
   if ('rule' in o) {
     const r = o.rule;
@@ -92,7 +100,13 @@ export function decodeListing(doc: unknown): TableListing | null {
       chains.push(decodeChain(item.chain as Json));
     } else if ('rule' in item) {
       const r = item.rule as Json;
-      const rule: Rule = { family: r.family as Rule['family'], table: String(r.table), chain: String(r.chain), expr: r.expr as unknown[], handle: Number(r.handle) };
+      const rule: Rule = {
+        family: r.family as Rule['family'],
+        table: String(r.table),
+        chain: String(r.chain),
+        expr: r.expr as unknown[],
+        handle: Number(r.handle),
+      };
       if (r.comment !== undefined) rule.comment = String(r.comment);
       rules.push(rule);
     } else if ('map' in item) {

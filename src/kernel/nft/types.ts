@@ -67,13 +67,7 @@ export interface Element extends TableRef {
   counter?: Counter;
 }
 
-export type NftObject =
-  | { table: Table }
-  | { chain: Chain }
-  | { rule: Rule }
-  | { map: NftMap }
-  | { set: NftSet }
-  | { element: Element };
+export type NftObject = { table: Table } | { chain: Chain } | { rule: Rule } | { map: NftMap } | { set: NftSet } | { element: Element };
 
 export type Verb = 'add' | 'create' | 'delete' | 'flush';
 
