@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 
-export const INPUTS = ['src', 'init', 'packaging', 'package.json', 'package-lock.json', 'README.md'];
+export const INPUTS = ['src', 'init', 'packaging', 'package.json', 'package-lock.json', 'README.md', 'docs'];
 
 export async function inputsHash(root) {
   const files = [];

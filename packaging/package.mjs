@@ -154,6 +154,8 @@ License: Apache-2.0
  dependencies listed in package.json (MIT, ISC, BSD-2-Clause, Apache-2.0).
 `;
 
+const DOCS = ['architecture.md', 'benchmarks.md', 'guarantees.md', 'images.md', 'operations.md', 'testing.md'];
+
 /** [path in the package, source file or content, mode] */
 function tree(systemdDir) {
   const src = (p) => ({ file: join(ROOT, p) });
@@ -173,6 +175,8 @@ function tree(systemdDir) {
     ['usr/share/addrmap/init/runit/check', src('init/runit/check'), 0o755],
     ['usr/share/man/man8/addrmap.8.gz', { content: manPage }, 0o644],
     ['usr/share/doc/addrmap/README.md', src('README.md'), 0o644],
+    // The rest of the documentation, where README's links expect it.
+    ...DOCS.map((d) => [`usr/share/doc/addrmap/docs/${d}`, src(`docs/${d}`), 0o644]),
     ['usr/share/doc/addrmap/copyright', { content: copyright }, 0o644],
   ];
 }

@@ -203,6 +203,7 @@ describe('the artifacts', () => {
         'usr/share/addrmap/init/runit/run',
         'usr/share/addrmap/mapping-file.schema.json',
         'usr/share/doc/addrmap/README.md',
+        ...['architecture', 'benchmarks', 'guarantees', 'images', 'operations', 'testing'].map((d) => `usr/share/doc/addrmap/docs/${d}.md`),
         'usr/share/doc/addrmap/copyright',
         'usr/share/man/man8/addrmap.8.gz',
       ].sort(),
