@@ -2,13 +2,14 @@
 // mappings -> desired state -> reconcile -> snapshot. Shared by `apply` (one
 // pass, then exit) and `watch` (a pass per change). A refused or failed pass
 // never changes the kernel: the last known good state stays.
+import { createHash } from 'node:crypto';
+import { LOG_LEVELS, type Logger } from './logger.js';
 import { loadConfig, ownUid, type Config } from '../input/config.js';
 import { readTrustedFile, ResourceError, UntrustedFileError, DEFAULT_MAX_BYTES } from '../input/trusted-file.js';
 import { readKernelCmdline, resolveFlag, type Flag } from '../input/flag.js';
 import { fromKey, parseMappingFile, splitExpired, nextExpiry, MappingFileError, type MappingFile } from '../input/mapping-file.js';
 import { resolveChains, countMappings, type DesiredMappings } from '../desired/resolve.js';
 import type { Reconciler, SyncResult } from '../kernel/reconciler.js';
-import type { Logger } from './logger.js';
 import type { Paths } from '../input/settings.js';
 import { AgentStats } from './metrics.js';
 import { missingCapabilities, type Ruleset } from '../kernel/ruleset.js';
@@ -102,6 +103,8 @@ export class Agent {
       config = await loadConfig(paths.config);
       flag = resolveFlag(this.o.env, await readKernelCmdline(this.o.env), config.enabled);
       this.config = config;
+      // The config's level, unless the environment set one for this run.
+      if (!LOG_LEVELS.has(this.o.env.ADDRMAP_LOG_LEVEL ?? '') && log.level !== config.logLevel) log.level = config.logLevel;
     } catch (e) {
       // A broken config must not flip the feature either way: keep the state.
       const flagNow = this.snapshot?.flag ?? { enabled: false, source: 'default' as const };
@@ -127,8 +130,10 @@ export class Agent {
     }
 
     let generation: number | undefined;
+    let read: string | undefined;
     try {
       const text = await readMappingFile(paths.mappings);
+      read = text ?? undefined;
       if (text === null) {
         // No file (yet, or deleted): keep whatever is installed. On a first
         // boot there is nothing installed and nothing to do.
@@ -204,14 +209,17 @@ export class Agent {
     } catch (e) {
       if (e instanceof ResourceError) return this.failedFor(flag, e.message, generation, started);
       if (!(e instanceof MappingFileError)) throw e;
-      // The same bad file read again (a second change event) is one push.
-      const key = `${e.message}\0${generation}`;
-      if (key !== this.lastRefusal) this.stats.refusedPushes++;
+      // The same bad file read again (a second change event, a retry) is one
+      // push: counted and logged once.
+      const key = `${read === undefined ? e.message : createHash('sha256').update(read).digest('hex')}\0${generation}`;
+      if (key !== this.lastRefusal) {
+        this.stats.refusedPushes++;
+        log.error(
+          { event: 'refused', generation, entry: e.entry, reason: e.reason, file: paths.mappings, durationMs: ms(started) },
+          `mapping file refused; kernel state unchanged: ${e.message}`,
+        );
+      }
       this.lastRefusal = key;
-      log.error(
-        { event: 'refused', generation, entry: e.entry, reason: e.reason, file: paths.mappings, durationMs: ms(started) },
-        `mapping file refused; kernel state unchanged: ${e.message}`,
-      );
       await this.record({ flag, push: { at: now(), outcome: 'refused', generation, reason: e.reason, entry: e.entry } });
       return { outcome: 'refused', flag, message: e.message };
     }

@@ -5,7 +5,11 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
-export function createLogger(level: string = process.env.ADDRMAP_LOG_LEVEL ?? 'info'): Logger {
+export const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+/** ADDRMAP_LOG_LEVEL when it names a level; the config's logLevel takes over at the first pass otherwise. */
+export function createLogger(asked: string | undefined = process.env.ADDRMAP_LOG_LEVEL): Logger {
+  const level = asked && LOG_LEVELS.has(asked) ? asked : 'info';
   return pino(
     { name: 'addrmap', level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
     pino.destination({ dest: 1, sync: true }),
