@@ -64,11 +64,11 @@ export class AgentLock {
     c.on('error', () => {});
     let buf = '';
     c.on('data', (d) => {
-      buf += d;
+      buf += d.toString();
       if (buf.length > 1024) return void c.destroy();
       const nl = buf.indexOf('\n');
       if (nl < 0) return;
-      let req: Request | null = null;
+      let req: Request | null;
       try {
         req = JSON.parse(buf.slice(0, nl)) as Request;
       } catch {
@@ -97,7 +97,7 @@ export function ask(stateDir: string, req: Request, timeoutMs: number): Promise<
     c.setTimeout(timeoutMs, () => done(null));
     c.on('error', () => done(null));
     c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
-    c.on('data', (d) => (buf += d));
+    c.on('data', (d) => (buf += d.toString()));
     c.on('end', () => {
       try {
         const r = JSON.parse(buf) as Reply;

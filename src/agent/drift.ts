@@ -52,6 +52,18 @@ const UNWATCHED_ELEMENTS = 1000;
 /** How long a restarted monitor is given to subscribe before the verification reads the table. */
 const MONITOR_START_MS = 1000;
 
+/**
+ * The fields of the object in an `nft -j monitor` event that drift reads
+ * (libnftables-json(5)): a rule names its chain, everything else its own name.
+ */
+interface MonitoredObject {
+  family?: string;
+  table?: string;
+  name?: string;
+  chain?: string;
+  elem?: { set?: unknown[] };
+}
+
 export class DriftDetector implements NftInterface {
   private expected = new Map<string, number[]>();
   private quietUntil = 0;
@@ -177,15 +189,14 @@ export class DriftDetector implements NftInterface {
     const body = verb === undefined ? undefined : ev[verb];
     if (!verb || !isObj(body)) return;
     const kind = Object.keys(body)[0];
-    const obj = kind === undefined ? undefined : body[kind];
-    if (!kind || !isObj(obj)) return;
+    const raw = kind === undefined ? undefined : body[kind];
+    if (!kind || !isObj(raw)) return;
+    const obj = raw as MonitoredObject;
     const table = kind === 'table' ? obj.name : obj.table;
     if (table !== TABLE.name || obj.family !== TABLE.family) return;
     const foreign =
       kind === 'element'
-        ? (((obj.elem as { set?: unknown[] })?.set ?? []) as unknown[])
-            .map(elementKey)
-            .filter((key) => !this.consume(`${verb} ${obj.name} ${key}`))
+        ? (obj.elem?.set ?? []).map(elementKey).filter((key) => !this.consume(`${verb} ${obj.name} ${key}`))
         : null;
     if (foreign?.length === 0) return; // our own element echoes
     if (Date.now() < this.quietUntil) {
@@ -278,7 +289,7 @@ export class DriftDetector implements NftInterface {
 }
 
 function elementKey(item: unknown): string {
-  const key = Array.isArray(item) ? item[0] : item;
+  const key: unknown = Array.isArray(item) ? item[0] : item;
   const val = typeof key === 'object' && key !== null && 'elem' in key ? (key as { elem: { val: unknown } }).elem.val : key;
   try {
     return normalizeIp(String(val));

@@ -48,5 +48,3 @@ export const LOG_EVENTS = {
   metrics_write_failed: 'cannot write the metrics file',
   usage_sample_failed: 'cannot sample the per-mapping counters',
 } as const;
-
-export type LogEvent = keyof typeof LOG_EVENTS;

@@ -165,7 +165,7 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
         )
       : '';
   let locals = await localKey();
-  const poll = setInterval(async () => {
+  const pollChanges = async () => {
     for (const f of o.files) {
       const id = await identity(f);
       if (identities.get(f) !== id) {
@@ -178,7 +178,8 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
       locals = now;
       trigger('the guest’s addresses changed');
     }
-  }, o.pollMs ?? 1000);
+  };
+  const poll = setInterval(() => void pollChanges(), o.pollMs ?? 1000);
   poll.unref();
 
   if (drift) {

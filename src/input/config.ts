@@ -84,7 +84,7 @@ export function parseConfig(text: string, path = 'config'): Config {
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ConfigError(`${path}: must be a JSON object`);
   const cfg = { ...DEFAULT_CONFIG };
-  for (const [k, v] of Object.entries(doc)) {
+  for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
     switch (k) {
       case 'enabled':
         if (typeof v !== 'boolean') throw new ConfigError(`${path}: "enabled" must be true or false`);

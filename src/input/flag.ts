@@ -59,7 +59,7 @@ export function kernelParams(cmdline: string): [string, string | null][] {
     while (i < n && /\s/.test(cmdline[i]!)) i++;
     if (i >= n) break;
     let quoted = false;
-    let start = i;
+    const start = i;
     let eq = -1;
     for (; i < n; i++) {
       const c = cmdline[i]!;
@@ -74,7 +74,6 @@ export function kernelParams(cmdline: string): [string, string | null][] {
       arg = arg.slice(1);
       if (arg.endsWith('"')) arg = arg.slice(0, -1);
       eq -= start + 1;
-      start = 0;
     } else eq -= start;
     if (eq < 0 || eq >= arg.length) {
       out.push([arg, null]);

@@ -140,7 +140,7 @@ export class ConntrackTool implements ConntrackTable {
     try {
       return await execFile(this.binary, args);
     } catch (e) {
-      if (e instanceof CommandNotFoundError) throw new Error('neither ctnetlink nor the conntrack tool is available');
+      if (e instanceof CommandNotFoundError) throw new Error('neither ctnetlink nor the conntrack tool is available', { cause: e });
       throw e;
     }
   }

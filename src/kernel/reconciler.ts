@@ -13,7 +13,7 @@ import { routeKey, type Routes, type RouteSpec } from './routes.js';
 import { sameVia, type Via } from './route-table.js';
 import type { Cleanup } from './conntrack-cleanup.js';
 import type { SelfAddresses } from './self-addresses.js';
-import { addressToBig, normalizeIp, samePrefix, type IpFamily } from '../net/address.js';
+import { addressToBig, normalizeIp, samePrefix } from '../net/address.js';
 
 export interface SyncResult {
   kind: Plan['kind'];
@@ -243,7 +243,7 @@ export class Reconciler {
         continue;
       }
       const spec: RouteSpec = {
-        family: c.family as IpFamily,
+        family: c.family,
         dst: c.from,
         ...(c.length === undefined ? {} : { length: c.length }),
         ...via,

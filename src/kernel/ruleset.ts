@@ -138,9 +138,20 @@ export function prefixRules(p: PrefixMapping): Rule[] {
   ];
 }
 
+/**
+ * What decoding a listed prefix rule reads of its statements
+ * (libnftables-json(5)). Any part may be missing from a rule that is not
+ * one of ours; the decoders check before they use it.
+ */
+interface ListedStatement {
+  match?: { left?: { payload?: { protocol?: string } }; right?: { prefix?: { addr: string; len: number } } };
+  counter?: { packets?: number; bytes?: number } | null;
+  dnat?: { addr?: { '|'?: unknown[] } };
+}
+
 /** The prefix mapping a prefix_dnat rule installs, or null for a rule that is not one of ours. */
 export function decodePrefixRule(rule: Rule): { mapping: PrefixMapping; packets: number; bytes: number } | null {
-  const [match, counter, dnat] = rule.expr as Record<string, any>[];
+  const [match, counter, dnat] = rule.expr as ListedStatement[];
   const from = match?.match?.right?.prefix;
   const proto = match?.match?.left?.payload?.protocol;
   const to = dnat?.dnat?.addr?.['|']?.[1];
@@ -155,7 +166,7 @@ export function decodePrefixRule(rule: Rule): { mapping: PrefixMapping; packets:
     return null;
   const family = proto === 'ip6' ? 6 : 4;
   try {
-    const mapping = { family, from: normalizeIp(String(from.addr)), to: normalizeIp(to), length: Number(from.len) } as PrefixMapping;
+    const mapping: PrefixMapping = { family, from: normalizeIp(String(from.addr)), to: normalizeIp(to), length: Number(from.len) };
     const expected = prefixRules(mapping)[0]!.expr;
     if (JSON.stringify(withoutCounters(rule.expr)) !== JSON.stringify(withoutCounters(expected))) return null;
     return { mapping, packets: counter.counter?.packets ?? 0, bytes: counter.counter?.bytes ?? 0 };
@@ -166,8 +177,8 @@ export function decodePrefixRule(rule: Rule): { mapping: PrefixMapping; packets:
 
 /** The counter of a prefix_count rule for the given prefix, or null. */
 export function decodePrefixCount(rule: Rule): { key: string; packets: number; bytes: number } | null {
-  const match = (rule.expr as Record<string, any>[])[3];
-  const counter = (rule.expr as Record<string, any>[])[4];
+  const match = (rule.expr as ListedStatement[])[3];
+  const counter = (rule.expr as ListedStatement[])[4];
   const from = match?.match?.right?.prefix;
   if (!from || !counter || !('counter' in counter)) return null;
   try {
@@ -287,7 +298,7 @@ export function normalizeExpr(expr: unknown[]): unknown[] {
     const m = o.match as { left?: { meta?: { key?: string } }; right?: unknown; op?: string } | undefined;
     if (m && m.left?.meta?.key === 'l4proto') {
       const num = (x: unknown) => (typeof x === 'string' && x in PROTOCOL_NUMBERS ? PROTOCOL_NUMBERS[x] : x);
-      const right = m.right as { set?: unknown[] } | unknown;
+      const right = m.right;
       const fixed =
         typeof right === 'object' && right !== null && Array.isArray((right as { set?: unknown[] }).set)
           ? { set: (right as { set: unknown[] }).set.map(num) }

@@ -265,7 +265,7 @@ function fits(type: string, value: string): boolean {
 /** Names of maps a rule's statements refer to ("@name"). */
 function mapRefs(expr: unknown): string[] {
   const out: string[] = [];
-  JSON.stringify(expr, (_k, v) => {
+  JSON.stringify(expr, (_k, v: unknown) => {
     if (typeof v === 'string' && v.startsWith('@')) out.push(v.slice(1));
     return v;
   });

@@ -99,7 +99,8 @@ export function decodeListing(doc: unknown): TableListing | null {
     } else if ('chain' in item) {
       chains.push(decodeChain(item.chain as Json));
     } else if ('rule' in item) {
-      const r = item.rule as Json;
+      // nft lists a rule's comment as a string.
+      const r = item.rule as Json & { comment?: string };
       const rule: Rule = {
         family: r.family as Rule['family'],
         table: String(r.table),
@@ -153,8 +154,8 @@ function decodeChain(c: Json): Chain {
 
 function decodeElement(ref: { family: Element['family']; table: string; name: string }, raw: unknown): Element {
   // A map element is [key, value]; a key with per-element statements is
-  // {"elem": {"val": key, "counter": {...}}}.
-  const [rawKey, value] = Array.isArray(raw) ? raw : [raw, undefined];
+  // {"elem": {"val": key, "counter": {...}}}. The value is an address (a string).
+  const [rawKey, value] = Array.isArray(raw) ? (raw as [unknown, string]) : [raw, undefined];
   const el: Element = { ...ref, key: '' };
   if (typeof rawKey === 'object' && rawKey !== null && 'elem' in rawKey) {
     const inner = (rawKey as { elem: Json }).elem;
