@@ -195,9 +195,7 @@ export class DriftDetector implements NftInterface {
     const table = kind === 'table' ? obj.name : obj.table;
     if (table !== TABLE.name || obj.family !== TABLE.family) return;
     const foreign =
-      kind === 'element'
-        ? (obj.elem?.set ?? []).map(elementKey).filter((key) => !this.consume(`${verb} ${obj.name} ${key}`))
-        : null;
+      kind === 'element' ? (obj.elem?.set ?? []).map(elementKey).filter((key) => !this.consume(`${verb} ${obj.name} ${key}`)) : null;
     if (foreign?.length === 0) return; // our own element echoes
     if (Date.now() < this.quietUntil) {
       this.suppressed = true;

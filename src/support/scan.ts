@@ -168,7 +168,7 @@ async function* scanFile(file: string, seen: Stats, keys: ReadonlyMap<string, st
     // file that grows while it is read at the same limit.
     const stream = fh.createReadStream({ start: 0, end: MAX_FILE_BYTES - 1, encoding: 'utf8', autoClose: true });
     fh = undefined; // the stream owns and closes it now
-    let streamError: Error | null = null;
+    let streamError: Error | undefined;
     stream.on('error', (e) => {
       streamError = e;
     });
