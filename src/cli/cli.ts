@@ -222,7 +222,7 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     const reason = (e as Error).message;
     log.fatal({ event: 'cannot_start', reason }, 'cannot start');
     process.stderr.write(`addrmap: ${reason}\n`);
-    await recordStartFailure(paths, command, reason, process.env).catch(() => {});
+    await recordStartFailure(paths, command, reason, process.env).catch(() => {}); // logged and printed above already
     if (command === 'watch' && process.env.ADDRMAP_HOLD_ON_FAILURE === '1') await holdUntilStopped(log);
     return EXIT.cannotStart;
   }

@@ -86,7 +86,7 @@ export class IpSelfAddresses implements SelfAddresses {
         if (listed.has(a.local) && a.prefixlen === 128 && a.preferred_life_time === 0) adopted.add(a.local);
     }
     // From now on the record decides.
-    if (adopted.size) await this.save(adopted).catch(() => {});
+    if (adopted.size) await this.save(adopted).catch(() => {}); // unsaved, the next start adopts them again the same way
     return adopted;
   }
 

@@ -117,7 +117,7 @@ export async function writeState(stateDir: string, name: string, doc: unknown): 
     await fh.writeFile(JSON.stringify(doc) + '\n');
   } catch (e) {
     await fh.close();
-    await unlink(tmp).catch(() => {});
+    await unlink(tmp).catch(() => {}); // best effort: the write's own error is what the caller gets
     throw e;
   }
   await fh.close();

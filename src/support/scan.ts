@@ -203,7 +203,7 @@ async function* scanFile(file: string, seen: Stats, keys: ReadonlyMap<string, st
   } catch (e) {
     st.skipped.push({ file, reason: lineNo > 0 ? `read failed after line ${lineNo}: ${describeError(e)}` : describeError(e) });
   } finally {
-    await fh?.close().catch(() => {});
+    await fh?.close().catch(() => {}); // the file is done with either way; a failed read is reported above
   }
 }
 

@@ -83,9 +83,9 @@ const alive = (c) => c.exitCode === null && c.signalCode === null;
 export async function cleanupAll() {
   for (const c of children) killGroup(c);
   // ip netns exec runs the program in place, so the pid above is the program's.
-  for (const ns of namespaces) await run('ip', ['netns', 'del', ns]).catch(() => {});
+  for (const ns of namespaces) await run('ip', ['netns', 'del', ns]).catch(() => {}); // already gone is as good
   namespaces.clear();
-  for (const d of dirs) await rm(d, { recursive: true, force: true }).catch(() => {});
+  for (const d of dirs) await rm(d, { recursive: true, force: true }).catch(() => {}); // a leftover temp dir is harmless
   dirs.clear();
 }
 
@@ -330,7 +330,9 @@ export class LineProc {
       if (line.startsWith('{')) {
         try {
           v = JSON.parse(line);
-        } catch {}
+        } catch {
+          // not JSON after all: kept as the raw line
+        }
       }
       const t = nowMs();
       this.lines.push({ t, v });
@@ -433,7 +435,9 @@ export function descendants(pid) {
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       if (!kids.has(ppid)) kids.set(ppid, []);
       kids.get(ppid).push(Number(d));
-    } catch {}
+    } catch {
+      // the process exited while /proc was read: it has no children to count
+    }
   }
   const out = [];
   const walk = (p) => {
@@ -454,7 +458,9 @@ export function cpuMs(pid) {
       const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       ticks += Number(f[11]) + Number(f[12]); // utime, stime
-    } catch {}
+    } catch {
+      // the process exited since it was listed: its time is no longer readable
+    }
   }
   return ticks * 10; // USER_HZ is 100 on Linux
 }

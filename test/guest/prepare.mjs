@@ -183,7 +183,7 @@ for (const kind of ['openrc', 'runit', 'noinit', 'deb']) {
   const old = (await run('docker', ['image', 'ls', repo, '--format', '{{.Repository}}:{{.Tag}}']))
     .split('\n')
     .filter((l) => l && l !== images[kind]);
-  if (old.length) await run('docker', ['image', 'rm', ...old]).catch(() => {});
+  if (old.length) await run('docker', ['image', 'rm', ...old]).catch(() => {}); // housekeeping: one still in use stays
 }
 const imagesSecs = secs(t);
 
