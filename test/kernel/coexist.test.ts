@@ -25,8 +25,8 @@ afterEach(async () => {
 
 function startDaemon(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.resume();
-  child.stderr!.resume();
+  child.stdout.resume();
+  child.stderr.resume();
   daemons.push(child);
   return child;
 }

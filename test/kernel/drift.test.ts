@@ -32,7 +32,7 @@ async function expectRepaired(what: string, vandalise: () => Promise<unknown>) {
   await vandalise();
   const event = await agent.waitFor(() => repairs().length > n, 2000);
   const ms = Date.now() - start;
-  console.log(`${what}: repaired in ${ms} ms (${event.kind}, drift: ${event.drift})`);
+  console.log(`${what}: repaired in ${ms} ms (${String(event.kind)}, drift: ${String(event.drift)})`);
   expect(ms).toBeLessThan(2000);
   expect(await lab.ruleset()).toBe(baseline);
   expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });

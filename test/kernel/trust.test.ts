@@ -27,7 +27,7 @@ async function expectRefused(reason: RegExp, change: () => Promise<unknown>) {
   await change();
   const e = await agent.waitFor(() => agent.events.filter((x) => x.event === 'refused').length > n, 5000);
   const last = agent.events.filter((x) => x.event === 'refused').at(-1)!;
-  expect(`${last.entry ?? ''} ${last.reason}`).toMatch(reason);
+  expect(`${(last.entry as string | undefined) ?? ''} ${String(last.reason)}`).toMatch(reason);
   expect(await lab.ruleset()).toBe(good);
   expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
   const status = JSON.parse((await lab.addrmap(['status', '--json'])).stdout);

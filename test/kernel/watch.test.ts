@@ -32,7 +32,9 @@ describe('addrmap watch', () => {
     );
     const event = await agent.waitFor(applied(1), 5000);
     const reach = await lab.waitReachable(ADDR.stale6, 5000);
-    console.log(`push -> applied event ${Date.now() - pushed} ms (sync ${event.durationMs} ms); reachable after ${reach.ms} ms of polling`);
+    console.log(
+      `push -> applied event ${Date.now() - pushed} ms (sync ${String(event.durationMs)} ms); reachable after ${reach.ms} ms of polling`,
+    );
     expect(reach.reply).toBe(`peer ${ADDR.new6}`);
     expect(await lab.udp(ADDR.stale6)).toEqual({ ok: true, reply: 'peer ping' });
     expect(await lab.tcp(ADDR.stale4)).toEqual({ ok: true, reply: `peer ${ADDR.new4}` });
@@ -84,7 +86,7 @@ describe('addrmap watch', () => {
       await lab.push(text);
       await agent.waitFor(() => refusals() > n);
       const last = agent.events.filter((e) => e.event === 'refused').at(-1)!;
-      expect(`${last.entry}: ${last.reason}`).toMatch(reason);
+      expect(`${String(last.entry)}: ${String(last.reason)}`).toMatch(reason);
       expect(await lab.ruleset()).toBe(ruleset);
       expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
     }

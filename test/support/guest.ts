@@ -63,16 +63,16 @@ export async function mustHost(cmd: string, args: string[]): Promise<string> {
  * skipped.
  */
 export function guestSetup(setup: () => Promise<void>, timeoutMs = 20 * 60_000): void {
-  let failure: unknown = null;
+  let failure: { error: unknown } | null = null;
   beforeAll(async () => {
     try {
       await setup();
     } catch (e) {
-      failure = e;
+      failure = { error: e };
     }
   }, timeoutMs);
   beforeEach(() => {
-    if (failure) throw failure;
+    if (failure) throw failure.error;
   });
 }
 

@@ -254,7 +254,7 @@ export class Lab {
         try {
           res(JSON.parse(out));
         } catch (e) {
-          rej(new Error(`udp-stream printed ${JSON.stringify(out)}: ${e}`));
+          rej(new Error(`udp-stream printed ${JSON.stringify(out)}: ${String(e)}`, { cause: e }));
         }
       }),
     );

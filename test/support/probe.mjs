@@ -140,7 +140,10 @@ if (mode === 'tcp') {
     finish();
   });
   s.on('close', () => {
-    if (out.ok) ((out.ok = false), (out.error = 'closed by the peer'));
+    if (out.ok) {
+      out.ok = false;
+      out.error = 'closed by the peer';
+    }
     finish();
   });
   process.on('SIGTERM', finish);

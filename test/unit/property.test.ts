@@ -529,11 +529,12 @@ function parseVerdict(text: string, allowV4: boolean, limitMs = 2000): { verdict
     return { verdict: { ok: true, generation: file.generation, ...d }, error: null };
   } catch (e) {
     if (!(e instanceof MappingFileError)) {
-      throw new Error(`parser threw ${(e as Error)?.constructor?.name}: ${(e as Error)?.message} (not a MappingFileError)`);
+      throw new Error(`parser threw ${(e as Error)?.constructor?.name}: ${(e as Error)?.message} (not a MappingFileError)`, { cause: e });
     }
     return { verdict: { ok: false, why: e.message }, error: e };
   } finally {
     const ms = performance.now() - started;
+    // eslint-disable-next-line no-unsafe-finally -- deliberate: a parse over the time limit fails whatever it returned or threw
     if (ms > limitMs) throw new Error(`parser took ${Math.round(ms)} ms`);
   }
 }
@@ -1009,6 +1010,7 @@ function mutate(m: Model, seed: number, mut: Mutation): Mutated {
           return done(text(), refused(entry, /must be object/));
         }
       }
+      throw new Error('unreachable: every hugeArray field returns above');
     }
     case 'odd': {
       const it = item(mut.idx);

@@ -112,7 +112,10 @@ try {
     } catch {
       return;
     }
-    for (const w of waiters.splice(0)) w.pred(e) ? w.resolve(e) : waiters.push(w);
+    for (const w of waiters.splice(0)) {
+      if (w.pred(e)) w.resolve(e);
+      else waiters.push(w);
+    }
   });
   agent.stderr.on('data', (d) => process.stderr.write(d));
   const applied = (g) => new Promise((resolve) => waiters.push({ pred: (e) => e.event === 'applied' && e.generation === g, resolve }));
