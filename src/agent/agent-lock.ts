@@ -9,7 +9,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { join } from 'node:path';
 import { prepareStateDir } from '../state/state-file.js';
 
-export const AGENT_SOCKET = 'agent.sock';
+const AGENT_SOCKET = 'agent.sock';
 
 export interface PassReply {
   outcome: string;

@@ -32,7 +32,7 @@ import { UsageTracker } from '../agent/usage.js';
 declare const ADDRMAP_VERSION: string;
 const VERSION = typeof ADDRMAP_VERSION === 'string' ? ADDRMAP_VERSION : 'dev';
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, refused: 3, cannotStart: 4 } as const;
+const EXIT = { ok: 0, failed: 1, usage: 2, refused: 3, cannotStart: 4 } as const;
 
 const HELP = `addrmap ${VERSION}: keep stale literal IP addresses reachable after a migration,
 with nftables DNAT driven by a mapping file the control plane pushes.

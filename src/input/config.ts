@@ -147,7 +147,7 @@ export function parseConfig(text: string, path = 'config'): Config {
 }
 
 /** host:port as metricsListen takes it: an IP address (IPv6 in brackets) or localhost, and a port from 1 to 65535. */
-export function parseListen(text: string): { host: string; port: number; loopback: boolean } | null {
+function parseListen(text: string): { host: string; port: number; loopback: boolean } | null {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})|(localhost)):(\d{1,5})$/.exec(text);
   if (!m) return null;
   const port = Number(m[4]);

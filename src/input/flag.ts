@@ -3,7 +3,7 @@
 // most specific of these wins.
 import { readFile } from 'node:fs/promises';
 
-export type FlagSource = 'environment' | 'kernel command line' | 'config file' | 'default';
+type FlagSource = 'environment' | 'kernel command line' | 'config file' | 'default';
 
 export interface Flag {
   enabled: boolean;
@@ -51,7 +51,7 @@ function parseBool(v: string, where: string): boolean {
  * the kernel's part (what follows is for init). A parameter without `=`
  * has the value null.
  */
-export function kernelParams(cmdline: string): [string, string | null][] {
+function kernelParams(cmdline: string): [string, string | null][] {
   const out: [string, string | null][] = [];
   let i = 0;
   const n = cmdline.length;

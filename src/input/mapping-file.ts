@@ -44,8 +44,6 @@ export class MappingFileError extends Error {
   }
 }
 
-export const mappingFileSchema = schema;
-
 /** The mappings still in force at `now`, and those that have expired. */
 export function splitExpired(mappings: readonly Mapping[], now: number): { live: readonly Mapping[]; expired: Mapping[] } {
   const isExpired = (m: Mapping) => m.expires !== undefined && m.expires <= now;

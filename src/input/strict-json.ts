@@ -7,7 +7,7 @@
 
 import { lineColumn } from './json-syntax.js';
 
-export const MAX_DEPTH = 32;
+const MAX_DEPTH = 32;
 /**
  * Objects and lists, and commas between values: a mapping file at its schema
  * limit (200,000 entries of four fields) counts 1,000,000; a config file a

@@ -10,7 +10,7 @@ import { access, readFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { readState, writeState } from '../state/state-file.js';
 
-export const CHILD_FILE = 'children.json';
+const CHILD_FILE = 'children.json';
 
 interface Recorded {
   schema: 1;

@@ -17,7 +17,7 @@ export const SELF_IN_MAP = 'self_in6';
 export const SELF_OUT_MAP = 'self_out6';
 
 /** dstnat; numeric because nft 1.0.6 rejects some named priorities. */
-export const DNAT_PRIORITY = -100;
+const DNAT_PRIORITY = -100;
 
 const ref = { family: TABLE.family, table: TABLE.name };
 
@@ -49,7 +49,7 @@ export function missingCapabilities(caps: KernelCaps): string[] {
 }
 
 /** After NAT and any ordinary filtering; only counts, never drops. */
-export const COUNT_PRIORITY = 0;
+const COUNT_PRIORITY = 0;
 
 // DNAT: output for connections the guest itself originates, prerouting for
 // connections from containers or bridges inside the guest, routed through it.

@@ -9,7 +9,7 @@
 import { execFile } from './exec.js';
 import { APPLIED_FILE, readState, writeState, type AppliedState } from '../state/state-file.js';
 
-export const OWN_ADDRESSES_FILE = 'own-addresses.json';
+const OWN_ADDRESSES_FILE = 'own-addresses.json';
 
 export interface SelfAddresses {
   /** Makes each address present, recording those addrmap adds; returns one message per failure. */

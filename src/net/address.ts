@@ -275,7 +275,7 @@ function bigToGroups(value: bigint, count: number): number[] {
 }
 
 /** Whether two addresses (as groups) agree in their first `length` bits. */
-export function sameLeadingBits(a: readonly number[], b: readonly number[], length: number): boolean {
+function sameLeadingBits(a: readonly number[], b: readonly number[], length: number): boolean {
   let i = 0;
   for (; length >= 16; length -= 16, i++) if (a[i] !== b[i]) return false;
   if (length === 0) return true;

@@ -42,7 +42,7 @@ export interface Snapshot {
   startFailure?: StartFailure;
 }
 
-export interface StartFailure {
+interface StartFailure {
   at: string;
   command: 'apply' | 'watch';
   reason: string;
@@ -88,7 +88,7 @@ export const readSnapshot = (stateDir: string) => readState<Snapshot>(stateDir, 
 export const writeSnapshot = (stateDir: string, snap: Snapshot) => writeState(stateDir, SNAPSHOT_FILE, snap);
 
 /** Large enough for applied.json at 100k mappings, small enough that a planted file cannot balloon a reader. */
-export const STATE_MAX_BYTES = 128 * 1024 * 1024;
+const STATE_MAX_BYTES = 128 * 1024 * 1024;
 
 /**
  * A state file, read like the mapping file: no symlink on the way, owned by
@@ -126,7 +126,7 @@ export async function writeState(stateDir: string, name: string, doc: unknown): 
   await rename(tmp, target);
 }
 
-export class UntrustedStateDirError extends Error {}
+class UntrustedStateDirError extends Error {}
 
 /** Makes the state directory safe to write in, or says why it is not. */
 export async function prepareStateDir(stateDir: string): Promise<void> {

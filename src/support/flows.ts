@@ -24,7 +24,7 @@ export interface Flow {
   command?: string;
 }
 
-export interface SocketOwner {
+interface SocketOwner {
   proto: string;
   local: string;
   localPort: number;
@@ -73,13 +73,13 @@ async function commandLine(pid: number): Promise<string> {
 }
 
 /** Sockets with their owning processes, from `ss -H -t -u -a -n -p`. */
-export async function socketOwners(): Promise<SocketOwner[]> {
+async function socketOwners(): Promise<SocketOwner[]> {
   const res = await execFile('ss', ['-H', '-t', '-u', '-a', '-n', '-p']);
   if (res.code !== 0) throw new Error(`ss failed: ${res.stderr.trim()}`);
   return parseSs(res.stdout);
 }
 
-export function parseSs(text: string): SocketOwner[] {
+function parseSs(text: string): SocketOwner[] {
   const out: SocketOwner[] = [];
   for (const line of text.split('\n')) {
     const m = /^(\S+)\s+\S+\s+\d+\s+\d+\s+(\S+):(\d+)\s+(\S+):(\d+)\s+.*users:\(\("([^"]*)",pid=(\d+)/.exec(line.trim());

@@ -36,9 +36,9 @@ export interface ScanStats {
 /** Files over this are listed as skipped, not read. */
 export const MAX_FILE_BYTES = 64 * 1024 * 1024;
 /** A NUL byte in this many leading bytes marks a file as binary. */
-export const BINARY_PROBE_BYTES = 8 * 1024;
+const BINARY_PROBE_BYTES = 8 * 1024;
 /** Longest lineText. */
-export const MAX_LINE_TEXT = 300;
+const MAX_LINE_TEXT = 300;
 
 /**
  * Every occurrence of a key of `stale` in the files under `paths`.

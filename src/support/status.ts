@@ -24,7 +24,7 @@ export type Health = 'healthy' | 'degraded' | 'agent-not-running' | 'disabled';
 /** Exit codes of `addrmap status`, for monitoring. */
 export const STATUS_EXIT: Record<Health, number> = { healthy: 0, degraded: 1, 'agent-not-running': 3, disabled: 4 };
 
-export interface MappingReport {
+interface MappingReport {
   from: string;
   to: string;
   packets: number | null;

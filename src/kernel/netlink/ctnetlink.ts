@@ -151,7 +151,7 @@ export function encodeDelete(flow: FlowEntry, seq: number): Buffer {
   return encodeMessage(ctType(IPCTNL_MSG_CT_DELETE), NLM_F_REQUEST | NLM_F_ACK, seq, Buffer.concat([nfgen(flow.family), identity]));
 }
 
-export class NetlinkConntrack implements ConntrackTable {
+class NetlinkConntrack implements ConntrackTable {
   readonly via = 'ctnetlink';
 
   async list(family: IpFamily, wanted?: (origDst: string) => boolean): Promise<FlowEntry[]> {

@@ -16,7 +16,6 @@ const EAGAIN = 11;
 const EINTR = 4;
 
 export const NLM_F_REQUEST = 0x1;
-export const NLM_F_MULTI = 0x2;
 export const NLM_F_ACK = 0x4;
 export const NLM_F_DUMP = 0x300;
 const NLMSG_ERROR = 2;
@@ -28,7 +27,7 @@ const ACK_GROUP = 100;
 /** How long the kernel may be silent in the middle of an answer. */
 const SILENCE_MS = 5000;
 
-export class NetlinkError extends Error {
+class NetlinkError extends Error {
   constructor(
     message: string,
     readonly errno: number,

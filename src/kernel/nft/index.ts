@@ -1,4 +1,4 @@
 export * from './types.js';
-export { ExecNft, type NftInfo } from './exec.js';
+export { ExecNft } from './exec.js';
 export { FakeNft } from './fake.js';
 export { encodeBatch, decodeListing } from './json.js';

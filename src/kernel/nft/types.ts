@@ -6,7 +6,7 @@
 
 export type TableFamily = 'inet' | 'ip' | 'ip6';
 
-export interface TableRef {
+interface TableRef {
   family: TableFamily;
   table: string;
 }
@@ -34,7 +34,7 @@ export interface Rule extends TableRef {
   handle?: number;
 }
 
-export type KeyType = 'ipv4_addr' | 'ipv6_addr';
+type KeyType = 'ipv4_addr' | 'ipv6_addr';
 
 export interface NftMap extends TableRef {
   name: string;
@@ -52,7 +52,7 @@ export interface NftSet extends TableRef {
   counter?: boolean;
 }
 
-export interface Counter {
+interface Counter {
   packets: number;
   bytes: number;
 }
