@@ -13,7 +13,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
 import { beforeAll, beforeEach } from 'vitest';
-import type { HostConfig } from 'dockerode';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const PORT = 7000;
@@ -37,7 +36,7 @@ export interface Run {
 }
 
 /** Runs a host command (argument vector, no shell). */
-export function host(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<Run> {
+function host(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -100,6 +99,9 @@ export function prepareGuestImages(): Promise<GuestImages> {
 
 /** Never pull: every image is built on this machine. */
 const NEVER_PULL = { shouldPull: () => 'never' as const };
+
+/** Docker's host settings of a container (dockerode's HostConfig), as testcontainers types them. */
+type HostConfig = GenericContainer['hostConfig'];
 
 /** A container with a fixed IPv6 address on the lab network and extra host settings. */
 class GuestContainer extends GenericContainer {
@@ -267,7 +269,7 @@ function alive(pid: number): boolean {
   }
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- inside a guest ----------------------------------------------------------------------
 
@@ -430,7 +432,7 @@ export function waitForPeer(c: StartedTestContainer, peer: string, after: number
 }
 
 /** The canonical (RFC 5952) text of an IPv6 address, whatever form it came in. */
-export function canonical(address: string): string {
+function canonical(address: string): string {
   if (!address.includes(':')) return address;
   const [head, tail] = address.includes('::') ? address.split('::') : [address, null];
   const h = head ? head.split(':') : [];

@@ -11,13 +11,13 @@ import { execFile, type ExecResult } from '../../src/kernel/exec.js';
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const ADDRMAP = join(ROOT, 'dist/addrmap.mjs');
 const SUPPORT = join(ROOT, 'test/support');
-export const PORT = 7000;
+const PORT = 7000;
 /**
  * Waits for processes to start scale by this (environment
  * ADDRMAP_TEST_TIMEOUT_SCALE): under software emulation (test/vm) starting
  * Node takes seconds.
  */
-export const TIMEOUT_SCALE = Math.max(1, Number(process.env.ADDRMAP_TEST_TIMEOUT_SCALE) || 1);
+const TIMEOUT_SCALE = Math.max(1, Number(process.env.ADDRMAP_TEST_TIMEOUT_SCALE) || 1);
 
 /** Addresses of the lab. "new" ones live on the peer; "stale" ones nowhere. */
 export const ADDR = {
