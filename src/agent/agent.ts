@@ -22,6 +22,7 @@ import {
   type PushOutcome,
   type Snapshot,
 } from '../state/state-file.js';
+import { prefixKey } from '../net/prefix.js';
 
 export interface PassResult {
   /** What happened to the mapping file (or the flag). */
@@ -231,8 +232,8 @@ export class Agent {
     if (!d) return undefined;
     const single = d.v6.get(key) ?? d.v4.get(key);
     if (single !== undefined) return single;
-    const p = d.prefixes?.find((x) => `${x.from}/${x.length}` === key);
-    return p && `${p.to}/${p.length}`;
+    const p = d.prefixes?.find((x) => prefixKey(x.from, x.length) === key);
+    return p && prefixKey(p.to, p.length);
   }
 
   /** Whether this process has a state the kernel should hold (and drift can be measured against). */
@@ -333,13 +334,13 @@ export class Agent {
       file: this.o.paths.mappings,
       entries: file.mappings.map((m) => ({
         from: fromKey(m),
-        to: m.prefixLength === undefined ? m.to : `${m.to}/${m.prefixLength}`,
+        to: m.prefixLength === undefined ? m.to : prefixKey(m.to, m.prefixLength),
         ...(m.expires === undefined ? {} : { expires: new Date(m.expires).toISOString() }),
       })),
       resolved: [
         ...[...desired.v4].map(([from, to]) => ({ family: 4 as const, from, to })),
         ...[...desired.v6].map(([from, to]) => ({ family: 6 as const, from, to })),
-        ...(desired.prefixes ?? []).map((p) => ({ family: p.family, from: `${p.from}/${p.length}`, to: `${p.to}/${p.length}` })),
+        ...(desired.prefixes ?? []).map((p) => ({ family: p.family, from: prefixKey(p.from, p.length), to: prefixKey(p.to, p.length) })),
       ],
       ...(desired.self?.size ? { self: [...desired.self].map(([from, to]) => ({ from, to })) } : {}),
     };

@@ -6,6 +6,7 @@ import { normalizeIp } from '../net/address.js';
 import type { NftInterface, TableListing } from '../kernel/nft/index.js';
 import { COUNT_SET_NAMES, PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, TABLE, decodePrefixCount, decodePrefixRule } from '../kernel/ruleset.js';
 import type { MappingUsage, UsageState } from '../state/state-file.js';
+import { prefixKey } from '../net/prefix.js';
 
 export class UsageTracker {
   private last = new Map<string, MappingUsage>();
@@ -58,7 +59,7 @@ export function countersOf(listing: TableListing | null): Map<string, { packets:
   for (const rule of listing?.rules ?? []) {
     const d = rule.chain === PREFIX_DNAT_CHAIN ? decodePrefixRule(rule) : null;
     const c = rule.chain === PREFIX_COUNT_CHAIN ? decodePrefixCount(rule) : null;
-    const key = d ? `${d.mapping.from}/${d.mapping.length}` : c?.key;
+    const key = d ? prefixKey(d.mapping.from, d.mapping.length) : c?.key;
     if (!key) continue;
     const prev = out.get(key) ?? { packets: 0, bytes: 0 };
     out.set(key, { packets: prev.packets + (d?.packets ?? c!.packets), bytes: prev.bytes + (d?.bytes ?? c!.bytes) });

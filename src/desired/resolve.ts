@@ -4,7 +4,8 @@
 // an address inside a mapped prefix moves with it, a single-address mapping
 // is more specific than any prefix (longest match), and a prefix whose target
 // was itself evacuated resolves to the final prefix.
-import { addressToBig, bigToAddress, samePrefix, withPrefix, type IpFamily } from '../net/address.js';
+import { addressToBig, bigToAddress, type IpFamily } from '../net/address.js';
+import { Prefix } from '../net/prefix.js';
 import type { Mapping } from '../input/mapping-file.js';
 import { MappingFileError } from '../input/mapping-file.js';
 
@@ -28,8 +29,8 @@ export interface DesiredMappings {
 
 interface Net {
   m: Mapping;
-  net: bigint;
-  to: bigint;
+  from: Prefix;
+  to: Prefix;
   length: number;
 }
 
@@ -45,12 +46,18 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
   const position = (m: Mapping) => m.index ?? mappings.indexOf(m);
   for (const m of mappings) {
     if (m.prefixLength === undefined) singles.set(m.from, m);
-    else nets.push({ m, net: addressToBig(m.family, m.from), to: addressToBig(m.family, m.to), length: m.prefixLength });
+    else
+      nets.push({
+        m,
+        from: new Prefix(m.family, m.from, m.prefixLength),
+        to: new Prefix(m.family, m.to, m.prefixLength),
+        length: m.prefixLength,
+      });
   }
   // Longest first: the first containing prefix is the longest match.
   nets.sort((a, b) => b.length - a.length);
   const entryOf = (m: Mapping) => `mappings[${position(m)}]`;
-  const within = (family: IpFamily, value: bigint, n: Net) => n.m.family === family && samePrefix(family, n.length, value, n.net);
+  const within = (family: IpFamily, value: bigint, n: Net) => n.m.family === family && n.from.contains(value);
 
   /** One DNAT step for an address: its own mapping, else the longest prefix holding it. */
   const step = (family: IpFamily, addr: string): string | null => {
@@ -59,7 +66,7 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
     if (!nets.length) return null;
     const v = addressToBig(family, addr);
     const n = nets.find((x) => within(family, v, x));
-    return n ? bigToAddress(family, withPrefix(family, n.length, n.to, v)) : null;
+    return n ? n.from.translate(v, n.to) : null;
   };
 
   const resolved = new Map<string, string>();
@@ -105,17 +112,17 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
   for (const n of nets) {
     const { family } = n.m;
     // Follow the target prefix while a prefix at least as wide covers it whole.
-    let target = n.to;
-    const seen = new Set<bigint>([n.net]);
+    let target = n.to.network;
+    const seen = new Set<bigint>([n.from.network]);
     const path = [target];
     for (;;) {
       const cover = nets.find((x) => x.length <= n.length && within(family, target, x));
       if (!cover) break;
-      target = withPrefix(family, cover.length, cover.to, target);
+      target = cover.from.move(target, cover.to);
       if (seen.has(target)) {
         throw new MappingFileError(
           entryOf(n.m),
-          `prefix mappings form a cycle: ${[n.net, ...path].map((v) => `${bigToAddress(family, v)}/${n.length}`).join(' -> ')}`,
+          `prefix mappings form a cycle: ${[n.from.network, ...path].map((v) => Prefix.of(family, v, n.length).key).join(' -> ')}`,
         );
       }
       seen.add(target);
@@ -124,11 +131,12 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
     // A narrower prefix mapping inside a target would split this one; that is
     // not expressible as one prefix rule, so it is refused with what to do.
     for (const t of path) {
-      const inner = nets.find((x) => x.length > n.length && x.m.family === family && samePrefix(family, n.length, x.net, t));
+      const at = Prefix.of(family, t, n.length);
+      const inner = nets.find((x) => x.length > n.length && x.m.family === family && at.contains(x.from.network));
       if (inner) {
         throw new MappingFileError(
           entryOf(n.m),
-          `the target of ${n.m.from}/${n.length} contains ${inner.m.from}/${inner.length}, mapped by ${entryOf(inner.m)}; map that part of ${n.m.from}/${n.length} with its own prefix mapping`,
+          `the target of ${n.from.key} contains ${inner.from.key}, mapped by ${entryOf(inner.m)}; map that part of ${n.from.key} with its own prefix mapping`,
         );
       }
     }
@@ -137,11 +145,10 @@ export function resolveChains(mappings: readonly Mapping[], self: readonly { fro
     // Single mappings inside the path take precedence for their addresses:
     // the matching address of this prefix goes where they lead.
     for (const t of path) {
+      const at = Prefix.of(family, t, n.length);
       for (const s of singles.values()) {
-        if (s.family !== family) continue;
-        const v = addressToBig(family, s.from);
-        if (!samePrefix(family, n.length, v, t)) continue;
-        const mine = bigToAddress(family, withPrefix(family, n.length, n.net, v));
+        if (s.family !== family || !at.contains(s.from)) continue;
+        const mine = at.translate(s.from, n.from);
         if (singles.has(mine) || (family === 4 ? out.v4 : out.v6).has(mine)) continue;
         put(family, mine, finalOf(family, s.from, s));
       }

@@ -6,6 +6,7 @@ import { parseAddress, parsePrefix, prefixContains, AddressError, type IpAddress
 import { strictJsonProblem } from './strict-json.js';
 import { describeJsonError } from './json-syntax.js';
 import { validate as generatedValidate } from './mapping-file.validate.js';
+import { prefixKey } from '../net/prefix.js';
 
 export interface Mapping {
   family: IpFamily;
@@ -24,7 +25,7 @@ export interface Mapping {
 
 /** "fdaa::/80" for a prefix mapping's from, the address for others. */
 export const fromKey = (m: { from: string; prefixLength?: number }) =>
-  m.prefixLength === undefined ? m.from : `${m.from}/${m.prefixLength}`;
+  m.prefixLength === undefined ? m.from : prefixKey(m.from, m.prefixLength);
 
 export interface MappingFile {
   generation: number;
@@ -141,7 +142,7 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
       const ranges = allowedTargets.map((p) => p.text).join(', ') || 'none';
       throw new MappingFileError(
         entry,
-        `to ${length === undefined ? to.text : `${to.text}/${length}`} is outside the allowed target ranges (${ranges}); see allowedTargets in the config file`,
+        `to ${length === undefined ? to.text : prefixKey(to.text, length)} is outside the allowed target ranges (${ranges}); see allowedTargets in the config file`,
       );
     }
     let expires: number | undefined;
@@ -150,7 +151,7 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
       if (!Number.isFinite(expires))
         throw new MappingFileError(entry, 'expires is not a valid time; write an RFC 3339 time such as "2026-12-31T23:00:00Z"');
     }
-    const key = length === undefined ? from.text : `${from.text}/${length}`;
+    const key = length === undefined ? from.text : prefixKey(from.text, length);
     const seen = byFrom.get(key);
     if (seen) {
       if (seen.to === to.text && seen.expires === expires) continue; // an exact repeat says nothing new

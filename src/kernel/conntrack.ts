@@ -9,7 +9,8 @@
 // where the FFI loads, the conntrack program otherwise.
 import { execFile, CommandNotFoundError } from './exec.js';
 import type { IpFamily } from '../net/address.js';
-import { addressToBig, bigToAddress, normalizeIp, samePrefix, withPrefix } from '../net/address.js';
+import { normalizeIp } from '../net/address.js';
+import { PrefixMoves, type PrefixMove } from '../net/prefix.js';
 
 export interface StaleTarget {
   family: IpFamily;
@@ -53,27 +54,23 @@ export interface ConntrackTable {
 /** Where the changed mappings now send an address; undefined for addresses they do not cover. */
 export class TargetIndex {
   private readonly single = new Map<string, string>();
-  private readonly nets: { family: IpFamily; net: bigint; to: bigint; length: number }[] = [];
+  private readonly nets: PrefixMoves;
 
   constructor(targets: Iterable<StaleTarget>) {
+    const nets: PrefixMove[] = [];
     for (const t of targets) {
       if (t.length === undefined) this.single.set(t.from, t.to);
-      else this.nets.push({ family: t.family, net: addressToBig(t.family, t.from), to: addressToBig(t.family, t.to), length: t.length });
+      else nets.push({ family: t.family, from: t.from, to: t.to, length: t.length });
     }
-    // The most specific prefix decides, as the kernel's interval map does.
-    this.nets.sort((a, b) => b.length - a.length);
+    this.nets = new PrefixMoves(nets);
   }
 
   get size(): number {
-    return this.single.size + this.nets.length;
+    return this.single.size + this.nets.size;
   }
 
   targetOf(family: IpFamily, dst: string): string | undefined {
-    const one = this.single.get(dst);
-    if (one !== undefined || this.nets.length === 0) return one;
-    const v = addressToBig(family, dst);
-    const n = this.nets.find((x) => x.family === family && samePrefix(family, x.length, v, x.net));
-    return n ? bigToAddress(family, withPrefix(family, n.length, n.to, v)) : undefined;
+    return this.single.get(dst) ?? this.nets.lookup(family, dst)?.to;
   }
 }
 

@@ -23,6 +23,7 @@ import {
 } from './ruleset.js';
 import type { PrefixMapping } from '../desired/resolve.js';
 import { Transaction, type TableListing } from './nft/index.js';
+import { prefixKey } from '../net/prefix.js';
 
 /** What addrmap's table holds, as far as planning is concerned. */
 export interface KernelView {
@@ -90,7 +91,7 @@ function prefixesOf(l: TableListing): PrefixMapping[] | null {
   if (dnat.some((d) => d === null)) return null;
   const out = dnat.map((d) => d!.mapping);
   const counts = l.rules.filter((r) => r.chain === PREFIX_COUNT_CHAIN).map(decodePrefixCount);
-  if (counts.length !== out.length || counts.some((c, i) => c?.key !== `${out[i]!.from}/${out[i]!.length}`)) return null;
+  if (counts.length !== out.length || counts.some((c, i) => c?.key !== prefixKey(out[i]!.from, out[i]!.length))) return null;
   return out;
 }
 
@@ -130,7 +131,7 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
 
   const wantPrefixes = desired.prefixes ?? [];
   const havePrefixes = current.prefixes ?? [];
-  const key = (p: PrefixMapping) => `${p.from}/${p.length}`;
+  const key = (p: PrefixMapping) => prefixKey(p.from, p.length);
   const haveByKey = new Map(havePrefixes.map((p) => [key(p), p]));
   const wantByKey = new Map(wantPrefixes.map((p) => [key(p), p]));
   for (const p of wantPrefixes) {

@@ -13,7 +13,8 @@ import { routeKey, type Routes, type RouteSpec } from './routes.js';
 import { sameVia, type Via } from './route-table.js';
 import type { Cleanup } from './conntrack-cleanup.js';
 import type { SelfAddresses } from './self-addresses.js';
-import { addressToBig, normalizeIp, samePrefix } from '../net/address.js';
+import { normalizeIp } from '../net/address.js';
+import { Prefix } from '../net/prefix.js';
 
 export interface SyncResult {
   kind: Plan['kind'];
@@ -130,11 +131,10 @@ export class Reconciler {
     const changedPrefixes = changed.filter((c) => c.length !== undefined);
     if (changedPrefixes.length) {
       for (const family of [4, 6] as const) {
-        const nets = changedPrefixes.filter((c) => c.family === family);
+        const nets = changedPrefixes.filter((c) => c.family === family).map((c) => new Prefix(family, c.from, c.length!));
         if (!nets.length) continue;
         for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) {
-          const v = addressToBig(family, from);
-          if (nets.some((n) => samePrefix(family, n.length!, v, addressToBig(family, n.from)))) changed.push({ family, from, to });
+          if (nets.some((n) => n.contains(from))) changed.push({ family, from, to });
         }
       }
     }

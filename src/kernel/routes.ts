@@ -11,6 +11,7 @@
 import { execFile } from './exec.js';
 import type { IpFamily } from '../net/address.js';
 import { RouteTable, type RouteEntry } from './route-table.js';
+import { prefixKey } from '../net/prefix.js';
 
 /** rtnetlink protocol number marking addrmap's routes (unassigned in rt_protos). */
 export const ROUTE_PROTO = 173;
@@ -161,11 +162,11 @@ export class IpRoutes implements Routes {
 }
 
 function hostPrefix(r: RouteSpec): string {
-  return `${r.dst}/${r.length ?? (r.family === 4 ? 32 : 128)}`;
+  return prefixKey(r.dst, r.length ?? (r.family === 4 ? 32 : 128));
 }
 
 /** The key a route is known by: "fdbb::1" or "fdbb::/64". */
-export const routeKey = (r: { dst: string; length?: number }) => (r.length === undefined ? r.dst : `${r.dst}/${r.length}`);
+export const routeKey = (r: { dst: string; length?: number }) => (r.length === undefined ? r.dst : prefixKey(r.dst, r.length));
 
 /** `ip -j -batch` prints one JSON array per command. */
 function parseJsonLines(text: string): IpRoute[] {

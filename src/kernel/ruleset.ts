@@ -7,6 +7,7 @@
 import { addressToBig, bigToAddress, hostMask, normalizeIp } from '../net/address.js';
 import type { Chain, NftMap, NftSet, Rule, Table } from './nft/index.js';
 import type { PrefixMapping } from '../desired/resolve.js';
+import { prefixKey } from '../net/prefix.js';
 
 export const TABLE: Table = { family: 'inet', name: 'addrmap' };
 
@@ -183,7 +184,7 @@ export function decodePrefixCount(rule: Rule): { key: string; packets: number; b
   if (!from || !counter || !('counter' in counter)) return null;
   try {
     return {
-      key: `${normalizeIp(String(from.addr))}/${from.len}`,
+      key: prefixKey(normalizeIp(String(from.addr)), from.len),
       packets: counter.counter?.packets ?? 0,
       bytes: counter.counter?.bytes ?? 0,
     };

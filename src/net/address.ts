@@ -299,14 +299,3 @@ export function bigToAddress(family: IpFamily, value: bigint): string {
 export function hostMask(family: IpFamily, length: number): bigint {
   return (1n << BigInt((family === 6 ? 128 : 32) - length)) - 1n;
 }
-
-/** Whether two integer addresses share their first `length` bits (one lies in the other's /length). */
-export function samePrefix(family: IpFamily, length: number, a: bigint, b: bigint): boolean {
-  const shift = BigInt((family === 6 ? 128 : 32) - length);
-  return a >> shift === b >> shift;
-}
-
-/** The address with the network bits of `to` and the host bits of `addr`: what a prefix mapping makes of it. */
-export function withPrefix(family: IpFamily, length: number, to: bigint, addr: bigint): bigint {
-  return to | (addr & hostMask(family, length));
-}

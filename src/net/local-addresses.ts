@@ -4,7 +4,8 @@
 // one of the guest's addresses would send away the guest's inbound traffic
 // (prerouting DNAT) and its connections to itself.
 import { readFile } from 'node:fs/promises';
-import { addressToBig, normalizeIp, samePrefix, type IpFamily } from './address.js';
+import { normalizeIp, type IpFamily } from './address.js';
+import { Prefix, prefixKey } from './prefix.js';
 import type { DesiredMappings, PrefixMapping } from '../desired/resolve.js';
 
 export interface LocalAddresses {
@@ -67,15 +68,15 @@ export function withoutSelfCapture(
     return out ?? m;
   };
   const holds = (p: PrefixMapping) => {
-    const net = addressToBig(p.family, p.from);
+    const net = new Prefix(p.family, p.from, p.length);
     const addrs = [...locals[p.family]];
     if (p.family === 4) addrs.push('127.0.0.1');
     else addrs.push('::1');
-    return addrs.find((a) => samePrefix(p.family, p.length, addressToBig(p.family, a), net)) ?? null;
+    return addrs.find((a) => net.contains(a)) ?? null;
   };
   const prefixes = (desired.prefixes ?? []).filter((p) => {
     const local = holds(p);
-    if (local) captured.push({ family: p.family, from: `${p.from}/${p.length}`, to: `${p.to}/${p.length}`, local });
+    if (local) captured.push({ family: p.family, from: prefixKey(p.from, p.length), to: prefixKey(p.to, p.length), local });
     return !local;
   });
   const v4 = keep(4, desired.v4);

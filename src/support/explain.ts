@@ -1,7 +1,8 @@
 // `addrmap explain ADDRESS`: whether and why traffic to an address is
 // translated, in terms support can check: which entries of the mapping file,
 // which generation, how the chain resolved, and what the kernel holds.
-import { addressToBig, bigToAddress, normalizeIp, samePrefix, unmapIpv4, withPrefix, type IpFamily } from '../net/address.js';
+import { normalizeIp, unmapIpv4, type IpFamily } from '../net/address.js';
+import { Prefix } from '../net/prefix.js';
 import type { AppliedState } from '../state/state-file.js';
 
 export interface Explanation {
@@ -124,17 +125,15 @@ interface Net {
 
 function toNet(m: { from: string; to: string }): Net {
   const [fromNet, len] = m.from.split('/') as [string, string];
-  const toNet = m.to.split('/')[0]!;
   const family: IpFamily = fromNet.includes(':') ? 6 : 4;
-  const length = Number(len);
-  const net = addressToBig(family, fromNet);
-  const target = addressToBig(family, toNet);
+  const from = new Prefix(family, fromNet, Number(len));
+  const to = new Prefix(family, m.to.split('/')[0]!, from.length);
   const fam = (a: string): IpFamily => (a.includes(':') ? 6 : 4);
   return {
     text: `${m.from} -> ${m.to}`,
-    length,
-    contains: (a) => fam(a) === family && samePrefix(family, length, addressToBig(family, a), net),
-    translate: (a) => bigToAddress(family, withPrefix(family, length, target, addressToBig(family, a))),
+    length: from.length,
+    contains: (a) => fam(a) === family && from.contains(a),
+    translate: (a) => from.translate(a, to),
   };
 }
 

@@ -18,6 +18,7 @@ import {
   type Snapshot,
   type UsageState,
 } from '../state/state-file.js';
+import { prefixKey } from '../net/prefix.js';
 
 export type Health = 'healthy' | 'degraded' | 'agent-not-running' | 'disabled';
 
@@ -223,7 +224,7 @@ function driftOf(
   const inKernel: [string, string][] = [
     ...kernel.v4,
     ...kernel.v6,
-    ...(kernel.prefixes ?? []).map((p): [string, string] => [`${p.from}/${p.length}`, `${p.to}/${p.length}`]),
+    ...(kernel.prefixes ?? []).map((p): [string, string] => [prefixKey(p.from, p.length), prefixKey(p.to, p.length)]),
   ];
   for (const [from, to] of inKernel) if (!want.has(from)) out.push(`${from} -> ${to} is in the kernel but not in the applied mappings`);
   return out;
@@ -232,8 +233,8 @@ function driftOf(
 /** Where the kernel sends a resolved mapping's from ("net/len" for prefixes, as in applied.json). */
 function kernelTarget(kernel: ReturnType<typeof viewFromListing>, m: { family: 4 | 6; from: string }): string | undefined {
   if (!m.from.includes('/')) return (m.family === 4 ? kernel.v4 : kernel.v6).get(m.from);
-  const p = (kernel.prefixes ?? []).find((x) => `${x.from}/${x.length}` === m.from);
-  return p ? `${p.to}/${p.length}` : undefined;
+  const p = (kernel.prefixes ?? []).find((x) => prefixKey(x.from, x.length) === m.from);
+  return p ? prefixKey(p.to, p.length) : undefined;
 }
 
 function alive(pid: number): boolean {
