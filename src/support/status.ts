@@ -11,6 +11,7 @@ import { buildRuleset, FULL_RULESET, TABLE } from '../kernel/ruleset.js';
 import type { Flag } from '../input/flag.js';
 import {
   APPLIED_FILE,
+  SNAPSHOT_FILE,
   readSnapshot,
   readState,
   USAGE_FILE,
@@ -95,11 +96,23 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
       unreadable.push(`state not read: ${e.message}`);
       return null;
     });
-  const [snap, applied, usage] = await Promise.all([
+  const [snap, appliedFile, usage] = await Promise.all([
     safely(readSnapshot(src.stateDir)),
     safely(readState<AppliedState>(src.stateDir, APPLIED_FILE)),
     safely(readState<UsageState>(src.stateDir, USAGE_FILE)),
   ]);
+  // Two files, written one after the other: joined only when they speak of
+  // the same generation, or status would show one push's mappings under
+  // another's generation.
+  let applied = appliedFile;
+  let disagree = false;
+  if (appliedFile && snap?.applied && appliedFile.generation !== snap.applied.generation) {
+    unreadable.push(
+      `state files disagree: ${SNAPSHOT_FILE} says generation ${snap.applied.generation} is applied, ${APPLIED_FILE} holds generation ${appliedFile.generation}; its mappings are not shown`,
+    );
+    applied = null;
+    disagree = true;
+  }
   const enabled = snap?.flag.enabled ?? src.flag?.enabled ?? false;
   const running = snap?.pid ? alive(snap.pid) : false;
   const resolved = enabled && snap?.applied ? (applied?.resolved ?? []) : [];
@@ -124,7 +137,7 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
     flows = await listFlows(new Map(resolved.map((m) => [m.from, m.to])), src.conntrack).catch(() => null);
   }
 
-  const drift = kernel ? driftOf(resolved, kernel, tablePresent, enabled) : null;
+  const drift = kernel && !disagree ? driftOf(resolved, kernel, tablePresent, enabled) : null;
   const expiresOf = new Map((applied?.entries ?? []).filter((e) => e.expires).map((e) => [e.from, e.expires!]));
   const mappings: MappingReport[] = resolved.map((m) => {
     const counters = kernel ? live.get(m.from) : usage?.mappings[m.from];

@@ -1,4 +1,5 @@
 // Status, explain and metrics over the state files and the nft fake.
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { explain, parseAddressInput } from '../../src/support/explain.js';
@@ -58,6 +59,19 @@ async function setup(s: Snapshot = snap, kernel = KERNEL): Promise<FakeNft> {
 }
 
 describe('collectStatus', () => {
+  test('state files of different generations are not joined: a problem names both, no mappings or drift from them', async () => {
+    const nft = await setup();
+    const applied = JSON.parse(await readFile(join(dir, APPLIED_FILE), 'utf8')) as AppliedState;
+    await writeState(dir, APPLIED_FILE, { ...applied, generation: applied.generation - 1 });
+    const r = await collectStatus({ stateDir: dir, nft, conntrack: null, now: NOW });
+    expect(r.problems).toContain(
+      `state files disagree: status.json says generation ${applied.generation} is applied, applied.json holds generation ${applied.generation - 1}; its mappings are not shown`,
+    );
+    expect(r.mappings).toEqual([]);
+    expect(r.drift).toBeNull();
+    expect(r.health).toBe('degraded');
+  });
+
   test('healthy: live counters per mapping, no drift, exit code 0', async () => {
     const nft = await setup();
     nft.hit('inet', 'addrmap', 'dnat6', 'fd00::1', 10, 1500);
