@@ -50,18 +50,35 @@ export class Agent {
   private lastGood: DesiredMappings | null = null;
   /** The file behind lastGood, to re-resolve when one of its mappings expires. */
   private lastGoodFile: MappingFile | null = null;
-  /** When the next mapping of the applied file expires (epoch ms), or null. */
-  nextExpiry: number | null = null;
-  private driftRepairs = 0;
-  /** Counters for metrics; the daemon renders them. */
-  readonly stats = new AgentStats();
+  private expiry: number | null = null;
+  /** Counters for metrics, drift repairs among them; the daemon renders them. */
+  private readonly counters = new AgentStats();
   private appliedWritten = false;
   private lastRefusal: string | null = null;
   private acceptLower = false;
-  /** The config of the last pass, for the daemon's timers and metrics. */
-  config: Config | null = null;
+  private lastConfig: Config | null = null;
 
   constructor(private readonly o: AgentOptions) {}
+
+  /** When the next mapping of the applied file expires (epoch ms), or null. */
+  get nextExpiry(): number | null {
+    return this.expiry;
+  }
+
+  /** The config of the last pass, for the daemon's timers and metrics. */
+  get config(): Config | null {
+    return this.lastConfig;
+  }
+
+  /** The counters metrics render; read-only outside the agent. */
+  get stats(): Readonly<AgentStats> {
+    return this.counters;
+  }
+
+  /** Per-mapping traffic from the latest usage sample, for metrics. */
+  recordUsage(perMapping: AgentStats['perMapping']): void {
+    this.counters.perMapping = perMapping;
+  }
 
   /** Loads the previous snapshot, so a restarted agent keeps refusing older generations. */
   async init(): Promise<void> {
@@ -78,7 +95,7 @@ export class Agent {
 
   /** A pass the machine could not make now (out of descriptors, say): nothing changed, retried by the watcher. */
   private async failedFor(flag: Flag, reason: string, generation: number | undefined, started: number): Promise<PassResult> {
-    this.stats.syncFailures++;
+    this.counters.syncFailures++;
     this.o.log.error({ event: 'apply_failed', generation, reason, durationMs: ms(started) }, 'apply failed; kernel state unchanged');
     await this.record({ flag, push: { at: now(), outcome: 'failed', generation, reason } });
     return { outcome: 'failed', flag, message: reason };
@@ -103,7 +120,7 @@ export class Agent {
     try {
       config = await loadConfig(paths.config);
       flag = resolveFlag(this.o.env, await readKernelCmdline(this.o.env), config.enabled);
-      this.config = config;
+      this.lastConfig = config;
       // The config's level, unless the environment set one for this run.
       if (!LOG_LEVELS.has(this.o.env.ADDRMAP_LOG_LEVEL ?? '') && log.level !== config.logLevel) log.level = config.logLevel;
     } catch (e) {
@@ -111,18 +128,18 @@ export class Agent {
       const flagNow = this.snapshot?.flag ?? { enabled: false, source: 'default' as const };
       const message = (e as Error).message;
       if (e instanceof ResourceError) return this.failedFor(flagNow, message, undefined, started);
-      this.stats.refusedPushes++;
+      this.counters.refusedPushes++;
       log.error({ event: 'config_refused', reason: message }, 'config refused; kernel state unchanged');
       await this.record({ flag: flagNow, push: { at: now(), outcome: 'refused', reason: message } });
       return { outcome: 'refused', flag: flagNow, message };
     }
 
-    this.stats.enabled = flag.enabled;
+    this.counters.enabled = flag.enabled;
     if (!flag.enabled) {
       this.lastGood = null;
       this.lastGoodFile = null;
-      this.nextExpiry = null;
-      this.stats.mappings = 0;
+      this.expiry = null;
+      this.counters.mappings = 0;
       const r = await this.o.reconciler.disable();
       if (r.removedTable || r.routesRemoved)
         log.info({ event: 'disabled', flagSource: flag.source, ...r }, 'feature off: table and routes removed');
@@ -166,18 +183,18 @@ export class Agent {
         sync = await this.o.reconciler.sync(desired);
       } catch (e) {
         const reason = (e as Error).message;
-        this.stats.syncFailures++;
+        this.counters.syncFailures++;
         log.error({ event: 'apply_failed', generation, reason, durationMs: ms(started) }, 'apply failed; kernel state unchanged');
         await this.record({ flag, push: { at: now(), outcome: 'failed', generation, reason } });
         return { outcome: 'failed', flag, message: reason };
       }
       this.lastGood = desired;
       this.lastGoodFile = file;
-      this.nextExpiry = nextExpiry(file.mappings, Date.now());
+      this.expiry = nextExpiry(file.mappings, Date.now());
       const outcome = sync.kind === 'none' && applied === file.generation ? 'unchanged' : 'applied';
-      this.stats.recordSync((performance.now() - started) / 1000);
-      this.stats.generation = file.generation;
-      this.stats.mappings = countMappings(desired);
+      this.counters.recordSync((performance.now() - started) / 1000);
+      this.counters.generation = file.generation;
+      this.counters.mappings = countMappings(desired);
       if (outcome === 'applied' || !this.appliedWritten) await this.writeApplied(file, desired);
       const mappings = countMappings(desired);
       log.info(
@@ -214,7 +231,7 @@ export class Agent {
       // push: counted and logged once.
       const key = `${read === undefined ? e.message : createHash('sha256').update(read).digest('hex')}\0${generation}`;
       if (key !== this.lastRefusal) {
-        this.stats.refusedPushes++;
+        this.counters.refusedPushes++;
         log.error(
           { event: 'refused', generation, entry: e.entry, reason: e.reason, file: paths.mappings, durationMs: ms(started) },
           `mapping file refused; kernel state unchanged: ${e.message}`,
@@ -264,8 +281,7 @@ export class Agent {
         'table rebuilt after a failed transaction; no drift',
       );
     } else if (sync.kind !== 'none') {
-      this.driftRepairs++;
-      this.stats.driftRepairs = this.driftRepairs;
+      this.counters.driftRepairs++;
       this.o.log.warn(
         {
           event: 'drift_repaired',
@@ -275,7 +291,7 @@ export class Agent {
           removed: sync.removed,
           retargeted: sync.retargeted,
           durationMs: ms(started),
-          repairs: this.driftRepairs,
+          repairs: this.counters.driftRepairs,
         },
         `kernel state changed by another tool (${reason}); repaired`,
       );
@@ -296,12 +312,12 @@ export class Agent {
     const started = performance.now();
     const nowMs = Date.now();
     const { live, expired } = splitExpired(file.mappings, nowMs);
-    this.nextExpiry = nextExpiry(file.mappings, nowMs);
+    this.expiry = nextExpiry(file.mappings, nowMs);
     const desired = resolveChains(live, file.self);
     const before = this.lastGood;
     const sync = await this.o.reconciler.sync(desired);
     this.lastGood = desired;
-    this.stats.mappings = countMappings(desired);
+    this.counters.mappings = countMappings(desired);
     const wasMapped = (m: { family: number; from: string }) => (m.family === 4 ? before?.v4 : before?.v6)?.has(m.from) ?? false;
     if (sync.kind !== 'none') {
       await this.writeApplied(file, desired);
@@ -367,7 +383,7 @@ export class Agent {
       applied: u.applied === undefined ? (prev?.applied ?? null) : u.applied,
       lastPush: u.push ?? prev?.lastPush ?? null,
       warnings: u.warnings ?? prev?.warnings ?? [],
-      driftRepairs: this.driftRepairs,
+      driftRepairs: this.counters.driftRepairs,
     };
     const caps = this.o.ruleset?.caps;
     if (caps) snap.kernel = { ...caps, missing: missingCapabilities(caps) };

@@ -56,14 +56,16 @@ export class Telemetry {
       const state = await this.usage.sample();
       // Per-mapping series cost memory and time in proportion to the map
       // (100k mappings: 200k series); built only when someone reads them.
-      this.agent.stats.perMapping = (await this.metricsWanted())
-        ? Object.entries(state.mappings).map(([from, u]) => ({
-            from,
-            to: this.agent.targetOf(from) ?? '',
-            packets: u.packets,
-            bytes: u.bytes,
-          }))
-        : [];
+      this.agent.recordUsage(
+        (await this.metricsWanted())
+          ? Object.entries(state.mappings).map(([from, u]) => ({
+              from,
+              to: this.agent.targetOf(from) ?? '',
+              packets: u.packets,
+              bytes: u.bytes,
+            }))
+          : [],
+      );
       await writeState(this.stateDir, USAGE_FILE, state);
       await this.writeMetrics();
     } catch (e) {
