@@ -7,7 +7,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from '../exec.js';
 import { decodeChains, decodeListing, encodeBatch } from './json.js';
-import { NftError, type Chain, type NftInterface, type TableFamily, type TableListing, type Transaction } from './types.js';
+import {
+  NftError,
+  type Chain,
+  type NftErrorKind,
+  type NftInterface,
+  type TableFamily,
+  type TableListing,
+  type Transaction,
+} from './types.js';
 
 export interface NftInfo {
   version: string;
@@ -57,7 +65,7 @@ export class ExecNft implements NftInterface {
   async run(tx: Transaction): Promise<void> {
     if (tx.size === 0) return;
     const res = await this.send(JSON.stringify(encodeBatch(tx)), []);
-    if (res.code !== 0) throw new NftError('nft transaction failed, nothing was changed', res.stderr.trim());
+    if (res.code !== 0) throw new NftError('nft transaction failed, nothing was changed', res.stderr.trim(), nftErrorKind(res.stderr));
   }
 
   /**
@@ -70,6 +78,7 @@ export class ExecNft implements NftInterface {
       throw new NftError(
         "the kernel rejects addrmap's table; it needs nf_tables with NAT (CONFIG_NF_TABLES, CONFIG_NF_NAT, nft_chain_nat)",
         res.stderr.trim(),
+        nftErrorKind(res.stderr),
       );
     }
   }
@@ -91,18 +100,43 @@ export class ExecNft implements NftInterface {
   /** Every chain of every table, without rules or set elements: cheap at any map size. */
   async listChains(): Promise<Chain[]> {
     const res = await execFile(this.binary, ['-j', 'list', 'chains']);
-    if (res.code !== 0) throw new NftError('cannot list chains', res.stderr.trim());
+    if (res.code !== 0) throw new NftError('cannot list chains', res.stderr.trim(), nftErrorKind(res.stderr));
     return decodeChains(JSON.parse(res.stdout));
   }
 
   async listTable(family: TableFamily, name: string): Promise<TableListing | null> {
     const res = await execFile(this.binary, ['-j', 'list', 'table', family, name]);
     if (res.code !== 0) {
-      if (/No such file or directory/.test(res.stderr)) return null;
-      throw new NftError(`cannot list table ${family} ${name}`, res.stderr.trim());
+      // Listing one table fails "not found" for that table alone.
+      const kind = nftErrorKind(res.stderr);
+      if (kind === 'not-found') return null;
+      throw new NftError(`cannot list table ${family} ${name}`, res.stderr.trim(), kind);
     }
     return decodeListing(JSON.parse(res.stdout));
   }
+}
+
+/**
+ * The one place nft's answer becomes an NftErrorKind. nft prints an "Error:"
+ * line per failed command, in batch order; the first decides. The kernel's
+ * refusals carry an errno ("Could not process rule: File exists"); nft's own,
+ * made before the kernel sees the batch, name the input's location and what
+ * is wrong with it (an address, a datatype, the syntax), or an errno of its
+ * cache ("No such file or directory; did you mean map ...").
+ */
+export function nftErrorKind(stderr: string): NftErrorKind {
+  const first = stderr.split('\n').find((l) => l.includes('Error:')) ?? stderr;
+  const fromKernel = /Could not process rule: (.*)/.exec(first);
+  const reason = fromKernel?.[1] ?? first;
+  if (/No such file or directory/.test(reason)) return 'not-found';
+  if (/File exists/.test(reason)) return 'exists';
+  if (/Device or resource busy/.test(reason)) return 'busy';
+  if (/Invalid argument|Operation not supported|Too many links|Numerical result out of range/.test(reason)) return 'invalid';
+  if (fromKernel) return 'other'; // EPERM, ENOMEM, ENOBUFS: not about the request
+  // nft's evaluation (a location such as "internal:0:0-0:" leads the line), or its netlink layer's checks of the input.
+  if (/^\S+:\d+:\d+-\d+: Error: |syntax error|datatype mismatch|Could not resolve hostname|is not a (map|set)/.test(first))
+    return 'invalid';
+  return 'other';
 }
 
 function compare(a: number[], b: number[]): number {

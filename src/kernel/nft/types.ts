@@ -34,7 +34,7 @@ export interface Rule extends TableRef {
   handle?: number;
 }
 
-type KeyType = 'ipv4_addr' | 'ipv6_addr';
+export type KeyType = 'ipv4_addr' | 'ipv6_addr';
 
 export interface NftMap extends TableRef {
   name: string;
@@ -93,11 +93,23 @@ export interface NftInterface {
   listTable(family: TableFamily, name: string): Promise<TableListing | null>;
 }
 
+/**
+ * What went wrong, as nft's errno or complaint tells it: an object that is not
+ * there (ENOENT), one that already is (EEXIST), one still in use (EBUSY), a
+ * request this nft or kernel refuses whatever the state (a bad address, a
+ * datatype mismatch, EINVAL, EOPNOTSUPP), or anything else (EPERM, ENOMEM,
+ * nft killed). ExecNft decides it from nft's answer (nftErrorKind, in one
+ * place); the fake from the situation, and the contract test holds the two
+ * together.
+ */
+export type NftErrorKind = 'not-found' | 'exists' | 'busy' | 'invalid' | 'other';
+
 /** Failure of a whole transaction: the kernel state is as it was before. */
 export class NftError extends Error {
   constructor(
     message: string,
     readonly detail = '',
+    readonly kind: NftErrorKind = 'other',
   ) {
     super(detail ? `${message}: ${detail}` : message);
   }
