@@ -105,7 +105,8 @@ export function decodeListing(doc: unknown): TableListing | null {
         family: r.family as Rule['family'],
         table: String(r.table),
         chain: String(r.chain),
-        expr: r.expr as unknown[],
+        // nft leaves "expr" out of a rule without statements.
+        expr: (r.expr as unknown[] | undefined) ?? [],
         handle: Number(r.handle),
       };
       if (r.comment !== undefined) rule.comment = String(r.comment);
