@@ -286,25 +286,35 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
 
   const telemetry = new Telemetry(agent, new UsageTracker(drift!), paths.stateDir, log);
   await telemetry.start();
-  const watcher = await startWatching(agent, {
+  // Signals are handled from here on, before the first pass: a SIGHUP's
+  // default action is to end the process, and the first pass (and whatever
+  // arrives during it) runs before startWatching returns.
+  let watcher: Awaited<ReturnType<typeof startWatching>> | null = null;
+  let stopAsked: string | null = null;
+  let passAsked = false;
+  const stop = (signal: string) => {
+    log.info({ event: 'stopping', signal }, 'stopping; kernel state left in place for the next start');
+    if (watcher) void watcher.stop();
+    else stopAsked = signal;
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => (watcher ? watcher.trigger('SIGHUP') : (passAsked = true)));
+  watcher = await startWatching(agent, {
     files: [paths.mappings, paths.config],
     log,
     drift: drift!,
     afterPass: () => telemetry.afterPass(),
     localAddresses: () => readLocalAddresses(),
   });
-  const stop = (signal: string) => {
-    log.info({ event: 'stopping', signal }, 'stopping; kernel state left in place for the next start');
-    void watcher.stop();
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => watcher.trigger('SIGHUP'));
+  if (stopAsked) void watcher.stop();
+  else if (passAsked) watcher.trigger('SIGHUP');
+  const running = watcher;
   lock?.handlePasses((req) => {
     if (req.acceptLowerGeneration) agent.acceptLowerGenerationOnce();
-    return watcher.requestPass('addrmap apply');
+    return running.requestPass('addrmap apply');
   });
-  await watcher.done;
+  await running.done;
   await lock?.close();
   await telemetry.stop();
   await agent.stopped();
