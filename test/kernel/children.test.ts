@@ -21,9 +21,10 @@ afterEach(async () => {
 
 const children = async (pid: number) =>
   (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).split(/\s+/).filter(Boolean).map(Number);
+/** Running or able to run: a zombie (dead, not yet reaped by whoever inherited it) is not alive. */
 const alive = (pid: number) =>
   readFile(`/proc/${pid}/stat`, 'utf8').then(
-    () => true,
+    (stat) => !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)),
     () => false,
   );
 const cmdline = async (pid: number) => (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
