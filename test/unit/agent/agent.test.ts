@@ -1,12 +1,12 @@
 import { chmod, mkdir, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { Agent } from '../../src/agent/agent.js';
-import { FakeNft, Transaction } from '../../src/kernel/nft/index.js';
-import { Reconciler } from '../../src/kernel/reconciler.js';
-import type { Paths } from '../../src/input/settings.js';
-import { readSnapshot } from '../../src/state/state-file.js';
-import { elementsOf, FakeConntrack, FakeRoutes, mappingFileText, memoryLogger, opCounts, tempDir } from './fakes.js';
+import { Agent } from '../../../src/agent/agent.js';
+import { FakeNft, Transaction } from '../../../src/kernel/nft/index.js';
+import { Reconciler } from '../../../src/kernel/reconciler.js';
+import type { Paths } from '../../../src/input/settings.js';
+import { readSnapshot } from '../../../src/state/state-file.js';
+import { elementsOf, FakeConntrack, FakeRoutes, mappingFileText, memoryLogger, opCounts, tempDir } from '../fakes.js';
 
 let dir: string;
 let cleanup: () => Promise<void>;

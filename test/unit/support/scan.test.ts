@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { findAddresses, MAX_FILE_BYTES, scanPaths, type Occurrence, type ScanStats } from '../../src/support/scan.js';
+import { findAddresses, MAX_FILE_BYTES, scanPaths, type Occurrence, type ScanStats } from '../../../src/support/scan.js';
 
 const V6 = 'fdaa:0:18::2';
 const V6_TO = 'fdaa:0:19::2';

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
 import { Address6 } from 'ip-address';
-import { AddressError, canonicalOrNull, normalizeIp, parseAddress, parsePrefix, prefixContains } from '../../src/net/address.js';
+import { AddressError, canonicalOrNull, normalizeIp, parseAddress, parsePrefix, prefixContains } from '../../../src/net/address.js';
 
 /** Eight 16-bit groups, written in a random but valid way. */
 function spell(groups: number[], style: { upper: boolean; pad: boolean; compressAt: number | null }): string {

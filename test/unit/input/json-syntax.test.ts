@@ -3,7 +3,7 @@
 // does, put it where it is, and never quote the text.
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
-import { describeJsonError, jsonSyntaxError, lineColumn } from '../../src/input/json-syntax.js';
+import { describeJsonError, jsonSyntaxError, lineColumn } from '../../../src/input/json-syntax.js';
 
 const parses = (t: string): boolean => {
   try {

@@ -1,9 +1,9 @@
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { ConntrackTool, parseConntrackList, type StaleTarget } from '../../src/kernel/conntrack.js';
-import { ConntrackCleanup, type CleanupOutcome } from '../../src/kernel/conntrack-cleanup.js';
-import { tempDir } from './fakes.js';
+import { ConntrackTool, parseConntrackList, type StaleTarget } from '../../../src/kernel/conntrack.js';
+import { ConntrackCleanup, type CleanupOutcome } from '../../../src/kernel/conntrack-cleanup.js';
+import { tempDir } from '../fakes.js';
 
 // `conntrack -L -f ipv6` lines as printed by conntrack-tools.
 const UDP_UNREPLIED =

@@ -1,10 +1,10 @@
 import { beforeEach, describe, expect, test } from 'vitest';
-import { FakeNft, NftError, Transaction } from '../../src/kernel/nft/index.js';
-import { Reconciler } from '../../src/kernel/reconciler.js';
-import { ROUTE_PROTO } from '../../src/kernel/routes.js';
-import { TABLE } from '../../src/kernel/ruleset.js';
-import { viewFromListing } from '../../src/kernel/plan.js';
-import { desired, elementsOf, FakeConntrack, FakeRoutes, opCounts } from './fakes.js';
+import { FakeNft, NftError, Transaction } from '../../../src/kernel/nft/index.js';
+import { Reconciler } from '../../../src/kernel/reconciler.js';
+import { ROUTE_PROTO } from '../../../src/kernel/routes.js';
+import { TABLE } from '../../../src/kernel/ruleset.js';
+import { viewFromListing } from '../../../src/kernel/plan.js';
+import { desired, elementsOf, FakeConntrack, FakeRoutes, opCounts } from '../fakes.js';
 
 let nft: FakeNft;
 let routes: FakeRoutes;

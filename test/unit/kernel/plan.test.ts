@@ -1,9 +1,9 @@
 import { describe, expect, test } from 'vitest';
-import { EMPTY_VIEW, planSync, viewFromListing, viewOf, type KernelView } from '../../src/kernel/plan.js';
-import { CHAINS, MAPS, RULES, TABLE } from '../../src/kernel/ruleset.js';
-import { FakeNft, type Operation, type TableListing } from '../../src/kernel/nft/index.js';
-import { desired, elementsOf } from './fakes.js';
-import type { DesiredMappings } from '../../src/desired/resolve.js';
+import { EMPTY_VIEW, planSync, viewFromListing, viewOf, type KernelView } from '../../../src/kernel/plan.js';
+import { CHAINS, MAPS, RULES, TABLE } from '../../../src/kernel/ruleset.js';
+import { FakeNft, type Operation, type TableListing } from '../../../src/kernel/nft/index.js';
+import { desired, elementsOf } from '../fakes.js';
+import type { DesiredMappings } from '../../../src/desired/resolve.js';
 
 const el = (name: 'dnat4' | 'dnat6', key: string, value?: string) => ({
   element: { family: 'inet' as const, table: 'addrmap', name, key, ...(value === undefined ? {} : { value }) },

@@ -2,16 +2,16 @@
 // the plan, the view and the counters work the same in every shape. (On real
 // kernels: test/vm, the kernel matrix.)
 import { describe, expect, test } from 'vitest';
-import { probeKernel } from '../../src/kernel/kernel-caps.js';
-import { FakeNft, NftError, type Transaction } from '../../src/kernel/nft/index.js';
-import { EMPTY_VIEW, planSync, viewFromListing, viewOf } from '../../src/kernel/plan.js';
-import { buildRuleset, missingCapabilities, normalizeExpr, type KernelCaps } from '../../src/kernel/ruleset.js';
-import { countersOf } from '../../src/agent/usage.js';
-import { DriftDetector } from '../../src/agent/drift.js';
+import { probeKernel } from '../../../src/kernel/kernel-caps.js';
+import { FakeNft, NftError, type Transaction } from '../../../src/kernel/nft/index.js';
+import { EMPTY_VIEW, planSync, viewFromListing, viewOf } from '../../../src/kernel/plan.js';
+import { buildRuleset, missingCapabilities, normalizeExpr, type KernelCaps } from '../../../src/kernel/ruleset.js';
+import { countersOf } from '../../../src/agent/usage.js';
+import { DriftDetector } from '../../../src/agent/drift.js';
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { desired, memoryLogger } from './fakes.js';
+import { desired, memoryLogger } from '../fakes.js';
 
 /** A kernel like 6.1: a lookup whose set is a map (a match against "@map") is EINVAL. */
 function kernelRejecting(rejects: (tx: Transaction) => boolean) {
@@ -132,7 +132,7 @@ describe('counting through a set', () => {
     const nft = new FakeNft();
     const want = desired({ 'fd00::1': 'fdaa::1', 'fd00::2': 'fdaa::2' });
     await nft.run(planSync(EMPTY_VIEW, want, true, rs).tx);
-    const { Transaction } = await import('../../src/kernel/nft/index.js');
+    const { Transaction } = await import('../../../src/kernel/nft/index.js');
     await nft.run(new Transaction().delete({ element: { family: 'inet', table: 'addrmap', name: 'count6', key: 'fd00::2' } }));
     const view = viewFromListing(await nft.listTable('inet', 'addrmap'), rs);
     expect(view.layoutOk).toBe(false);
@@ -142,7 +142,7 @@ describe('counting through a set', () => {
   test('the fake refuses a value for a set element, as the kernel does', async () => {
     const nft = new FakeNft();
     await nft.run(planSync(EMPTY_VIEW, desired({}), true, rs).tx);
-    const { Transaction } = await import('../../src/kernel/nft/index.js');
+    const { Transaction } = await import('../../../src/kernel/nft/index.js');
     await expect(
       nft.run(new Transaction().add({ element: { family: 'inet', table: 'addrmap', name: 'count6', key: 'fd00::1', value: 'fdaa::1' } })),
     ).rejects.toThrow(/Invalid argument/);

@@ -2,9 +2,9 @@ import { chmod, chown, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { readTrustedFile, UntrustedFileError } from '../../src/input/trusted-file.js';
-import { ownUid } from '../../src/input/config.js';
-import { tempDir } from './fakes.js';
+import { readTrustedFile, UntrustedFileError } from '../../../src/input/trusted-file.js';
+import { ownUid } from '../../../src/input/config.js';
+import { tempDir } from '../fakes.js';
 
 let dir: string;
 let cleanup: () => Promise<void>;

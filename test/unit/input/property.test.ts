@@ -9,14 +9,14 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { parsePrefix, type IpPrefix } from '../../src/net/address.js';
-import { Agent } from '../../src/agent/agent.js';
-import { MappingFileError, parseMappingFile } from '../../src/input/mapping-file.js';
-import { FakeNft, type TableListing } from '../../src/kernel/nft/index.js';
-import { Reconciler } from '../../src/kernel/reconciler.js';
-import { resolveChains } from '../../src/desired/resolve.js';
-import { CHAINS, MAPS, RULES } from '../../src/kernel/ruleset.js';
-import { FakeConntrack, FakeRoutes, memoryLogger, tempDir } from './fakes.js';
+import { parsePrefix, type IpPrefix } from '../../../src/net/address.js';
+import { Agent } from '../../../src/agent/agent.js';
+import { MappingFileError, parseMappingFile } from '../../../src/input/mapping-file.js';
+import { FakeNft, type TableListing } from '../../../src/kernel/nft/index.js';
+import { Reconciler } from '../../../src/kernel/reconciler.js';
+import { resolveChains } from '../../../src/desired/resolve.js';
+import { CHAINS, MAPS, RULES } from '../../../src/kernel/ruleset.js';
+import { FakeConntrack, FakeRoutes, memoryLogger, tempDir } from '../fakes.js';
 
 // ---------------------------------------------------------------------------
 // Running a property and counting its cases

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import fc from 'fast-check';
-import { MappingFileError, parseMappingFile, type Mapping } from '../../src/input/mapping-file.js';
-import { countMappings, resolveChains } from '../../src/desired/resolve.js';
-import { mappingFileText } from './fakes.js';
+import { MappingFileError, parseMappingFile, type Mapping } from '../../../src/input/mapping-file.js';
+import { countMappings, resolveChains } from '../../../src/desired/resolve.js';
+import { mappingFileText } from '../fakes.js';
 
 const m6 = (from: string, to: string): Mapping => ({ family: 6, from, to });
 const m4 = (from: string, to: string): Mapping => ({ family: 4, from, to });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { printable, printableJson, printableText } from '../../src/support/printable.js';
+import { printable, printableJson, printableText } from '../../../src/support/printable.js';
 
 describe('printable', () => {
   test('escape sequences, C1 controls, DEL and bidi overrides show as text', () => {

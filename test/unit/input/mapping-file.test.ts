@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
-import { parsePrefix } from '../../src/net/address.js';
+import { parsePrefix } from '../../../src/net/address.js';
 import {
   DEFAULT_ALLOWED_TARGETS,
   MappingFileError,
@@ -9,8 +9,8 @@ import {
   splitExpired,
   type MappingFile,
   type ParseOptions,
-} from '../../src/input/mapping-file.js';
-import { mappingFileText } from './fakes.js';
+} from '../../../src/input/mapping-file.js';
+import { mappingFileText } from '../fakes.js';
 
 /** The default ULA range plus the IPv4 test ranges, as a config's allowedTargets would set it. */
 const WITH_V4: ParseOptions = { allowedTargets: [...DEFAULT_ALLOWED_TARGETS, parsePrefix('10.0.0.0/8')] };

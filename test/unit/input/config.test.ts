@@ -1,11 +1,11 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { ConfigError, DEFAULT_CONFIG, loadConfig, parseConfig } from '../../src/input/config.js';
-import { DEFAULT_ALLOWED_TARGETS } from '../../src/input/mapping-file.js';
-import { FlagError, readKernelCmdline, resolveFlag } from '../../src/input/flag.js';
-import { DEFAULT_PATHS, resolvePaths } from '../../src/input/settings.js';
-import { tempDir } from './fakes.js';
+import { ConfigError, DEFAULT_CONFIG, loadConfig, parseConfig } from '../../../src/input/config.js';
+import { DEFAULT_ALLOWED_TARGETS } from '../../../src/input/mapping-file.js';
+import { FlagError, readKernelCmdline, resolveFlag } from '../../../src/input/flag.js';
+import { DEFAULT_PATHS, resolvePaths } from '../../../src/input/settings.js';
+import { tempDir } from '../fakes.js';
 
 let dir: string;
 let cleanup: () => Promise<void>;

@@ -4,8 +4,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { readLocalAddresses, withoutSelfCapture } from '../../src/net/local-addresses.js';
-import { desired } from './fakes.js';
+import { readLocalAddresses, withoutSelfCapture } from '../../../src/net/local-addresses.js';
+import { desired } from '../fakes.js';
 
 describe('readLocalAddresses', () => {
   test('reads IPv6 from if_inet6 and IPv4 from the LOCAL host entries of fib_trie, not networks or broadcasts', async () => {

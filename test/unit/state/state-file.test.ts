@@ -1,8 +1,8 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { readSnapshot, SNAPSHOT_FILE, writeSnapshot, type Snapshot } from '../../src/state/state-file.js';
-import { tempDir } from './fakes.js';
+import { readSnapshot, SNAPSHOT_FILE, writeSnapshot, type Snapshot } from '../../../src/state/state-file.js';
+import { tempDir } from '../fakes.js';
 
 let dir: string;
 let cleanup: () => Promise<void>;

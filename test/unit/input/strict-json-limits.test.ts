@@ -1,8 +1,8 @@
 // A file near the size cap made of nothing but nesting or tiny values is
 // refused by the pre-scan, before JSON.parse builds it.
 import { describe, expect, test } from 'vitest';
-import { MappingFileError, parseMappingFile } from '../../src/input/mapping-file.js';
-import { MAX_VALUES, strictJsonProblem } from '../../src/input/strict-json.js';
+import { MappingFileError, parseMappingFile } from '../../../src/input/mapping-file.js';
+import { MAX_VALUES, strictJsonProblem } from '../../../src/input/strict-json.js';
 
 const refusal = (text: string) => {
   try {

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
-import { RouteTable, sameVia } from '../../src/kernel/route-table.js';
+import { RouteTable, sameVia } from '../../../src/kernel/route-table.js';
 
 describe('RouteTable: the kernel answer for a main table under the default rules', () => {
   const t = new RouteTable([

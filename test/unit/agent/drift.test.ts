@@ -2,7 +2,7 @@
 // handleEvent() by hand, shaped like real monitor output, and the periodic
 // chain check is called directly. start() is never called (it spawns nft).
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
-import { DriftDetector } from '../../src/agent/drift.js';
+import { DriftDetector } from '../../../src/agent/drift.js';
 import {
   FakeNft,
   NftError,
@@ -11,10 +11,10 @@ import {
   type NftInterface,
   type TableFamily,
   type TableListing,
-} from '../../src/kernel/nft/index.js';
-import { EMPTY_VIEW, planSync } from '../../src/kernel/plan.js';
-import { CHAINS, TABLE } from '../../src/kernel/ruleset.js';
-import { desired, memoryLogger } from './fakes.js';
+} from '../../../src/kernel/nft/index.js';
+import { EMPTY_VIEW, planSync } from '../../../src/kernel/plan.js';
+import { CHAINS, TABLE } from '../../../src/kernel/ruleset.js';
+import { desired, memoryLogger } from '../fakes.js';
 
 interface DriftCall {
   reason: string;

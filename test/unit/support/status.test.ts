@@ -2,14 +2,14 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { explain, parseAddressInput } from '../../src/support/explain.js';
-import { AgentStats, renderMetrics } from '../../src/agent/metrics.js';
-import { FakeNft, Transaction } from '../../src/kernel/nft/index.js';
-import { EMPTY_VIEW, planSync } from '../../src/kernel/plan.js';
-import { APPLIED_FILE, USAGE_FILE, writeSnapshot, writeState, type AppliedState, type Snapshot } from '../../src/state/state-file.js';
-import { collectStatus, formatStatus, STATUS_EXIT } from '../../src/support/status.js';
-import { UsageTracker } from '../../src/agent/usage.js';
-import { desired, tempDir } from './fakes.js';
+import { explain, parseAddressInput } from '../../../src/support/explain.js';
+import { AgentStats, renderMetrics } from '../../../src/agent/metrics.js';
+import { FakeNft, Transaction } from '../../../src/kernel/nft/index.js';
+import { EMPTY_VIEW, planSync } from '../../../src/kernel/plan.js';
+import { APPLIED_FILE, USAGE_FILE, writeSnapshot, writeState, type AppliedState, type Snapshot } from '../../../src/state/state-file.js';
+import { collectStatus, formatStatus, STATUS_EXIT } from '../../../src/support/status.js';
+import { UsageTracker } from '../../../src/agent/usage.js';
+import { desired, tempDir } from '../fakes.js';
 
 let dir: string;
 let cleanup: () => Promise<void>;
