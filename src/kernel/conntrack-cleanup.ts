@@ -38,11 +38,17 @@ export class ConntrackCleanup implements Cleanup {
   request(targets: StaleTarget[]): void {
     for (const t of targets) this.pending.set(key(t), t);
     this.requests++;
-    if (this.pending.size && !this.running) {
-      this.running = this.drain().finally(() => {
-        this.running = null;
-      });
-    }
+    this.start();
+  }
+
+  private start(): void {
+    if (this.running || !this.pending.size) return;
+    // A request that lands after the last round looked at the queue but
+    // before this promise settles would otherwise wait for the next push.
+    this.running = this.drain().finally(() => {
+      this.running = null;
+      this.start();
+    });
   }
 
   /** Resolves when nothing is queued or running (apply waits for it before it exits). */

@@ -177,3 +177,36 @@ exit 1
     ]);
   });
 });
+
+describe('ConntrackCleanup rounds', () => {
+  /** A table with nothing to delete that records each sweep's family. */
+  const table = (sweeps: number[]) => ({
+    via: 'test',
+    list: async () => [],
+    sweep: async (family: 4 | 6) => {
+      sweeps.push(family);
+      return 0;
+    },
+  });
+
+  test('a request arriving as the last round ends (before the queue is seen empty twice) still gets its round', async () => {
+    const sweeps: number[] = [];
+    const outcomes: CleanupOutcome[] = [];
+    let asked = false;
+    const c: ConntrackCleanup = new ConntrackCleanup(
+      () => table(sweeps),
+      (o) => {
+        outcomes.push(o);
+        // Queued now, run after the round's loop has found the queue empty.
+        if (!asked) queueMicrotask(() => c.request([{ family: 4, from: '10.0.0.1', to: '10.0.0.2' }]));
+        asked = true;
+      },
+    );
+    c.request([{ family: 6, from: 'fdbb::1', to: 'fdcc::2' }]);
+    await c.settled();
+    await new Promise((r) => setTimeout(r, 10));
+    await c.settled();
+    expect(sweeps).toEqual([6, 4]);
+    expect(outcomes).toHaveLength(2);
+  });
+});
