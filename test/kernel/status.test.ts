@@ -111,20 +111,22 @@ describe('addrmap status', () => {
     expect((await execFile('mount', ['-o', 'remount,bind,ro', ro])).code).toBe(0);
 
     const before = await listing(lab.paths.stateDir);
-    const asNobody = await execFile('ip', [
-      'netns',
-      'exec',
-      lab.guest,
-      'setpriv',
-      '--reuid=65534',
-      '--regid=65534',
-      '--clear-groups',
-      process.execPath,
-      ADDRMAP,
-      'status',
-      '--json',
-      `--state-dir=${ro}`,
-    ]);
+    // status as an unprivileged user, in the guest.
+    const statusAsNobody = (...args: string[]) =>
+      execFile('ip', [
+        'netns',
+        'exec',
+        lab.guest,
+        'setpriv',
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        process.execPath,
+        ADDRMAP,
+        'status',
+        ...args,
+      ]);
+    const asNobody = await statusAsNobody('--json', `--state-dir=${ro}`);
     expect(asNobody.stderr).toBe('');
     expect(asNobody.code).toBe(0);
     const report = JSON.parse(asNobody.stdout);
@@ -133,19 +135,7 @@ describe('addrmap status', () => {
     expect(row.packets).toBeGreaterThan(5);
     expect(row.lastSeen).not.toBeNull();
     expect(row.inKernel).toBeNull();
-    const text = await execFile('ip', [
-      'netns',
-      'exec',
-      lab.guest,
-      'setpriv',
-      '--reuid=65534',
-      '--regid=65534',
-      '--clear-groups',
-      process.execPath,
-      ADDRMAP,
-      'status',
-      `--state-dir=${ro}`,
-    ]);
+    const text = await statusAsNobody(`--state-dir=${ro}`);
     expect(text.stdout).toContain('kernel:       not read; run as root');
 
     // As root against the read-only copy: works, and writes nothing.
