@@ -12,15 +12,14 @@ import { createInterface } from 'node:readline';
 import { normalizeIp } from '../net/address.js';
 import { dyingWithUs, recordChild } from '../kernel/child-guard.js';
 import type { Logger } from './logger.js';
-import { FULL_RULESET, TABLE, type Ruleset } from '../kernel/ruleset.js';
-import type { Chain, NftInterface, TableFamily, TableListing, Transaction } from '../kernel/nft/index.js';
+import { FULL_RULESET, type Ruleset } from '../kernel/ruleset.js';
+import type { Chain, NftInfo, NftInterface, Table, TableListing, Transaction } from '../kernel/nft/index.js';
 
 export interface DriftOptions {
   log: Logger;
   binary?: string;
   /** Period of the chain check. */
   checkIntervalMs?: number;
-  listChains: () => Promise<Chain[]>;
   /** The table's shape on this kernel (default: a kernel that accepts everything). */
   ruleset?: Ruleset;
   /** setpriv, to have the kernel kill the monitor with the agent (null: not in the image). */
@@ -153,8 +152,20 @@ export class DriftDetector implements NftInterface {
     }
   }
 
-  listTable(family: TableFamily, name: string): Promise<TableListing | null> {
-    return this.inner.listTable(family, name);
+  get table(): Table {
+    return this.inner.table;
+  }
+  ready(): Promise<NftInfo> {
+    return this.inner.ready();
+  }
+  check(tx: Transaction): Promise<void> {
+    return this.inner.check(tx);
+  }
+  list(): Promise<TableListing | null> {
+    return this.inner.list();
+  }
+  listChains(): Promise<Chain[]> {
+    return this.inner.listChains();
   }
 
   setOnDrift(fn: (reason: string, certain: boolean) => void): void {
@@ -193,7 +204,7 @@ export class DriftDetector implements NftInterface {
     if (!kind || !isObj(raw)) return;
     const obj = raw as MonitoredObject;
     const table = kind === 'table' ? obj.name : obj.table;
-    if (table !== TABLE.name || obj.family !== TABLE.family) return;
+    if (table !== this.table.name || obj.family !== this.table.family) return;
     const foreign =
       kind === 'element' ? (obj.elem?.set ?? []).map(elementKey).filter((key) => !this.consume(`${verb} ${obj.name} ${key}`)) : null;
     if (foreign?.length === 0) return; // our own element echoes
@@ -272,15 +283,14 @@ export class DriftDetector implements NftInterface {
     this.checking = true;
     let chains: Chain[];
     try {
-      chains = await this.o.listChains();
+      chains = await this.inner.listChains();
     } catch {
       return; // a transient nft failure is not drift
     } finally {
       this.checking = false;
     }
-    const ours = chains.filter((c) => c.family === TABLE.family && c.table === TABLE.name);
     const missing = (this.o.ruleset ?? FULL_RULESET).chains.filter(
-      (want) => !ours.some((c) => c.name === want.name && c.hook === want.hook && c.prio === want.prio),
+      (want) => !chains.some((c) => c.name === want.name && c.hook === want.hook && c.prio === want.prio),
     );
     if (missing.length) this.onDrift(`chain ${missing.map((c) => c.name).join(', ')} missing or changed`, true);
   }

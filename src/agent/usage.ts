@@ -4,7 +4,7 @@
 // stale literals and when the bridge can be retired.
 import { normalizeIp } from '../net/address.js';
 import type { NftInterface, TableListing } from '../kernel/nft/index.js';
-import { COUNT_SET_NAMES, PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, TABLE, decodePrefixCount, decodePrefixRule } from '../kernel/ruleset.js';
+import { COUNT_SET_NAMES, PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, decodePrefixCount, decodePrefixRule } from '../kernel/ruleset.js';
 import type { MappingUsage, UsageState } from '../state/state-file.js';
 import { prefixKey } from '../net/prefix.js';
 
@@ -19,7 +19,7 @@ export class UsageTracker {
   }
 
   async sample(now = new Date()): Promise<UsageState> {
-    const listing = await this.nft.listTable(TABLE.family, TABLE.name);
+    const listing = await this.nft.list();
     const next = new Map<string, MappingUsage>();
     for (const [key, { packets, bytes }] of countersOf(listing)) {
       const prev = this.last.get(key);

@@ -143,7 +143,7 @@ export async function main(argv: string[]): Promise<number> {
       const config = await loadConfig(paths.config).catch(() => DEFAULT_CONFIG);
       const report = await collectStatus({
         stateDir: paths.stateDir,
-        nft: root ? new ExecNft() : null,
+        nft: root ? new ExecNft(TABLE) : null,
         conntrack: root ? conntrackTable() : null,
         retireAfterSeconds: config.retireAfterSeconds,
         flag: await currentFlag(process.env, config.enabled).catch(() => undefined),
@@ -198,11 +198,11 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     }
     lock = got;
   }
-  const nft = new ExecNft();
+  const nft = new ExecNft(TABLE);
   let ruleset: Ruleset;
   try {
     // Run together; a missing or unusable nft is the error to report first.
-    const [checked, probed] = await Promise.allSettled([nft.check(), probeKernel((tx) => nft.validate(tx))]);
+    const [checked, probed] = await Promise.allSettled([nft.ready(), probeKernel((tx) => nft.check(tx))]);
     if (checked.status === 'rejected') throw checked.reason;
     if (probed.status === 'rejected') throw probed.reason;
     ruleset = probed.value.ruleset;
@@ -235,7 +235,6 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     if (reaped.length) log.info({ event: 'orphans_killed', pids: reaped }, "killed a previous agent's leftover nft monitor");
     drift = new DriftDetector(nft, {
       log,
-      listChains: () => nft.listChains(),
       ruleset,
       setpriv: await findSetpriv(),
       stateDir: paths.stateDir,
@@ -347,8 +346,8 @@ async function explainCommand(input: string, stateDir: string, json: boolean): P
   const applied = await readState<AppliedState>(stateDir, APPLIED_FILE);
   let kernel: Map<string, string> | undefined;
   if (process.geteuid?.() === 0) {
-    const view = await new ExecNft()
-      .listTable(TABLE.family, TABLE.name)
+    const view = await new ExecNft(TABLE)
+      .list()
       .then(viewFromListing)
       .catch(() => null);
     if (view) kernel = new Map([...view.v4, ...view.v6]);

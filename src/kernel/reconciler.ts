@@ -70,7 +70,7 @@ export class Reconciler {
     // addrmap's and do not count.
     const local = this.deps.localAddresses ? await this.deps.localAddresses() : { v4: [], v6: [] };
     const { desired, captured } = withoutSelfCapture(selfOk, local, new Set(selfOk.self?.keys() ?? []));
-    const current = this.view ?? viewFromListing(await this.deps.nft.listTable(TABLE.family, TABLE.name), rs);
+    const current = this.view ?? viewFromListing(await this.deps.nft.list(), rs);
     const plan = planSync(current, desired, this.forceFull, rs);
     const forcedOnly = this.forceFull && planSync(current, desired, false, rs).kind === 'none';
     // Own previous addresses exist before traffic is sent to them, and go
@@ -157,7 +157,7 @@ export class Reconciler {
 
   /** Removes addrmap's table, routes and own-address entries; everything else stays as it is. */
   async disable(): Promise<{ removedTable: boolean; routesRemoved: number }> {
-    const listing = await this.deps.nft.listTable(TABLE.family, TABLE.name);
+    const listing = await this.deps.nft.list();
     const exists = listing !== null;
     if (exists) {
       await this.deps.nft.run(new Transaction().delete({ table: TABLE }));

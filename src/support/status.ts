@@ -122,7 +122,7 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
   const live = new Map<string, { packets: number; bytes: number }>();
   if (src.nft) {
     try {
-      const listing = await src.nft.listTable(TABLE.family, TABLE.name);
+      const listing = await src.nft.list();
       tablePresent = listing !== null;
       // The shape the agent chose for this kernel, or it would all look altered.
       kernel = viewFromListing(listing, snap?.kernel ? buildRuleset(snap.kernel) : FULL_RULESET);

@@ -42,7 +42,7 @@ beforeAll(async () => {
   wrapper = join(dir, 'nft');
   // Every nft of this file runs in the namespace: the host's ruleset is never touched.
   await writeFile(wrapper, `#!/bin/sh\nexec ip netns exec ${NS} nft "$@"\n`, { mode: 0o755 });
-  kernel = new ExecNft(wrapper, dir);
+  kernel = new ExecNft(TABLE, wrapper, dir);
 });
 
 afterAll(async () => {
@@ -473,9 +473,9 @@ const SCENARIOS: Scenario[] = [
 
 type Outcome = { ok: true } | { ok: false; kind: NftError['kind']; detail: string };
 
-async function outcome(nft: NftInterface, t: Transaction): Promise<Outcome> {
+async function outcome(nft: NftInterface, t: Transaction, how: 'run' | 'check' = 'run'): Promise<Outcome> {
   try {
-    await nft.run(t);
+    await (how === 'run' ? nft.run(t) : nft.check(t));
     return { ok: true };
   } catch (e) {
     if (!(e instanceof NftError)) throw e;
@@ -517,20 +517,60 @@ describe('FakeNft against the kernel (nft in a network namespace)', () => {
     const fake = new FakeNft();
     // A fresh namespace state per scenario.
     await must(wrapper, ['flush', 'ruleset']);
-    const list = (nft: NftInterface) => nft.listTable(TABLE.family, TABLE.name);
+    const list = (nft: NftInterface) => nft.list();
     for (const step of scenario.steps) {
       const build = (l: TableListing | null) => (typeof step.tx === 'function' ? step.tx(l) : step.tx);
       const [fakeBefore, kernelBefore] = [await list(fake), await list(kernel)];
+      // A check answers what the run will, and changes nothing.
+      const fc = await outcome(fake, build(fakeBefore), 'check');
+      const kc = await outcome(kernel, build(kernelBefore), 'check');
       const f = await outcome(fake, build(fakeBefore));
       const k = await outcome(kernel, build(kernelBefore));
       const where = `${scenario.name} / ${step.name}\n  fake:   ${JSON.stringify(f)}\n  kernel: ${JSON.stringify(k)}`;
       expect(k.ok ? 'ok' : k.kind, `the kernel's answer\n${where}`).toBe(step.fails ?? 'ok');
       expect(f.ok ? 'ok' : f.kind, `fake vs kernel\n${where}`).toBe(k.ok ? 'ok' : k.kind);
+      expect(
+        [fc, kc].map((c) => (c.ok ? 'ok' : c.kind)),
+        `check vs run\n${where}`,
+      ).toEqual([k.ok ? 'ok' : k.kind, k.ok ? 'ok' : k.kind]);
       const [fakeAfter, kernelAfter] = [await list(fake), await list(kernel)];
       expect(normalise(fakeAfter), `listing after\n${where}`).toStrictEqual(normalise(kernelAfter));
+      expect(byName(await fake.listChains()), `chains after\n${where}`).toStrictEqual(byName(await kernel.listChains()));
       // A failed transaction leaves no trace, on either side.
       if (!k.ok) expect(normalise(kernelAfter), `kernel unchanged\n${where}`).toStrictEqual(normalise(kernelBefore));
       if (!f.ok) expect(normalise(fakeAfter), `fake unchanged\n${where}`).toStrictEqual(normalise(fakeBefore));
     }
+  });
+});
+
+const byName = (cs: Chain[]) => [...cs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+
+describe('one client, one table', () => {
+  test("listChains shows the client's own table only, and run and check refuse any other table, on both", async () => {
+    await must(wrapper, ['flush', 'ruleset']);
+    const fake = new FakeNft();
+    // Chains of addrmap's names in another table of the family, and in a table of addrmap's name in another family.
+    const others = [
+      { family: 'inet' as const, name: 'nat' },
+      { family: 'ip' as const, name: TABLE.name },
+    ];
+    for (const t of others) {
+      const foreign = new Transaction().add({ table: t });
+      for (const c of FULL_RULESET.chains) foreign.add({ chain: { ...c, family: t.family, table: t.name } });
+      await fake.runAnyTable(foreign);
+      await new ExecNft(t, wrapper, dir).run(foreign);
+    }
+    expect(await fake.listChains()).toEqual([]);
+    expect(await kernel.listChains()).toEqual([]);
+    await fake.run(full(A));
+    await kernel.run(full(A));
+    const [f, k] = [byName(await fake.listChains()), byName(await kernel.listChains())];
+    expect(f).toStrictEqual(k);
+    expect(new Set(k.map((c) => `${c.family} ${c.table}`))).toEqual(new Set([`${TABLE.family} ${TABLE.name}`]));
+    expect(k.map((c) => c.name).sort()).toEqual(FULL_RULESET.chains.map((c) => c.name).sort());
+
+    const elsewhere = new Transaction().add({ table: others[0]! });
+    for (const nft of [fake, kernel])
+      for (const how of ['run', 'check'] as const) expect(await outcome(nft, elsewhere, how)).toMatchObject({ ok: false, kind: 'invalid' });
   });
 });

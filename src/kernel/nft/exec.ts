@@ -8,18 +8,16 @@ import { join } from 'node:path';
 import { execFile } from '../exec.js';
 import { decodeChains, decodeListing, encodeBatch } from './json.js';
 import {
+  assertOwnTable,
   NftError,
   type Chain,
   type NftErrorKind,
+  type NftInfo,
   type NftInterface,
-  type TableFamily,
+  type Table,
   type TableListing,
   type Transaction,
 } from './types.js';
-
-export interface NftInfo {
-  version: string;
-}
 
 /** Linux caps one argument at 128 KiB (MAX_ARG_STRLEN); stay well under. */
 const MAX_ARG_BATCH = 100 * 1024;
@@ -29,17 +27,18 @@ const MIN_VERSION = [0, 9, 7];
 
 export class ExecNft implements NftInterface {
   constructor(
+    readonly table: Table,
     private readonly binary = 'nft',
     /** Where batch files are written; private to this process. */
     private readonly scratchParent = tmpdir(),
   ) {}
 
-  /** Checks that nft exists, is new enough and speaks JSON; throws a clear NftError otherwise. */
-  async check(): Promise<NftInfo> {
+  async ready(): Promise<NftInfo> {
     // Both questions at once: every process on the start path delays the first rules.
     const [versionRun, jsonRun] = await Promise.allSettled([
       execFile(this.binary, ['--version']),
-      execFile(this.binary, ['-j', 'list', 'tables']),
+      // Not `list tables`: that loads every set element (seconds at 100k mappings).
+      execFile(this.binary, ['-j', 'list', 'chains']),
     ]);
     if (versionRun.status === 'rejected') {
       throw new NftError('nftables is not usable', `${(versionRun.reason as Error).message}; install the nftables package`);
@@ -51,9 +50,9 @@ export class ExecNft implements NftInterface {
     if (compare(version, MIN_VERSION) < 0) {
       throw new NftError(`nft ${version.join('.')} is too old`, `addrmap needs ${MIN_VERSION.join('.')} or newer`);
     }
-    if (jsonRun.status === 'rejected') throw new NftError('nft cannot list tables in JSON', (jsonRun.reason as Error).message);
+    if (jsonRun.status === 'rejected') throw new NftError('nft cannot list chains in JSON', (jsonRun.reason as Error).message);
     const json = jsonRun.value;
-    if (json.code !== 0) throw new NftError('nft cannot list tables in JSON', json.stderr.trim());
+    if (json.code !== 0) throw new NftError('nft cannot list chains in JSON', json.stderr.trim());
     try {
       JSON.parse(json.stdout);
     } catch {
@@ -63,16 +62,15 @@ export class ExecNft implements NftInterface {
   }
 
   async run(tx: Transaction): Promise<void> {
+    assertOwnTable(this.table, tx);
     if (tx.size === 0) return;
     const res = await this.send(JSON.stringify(encodeBatch(tx)), []);
     if (res.code !== 0) throw new NftError('nft transaction failed, nothing was changed', res.stderr.trim(), nftErrorKind(res.stderr));
   }
 
-  /**
-   * Asks the kernel to validate a transaction without committing it (nft
-   * --check): proves at start that it accepts addrmap's table, NAT included.
-   */
-  async validate(tx: Transaction): Promise<void> {
+  /** At start, proves that the kernel accepts addrmap's table, NAT included. */
+  async check(tx: Transaction): Promise<void> {
+    assertOwnTable(this.table, tx);
     const res = await this.send(JSON.stringify(encodeBatch(tx)), ['-c']);
     if (res.code !== 0) {
       throw new NftError(
@@ -97,14 +95,15 @@ export class ExecNft implements NftInterface {
     }
   }
 
-  /** Every chain of every table, without rules or set elements: cheap at any map size. */
   async listChains(): Promise<Chain[]> {
-    const res = await execFile(this.binary, ['-j', 'list', 'chains']);
+    // nft lists every table's chains (a family at most): the filter is ours.
+    const res = await execFile(this.binary, ['-j', 'list', 'chains', this.table.family]);
     if (res.code !== 0) throw new NftError('cannot list chains', res.stderr.trim(), nftErrorKind(res.stderr));
-    return decodeChains(JSON.parse(res.stdout));
+    return decodeChains(JSON.parse(res.stdout)).filter((c) => c.table === this.table.name);
   }
 
-  async listTable(family: TableFamily, name: string): Promise<TableListing | null> {
+  async list(): Promise<TableListing | null> {
+    const { family, name } = this.table;
     const res = await execFile(this.binary, ['-j', 'list', 'table', family, name]);
     if (res.code !== 0) {
       // Listing one table fails "not found" for that table alone.

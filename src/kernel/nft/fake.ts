@@ -11,14 +11,17 @@
 // order, as the kernel's do, but their values are the fake's own.
 import { describeObject } from './json.js';
 import {
+  assertOwnTable,
   NftError,
   type Chain,
   type Element,
   type KeyType,
   type NftErrorKind,
+  type NftInfo,
   type NftInterface,
   type Operation,
   type Rule,
+  type Table,
   type TableFamily,
   type TableListing,
   Transaction,
@@ -60,44 +63,77 @@ export class FakeNft implements NftInterface {
   /** Every transaction that was run, committed or not, for assertions. */
   readonly history: { tx: Transaction; committed: boolean }[] = [];
 
+  /** A fake kernel, seen through a client of `table` (addrmap's own by default). */
+  constructor(readonly table: Table = { family: 'inet', name: 'addrmap' }) {}
+
   /** The next run() fails as the kernel would, with this message (and kind). */
   failNextRun(message = 'Operation not permitted', kind: NftErrorKind = 'other'): void {
     this.failures.push({ message, kind });
   }
 
+  async ready(): Promise<NftInfo> {
+    return { version: 'fake' };
+  }
+
   async run(tx: Transaction): Promise<void> {
+    assertOwnTable(this.table, tx);
+    return this.runAnyTable(tx);
+  }
+
+  /** Another tool's transaction, on any table (a firewall beside addrmap's, say). */
+  async runAnyTable(tx: Transaction): Promise<void> {
     const injected = this.failures.shift();
     if (injected !== undefined) {
       this.history.push({ tx, committed: false });
       throw new NftError(FAILED, injected.message, injected.kind);
     }
-    let work: Map<string, FakeTable>;
-    let handle = this.nextHandle;
+    let result: { tables: Map<string, FakeTable>; handle: number };
     try {
-      // nft's pass: what the kernel would refuse is skipped here. None of its
-      // checks looks at elements, so the copy leaves them out.
-      const evaluated = cloneTables(this.tables, false);
-      let h = handle;
-      for (const op of tx.operations) {
-        try {
-          h = apply(evaluated, op, h);
-        } catch (e) {
-          if (!(e instanceof NftError) || stages.get(e) !== 'kernel') throw e;
-        }
-      }
-      // The kernel's pass, then the checks it makes at commit.
-      work = cloneTables(this.tables, true);
-      for (const op of tx.operations) handle = apply(work, op, handle);
-      for (const t of work.values()) validateTable(t);
+      result = this.evaluate(tx);
     } catch (e) {
       this.history.push({ tx, committed: false });
       throw e;
     }
-    this.tables = work;
-    this.nextHandle = handle;
+    this.tables = result.tables;
+    this.nextHandle = result.handle;
     this.history.push({ tx, committed: true });
   }
 
+  async check(tx: Transaction): Promise<void> {
+    assertOwnTable(this.table, tx);
+    this.evaluate(tx);
+  }
+
+  async list(): Promise<TableListing | null> {
+    return this.listTable(this.table.family, this.table.name);
+  }
+
+  async listChains(): Promise<Chain[]> {
+    return (await this.list())?.chains ?? [];
+  }
+
+  /** What the kernel would hold after the transaction; throws what nft and the kernel would refuse. */
+  private evaluate(tx: Transaction): { tables: Map<string, FakeTable>; handle: number } {
+    let handle = this.nextHandle;
+    // nft's pass: what the kernel would refuse is skipped here. None of its
+    // checks looks at elements, so the copy leaves them out.
+    const evaluated = cloneTables(this.tables, false);
+    let h = handle;
+    for (const op of tx.operations) {
+      try {
+        h = apply(evaluated, op, h);
+      } catch (e) {
+        if (!(e instanceof NftError) || stages.get(e) !== 'kernel') throw e;
+      }
+    }
+    // The kernel's pass, then the checks it makes at commit.
+    const work = cloneTables(this.tables, true);
+    for (const op of tx.operations) handle = apply(work, op, handle);
+    for (const t of work.values()) validateTable(t);
+    return { tables: work, handle };
+  }
+
+  /** Any table with its contents, as `nft list table` shows it: for assertions on the whole fake kernel. */
   async listTable(family: TableFamily, name: string): Promise<TableListing | null> {
     const t = this.tables.get(key(family, name));
     if (!t) return null;

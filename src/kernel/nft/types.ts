@@ -86,11 +86,55 @@ export interface TableListing {
   sets?: (NftSet & { elements: Element[] })[];
 }
 
+/** What a client found at start: the nftables it talks to. */
+export interface NftInfo {
+  version: string;
+}
+
+/**
+ * addrmap's way into nftables: one client per table, and no way to touch any
+ * other. Everything the agent asks of the kernel's ruleset goes through it,
+ * start-up checks included, so a fake can stand in for all of it.
+ */
 export interface NftInterface {
+  /** The table every operation must name; run and check refuse any other. */
+  readonly table: Table;
+  /** Checks that nftables can be used here (present, new enough, speaks JSON); a clear NftError otherwise. */
+  ready(): Promise<NftInfo>;
   /** Applies every operation of the transaction, or none of them. */
   run(tx: Transaction): Promise<void>;
-  /** One table with its contents, or null when it does not exist. */
-  listTable(family: TableFamily, name: string): Promise<TableListing | null>;
+  /** Has the kernel validate the transaction without committing it (nft --check). */
+  check(tx: Transaction): Promise<void>;
+  /** The table with its contents, or null when it does not exist. */
+  list(): Promise<TableListing | null>;
+  /** The table's chains, without rules or elements: cheap at any map size. Empty when the table does not exist. */
+  listChains(): Promise<Chain[]>;
+}
+
+/** The table an object belongs to. */
+function tableOf(o: NftObject): TableRef {
+  if ('table' in o) return { family: o.table.family, table: o.table.name };
+  if ('chain' in o) return o.chain;
+  if ('rule' in o) return o.rule;
+  if ('map' in o) return o.map;
+  if ('set' in o) return o.set;
+  return o.element;
+}
+
+/**
+ * Refuses a transaction that names another table than the client's: a bug in
+ * the caller, stopped before anything reaches the kernel.
+ */
+export function assertOwnTable(table: Table, tx: Transaction): void {
+  for (const op of tx.operations) {
+    const t = tableOf(op.object);
+    if (t.family !== table.family || t.table !== table.name)
+      throw new NftError(
+        'refused',
+        `${op.verb} on table ${t.family} ${t.table}: this client works on ${table.family} ${table.name} only`,
+        'invalid',
+      );
+  }
 }
 
 /**

@@ -20,10 +20,11 @@ let nft: FakeNft;
 const list = () => nft.listTable('inet', 'addrmap');
 
 /** Runs tx, expecting the whole transaction to fail with an error of `kind` (and `detail`), and the table to be exactly as before. */
-async function expectRejected(tx: Transaction, kind: NftErrorKind, detail?: RegExp): Promise<void> {
+/** Fails the way nft would; `anyTable` runs it as another tool, not through addrmap's client. */
+async function expectRejected(tx: Transaction, kind: NftErrorKind, detail?: RegExp, anyTable = false): Promise<void> {
   const before = await list();
   const historyBefore = nft.history.length;
-  const err = await nft.run(tx).then(
+  const err = await (anyTable ? nft.runAnyTable(tx) : nft.run(tx)).then(
     () => null,
     (e: unknown) => e,
   );
@@ -203,9 +204,30 @@ describe('FakeNft tables, maps, chains and rules', () => {
   });
 
   test('deleting a missing table fails with ENOENT', async () => {
-    await expectRejected(new Transaction().delete({ table: { family: 'inet', name: 'nope' } }), 'not-found', /No such file or directory/);
+    const notFound = /No such file or directory/;
+    await expectRejected(new Transaction().delete({ table: { family: 'inet', name: 'nope' } }), 'not-found', notFound, true);
     // Same name, other family: a different table.
-    await expectRejected(new Transaction().delete({ table: { family: 'ip6', name: 'addrmap' } }), 'not-found', /No such file or directory/);
+    await expectRejected(new Transaction().delete({ table: { family: 'ip6', name: 'addrmap' } }), 'not-found', notFound, true);
+  });
+
+  test('check answers what run would, and commits nothing', async () => {
+    const before = await list();
+    await nft.check(new Transaction().delete(table));
+    await expect(nft.check(new Transaction().create(table))).rejects.toMatchObject({ kind: 'exists' });
+    expect(await list()).toEqual(before);
+    expect(nft.history).toHaveLength(1);
+  });
+
+  test("addrmap's client refuses another table's operations before anything is evaluated", async () => {
+    const before = await list();
+    for (const t of [
+      new Transaction().add({ table: { family: 'inet', name: 'firewall' } }),
+      new Transaction().add(table).delete({ table: { family: 'ip6', name: 'addrmap' } }),
+    ])
+      for (const how of [(x: Transaction) => nft.run(x), (x: Transaction) => nft.check(x)])
+        await expect(how(t)).rejects.toMatchObject({ kind: 'invalid', detail: expect.stringMatching(/works on inet addrmap only/) });
+    expect(await list()).toEqual(before);
+    expect(nft.history).toHaveLength(1); // the table's, made before each test
   });
 
   test('"add, delete, add table" empties an existing table', async () => {

@@ -12,6 +12,7 @@ import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { desired, memoryLogger } from '../fakes.js';
+import { NftThrough } from '../nft-through.js';
 
 /** A kernel like 6.1: a lookup whose set is a map (a match against "@map") is EINVAL. */
 function kernelRejecting(rejects: (tx: Transaction) => boolean) {
@@ -166,18 +167,17 @@ describe('kernel work never piles up', () => {
     let release!: () => void;
     let calls = 0;
     const nft = new FakeNft();
-    const slowRun = {
-      run: (tx: Transaction) => new Promise<void>((r) => (release = () => void nft.run(tx).then(r))),
-      listTable: nft.listTable.bind(nft),
-    };
-    const d = new DriftDetector(slowRun, {
-      log: memoryLogger().log,
-      listChains: async () => {
+    class Slow extends NftThrough {
+      override run(tx: Transaction) {
+        return new Promise<void>((r) => (release = () => void nft.run(tx).then(r)));
+      }
+      override async listChains() {
         calls++;
         await new Promise((r) => setTimeout(r, 20));
         return [];
-      },
-    });
+      }
+    }
+    const d = new DriftDetector(new Slow(nft), { log: memoryLogger().log });
     d.setOnDrift(() => {});
     d.tableExpected = true;
     const first = d.checkChains();
@@ -203,7 +203,13 @@ test('a large transaction runs with the monitor stopped (the kernel queues no no
   const nft = new FakeNft();
   const logger = memoryLogger();
   let chainChecks = 0;
-  const d = new DriftDetector(nft, { log: logger.log, binary: bin, listChains: async () => (chainChecks++, []), checkIntervalMs: 60_000 });
+  class Counted extends NftThrough {
+    override async listChains() {
+      chainChecks++;
+      return [];
+    }
+  }
+  const d = new DriftDetector(new Counted(nft), { log: logger.log, binary: bin, checkIntervalMs: 60_000 });
   const drift: string[] = [];
   d.setOnDrift((reason) => drift.push(reason));
   d.start();
