@@ -21,12 +21,30 @@ export interface Libc {
 }
 
 let loaded: Libc | Error | undefined;
+let addon: Koffi | Error | undefined;
+
+/**
+ * The koffi module itself, loaded once, for modules that bind C libraries of
+ * their own (libnftables); or why it cannot be loaded here.
+ */
+export function koffiAddon(): Koffi | Error {
+  if (addon === undefined) {
+    try {
+      addon = loadKoffi();
+    } catch (e) {
+      addon = e as Error;
+    }
+  }
+  return addon;
+}
 
 /** libc through the FFI, or why it cannot be had here. */
 export function libc(): Libc | Error {
   if (loaded === undefined) {
+    const k = koffiAddon();
     try {
-      loaded = bindLibc(loadKoffi());
+      if (k instanceof Error) throw k;
+      loaded = bindLibc(k);
     } catch (e) {
       loaded = new Error(`in-process kernel access unavailable: ${(e as Error).message}`);
     }
