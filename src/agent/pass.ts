@@ -1,0 +1,124 @@
+// One pass of the data flow, as a function of its inputs: config and flag ->
+// mapping file -> parsed mappings -> desired state -> kernel. It returns one
+// outcome and writes nothing but the kernel; the recorder turns the outcome
+// into log lines, counters and state files. A refused or failed pass never
+// changes the kernel: the last known good state stays.
+import { createHash } from 'node:crypto';
+import { loadConfig, ownUid, type Config } from '../input/config.js';
+import { readTrustedFile, ResourceError, UntrustedFileError, DEFAULT_MAX_BYTES } from '../input/trusted-file.js';
+import { readKernelCmdline, resolveFlag, type Flag } from '../input/flag.js';
+import { parseMappingFile, splitExpired, MappingFileError, type MappingFile } from '../input/mapping-file.js';
+import { resolveChains, type DesiredMappings } from '../desired/resolve.js';
+import type { Reconciler, SyncResult } from '../kernel/reconciler.js';
+import type { Paths } from '../input/settings.js';
+
+export interface PassInputs {
+  paths: Paths;
+  env: NodeJS.ProcessEnv;
+  reconciler: Reconciler;
+  /** The highest generation accepted so far, if any. */
+  accepted: number | undefined;
+  /** Apply a file below the accepted generation, this once. */
+  acceptLower: boolean;
+  /** The flag as last seen, kept when the config cannot be read. */
+  lastFlag: Flag;
+}
+
+/** What one pass did. Every kind but `applied` and `unchanged` left the kernel as it was (`disabled` removed addrmap's own). */
+export type PassOutcome = { durationMs: number } & (
+  | { kind: 'config-refused'; flag: Flag; reason: string }
+  | { kind: 'failed'; flag: Flag; config?: Config; generation?: number; reason: string }
+  | { kind: 'disabled'; flag: Flag; config: Config; removedTable: boolean; routesRemoved: number }
+  | { kind: 'no-file'; flag: Flag; config: Config }
+  | {
+      kind: 'refused';
+      flag: Flag;
+      config: Config;
+      generation?: number;
+      error: MappingFileError;
+      /** Tells one bad file from another without keeping its text: the same file read again is the same push. */
+      fingerprint: string;
+    }
+  | {
+      kind: 'applied' | 'unchanged';
+      flag: Flag;
+      config: Config;
+      file: MappingFile;
+      desired: DesiredMappings;
+      sync: SyncResult;
+      expired: number;
+      /** Set when a lower generation was accepted, as asked: the generation it replaced. */
+      lowered?: number;
+    }
+);
+
+export async function runPass(i: PassInputs): Promise<PassOutcome> {
+  const started = performance.now();
+  const done = <T extends object>(o: T) => ({ ...o, durationMs: ms(started) });
+
+  let config: Config;
+  let flag: Flag;
+  try {
+    config = await loadConfig(i.paths.config);
+    flag = resolveFlag(i.env, await readKernelCmdline(i.env), config.enabled);
+  } catch (e) {
+    // A broken config must not flip the feature either way: keep the state.
+    const reason = (e as Error).message;
+    if (e instanceof ResourceError) return done({ kind: 'failed', flag: i.lastFlag, reason });
+    return done({ kind: 'config-refused', flag: i.lastFlag, reason });
+  }
+
+  if (!flag.enabled) return done({ kind: 'disabled', flag, config, ...(await i.reconciler.disable()) });
+
+  let generation: number | undefined;
+  let text: string | null = null;
+  try {
+    text = await readMappingFile(i.paths.mappings);
+    // No file (yet, or deleted): keep whatever is installed. On a first
+    // boot there is nothing installed and nothing to do.
+    if (text === null) return done({ kind: 'no-file', flag, config });
+    generation = peekGeneration(text);
+    const file = parseMappingFile(text, { allowedTargets: config.allowedTargets });
+    generation = file.generation;
+    const lowered = i.acceptLower && i.accepted !== undefined && file.generation < i.accepted ? i.accepted : undefined;
+    if (i.accepted !== undefined && file.generation < i.accepted && lowered === undefined) {
+      throw new MappingFileError(
+        'generation',
+        `generation ${file.generation} is older than the applied generation ${i.accepted} (after a mistaken push: addrmap apply --accept-lower-generation)`,
+      );
+    }
+    const { live, expired } = splitExpired(file.mappings, Date.now());
+    const desired = resolveChains(live, file.self);
+    let sync: SyncResult;
+    try {
+      sync = await i.reconciler.sync(desired);
+    } catch (e) {
+      return done({ kind: 'failed', flag, config, generation, reason: (e as Error).message });
+    }
+    const kind = sync.kind === 'none' && i.accepted === file.generation ? 'unchanged' : 'applied';
+    return done({ kind, flag, config, file, desired, sync, expired: expired.length, ...(lowered === undefined ? {} : { lowered }) });
+  } catch (e) {
+    if (e instanceof ResourceError) return done({ kind: 'failed', flag, config, generation, reason: e.message });
+    if (!(e instanceof MappingFileError)) throw e;
+    const fingerprint = `${text === null ? e.message : createHash('sha256').update(text).digest('hex')}\0${generation}`;
+    return done({ kind: 'refused', flag, config, generation, error: e, fingerprint });
+  }
+}
+
+/** The generation of a file that may be refused, so the refusal can name it. */
+function peekGeneration(text: string): number | undefined {
+  const m = /"generation"\s*:\s*(\d{1,15})\b/.exec(text.slice(0, 4096));
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Trust and size failures are refusals like any other bad file. */
+async function readMappingFile(path: string): Promise<string | null> {
+  try {
+    return await readTrustedFile(path, { maxBytes: DEFAULT_MAX_BYTES, extraOwners: ownUid() });
+  } catch (e) {
+    if (e instanceof UntrustedFileError) throw new MappingFileError(null, e.message);
+    throw e;
+  }
+}
+
+export const ms = (since: number) => Math.round((performance.now() - since) * 10) / 10;
