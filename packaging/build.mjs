@@ -5,6 +5,12 @@
 import { build } from 'esbuild';
 import { readFile } from 'node:fs/promises';
 
+// ADDRMAP_BUILD_DIR: another output directory (one per worker when several
+// build and test the same checkout at once; the kernel tests then take the
+// bundle from ADDRMAP_TEST_BUNDLE).
+const outDir = process.env.ADDRMAP_BUILD_DIR
+  ? `${process.env.ADDRMAP_BUILD_DIR.replace(/\/$/, '')}/`
+  : new URL('../dist/', import.meta.url).pathname;
 const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
 
 const common = {
@@ -20,7 +26,7 @@ const common = {
 await Promise.all([
   build({
     ...common,
-    outfile: new URL('../dist/addrmap.mjs', import.meta.url).pathname,
+    outfile: `${outDir}addrmap.mjs`,
     format: 'esm',
     target: 'node22',
     // CommonJS dependencies (pino, ajv) call require() for Node built-ins.
@@ -30,7 +36,7 @@ await Promise.all([
   }),
   build({
     ...common,
-    outfile: new URL('../dist/addrmap.cjs', import.meta.url).pathname,
+    outfile: `${outDir}addrmap.cjs`,
     format: 'cjs',
     target: 'node24',
   }),

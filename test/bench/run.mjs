@@ -27,10 +27,10 @@ import {
   ROOT,
   SEA,
   Driver,
-  Lab,
   LineProc,
   baseEntries,
   baseMapping,
+  createLab,
   cleanupAll,
   descendants,
   installCleanup,
@@ -180,7 +180,7 @@ let NETLOAD = null;
 /** A TCP service on the peer's new address only, port PORT (so the stale range, local on the peer, refuses). */
 async function startTarget(lab) {
   const p = new LineProc(lab.spawnIn(lab.peer, NETLOAD, ['tcp-server', String(PORT), '2', ADDR.new6]), 'target server');
-  await p.waitFor((l) => l === 'ready', 10_000);
+  await p.waitLine((l) => l === 'ready', 10_000);
   return p;
 }
 
@@ -195,7 +195,7 @@ async function pushAtSize(size, trials, withAddElement) {
     `push: ${size} mappings installed, ${trials} trials each (addrmap, baseline script${withAddElement ? ', nft add element' : ''}), interleaved`,
   );
   const entries = baseEntries(size);
-  const [A, B] = await Promise.all([Lab.create({ staleRefused: true }), Lab.create({ staleRefused: true })]);
+  const [A, B] = await Promise.all([createLab({ staleRefused: true }), createLab({ staleRefused: true })]);
   const samples = () => ({
     addrmap: [],
     baseline: [],
@@ -210,17 +210,16 @@ async function pushAtSize(size, trials, withAddElement) {
   const s = samples();
   const w = samples();
   try {
-    await A.prepareAddrmap();
     await Promise.all([startTarget(A), startTarget(B)]);
     const agentStarted = nowMs();
     const agent = await startAgent(A);
     const script = await startBaseline(B);
     const t0 = nowMs();
     await pushFile(A.paths.mappings, mappingText(1, entries));
-    const initA = await agent.waitFor(applied(1), 600_000, { past: true });
+    const initA = await agent.waitLine(applied(1), 600_000, { past: true });
     const t1 = nowMs();
     await pushFile(B.paths.mappings, mappingText(1, entries));
-    await script.waitFor((l) => l === 'applied 1', 600_000, { past: true });
+    await script.waitLine((l) => l === 'applied 1', 600_000, { past: true });
     const baselineMs = nowMs() - t1;
     // Measure the steady state: after a full apply the agent may stay busy
     // (drift checks of its own rebuild's echoes); wait until it is idle, and
@@ -268,7 +267,7 @@ async function pushAtSize(size, trials, withAddElement) {
           rec.attempts.push(r.attempts);
           if (who === 'addrmap') rec.addrmapAt.push([round((r.t0 - agentStarted) / 1000, 1), round(r.ms, 1)]);
           if (who === 'addrmap') {
-            const done = await agent.waitFor(applied(gen), 600_000, { past: true });
+            const done = await agent.waitLine(applied(gen), 600_000, { past: true });
             rec.addrmapPass.push(done.v.durationMs);
             rec.addrmapDone.push(done.t - r.t0);
             // Pushes are minutes apart in production: let the agent finish
@@ -277,7 +276,7 @@ async function pushAtSize(size, trials, withAddElement) {
             await sleep(Math.max(0, 1100 - (nowMs() - done.t)));
             await waitQuiet(agent.pid, { windowMs: 200, maxCpuMs: 10 });
           } else {
-            const done = await script.waitFor((l) => l === `applied ${gen}` || l === 'failed', 600_000, { past: true });
+            const done = await script.waitLine((l) => l === `applied ${gen}` || l === 'failed', 600_000, { past: true });
             if (done.v === 'failed') throw new Error(`baseline script failed: ${script.stderr.slice(-1000)}`);
             rec.baselineDone.push(done.t - r.t0);
           }
@@ -372,14 +371,13 @@ async function scaleSection() {
   const s = { addrmap: [], nft: [], pass: [] };
   for (let rep = 0; rep < CONFIG.scale.fullApplyReps; rep++) {
     for (const who of shuffle(['addrmap', 'nft'])) {
-      const lab = await Lab.create({ peer: false });
+      const lab = await createLab({ peer: false });
       try {
         if (who === 'nft') {
           const r = await lab.exec(lab.guest, 'nft', ['-f', rulesetFile]);
           if (r.code !== 0) throw new Error(`nft -f failed: ${r.stderr}`);
           s.nft.push(r.ms);
         } else {
-          await lab.prepareAddrmap();
           await pushFile(lab.paths.mappings, text);
           const r = await run('ip', ['netns', 'exec', lab.guest, NODE, ADDRMAP, 'apply'], { env: lab.env() });
           if (r.code !== 0) throw new Error(`addrmap apply failed (${r.code}): ${r.stderr}`);
@@ -422,9 +420,8 @@ async function coldSection() {
   if (sea) await run(sea, ['version']);
   for (let rep = 0; rep < CONFIG.cold.reps; rep++) {
     for (const kind of shuffle(kinds)) {
-      const lab = await Lab.create({ peer: false });
+      const lab = await createLab({ peer: false });
       try {
-        await lab.prepareAddrmap();
         await pushFile(lab.paths.mappings, text);
         const argv = {
           node0: [NODE, '-e', '0'],
@@ -488,7 +485,7 @@ async function memorySection() {
   for (let rep = 0; rep < reps; rep++) {
     const batch = [];
     try {
-      for (const k of kinds) batch.push({ ...k, lab: await Lab.create() });
+      for (const k of kinds) batch.push({ ...k, lab: await createLab() });
       await Promise.all(
         batch.map(async (r) => {
           if (r.size === 'node') {
@@ -496,12 +493,11 @@ async function memorySection() {
               r.lab.spawnIn(r.lab.guest, NODE, ['-e', 'setInterval(() => {}, 1 << 30); console.log("ready")']),
               'idle node',
             );
-            await r.proc.waitFor((l) => l === 'ready', 30_000);
+            await r.proc.waitLine((l) => l === 'ready', 30_000);
           } else {
-            await r.lab.prepareAddrmap();
             await pushFile(r.lab.paths.mappings, mappingText(1, baseEntries(r.size)));
             r.proc = await startAgent(r.lab, { binary: r.binary });
-            const done = await r.proc.waitFor(applied(1), 600_000, { past: true });
+            const done = await r.proc.waitLine(applied(1), 600_000, { past: true });
             // Idle means idle: after the start-up apply settles.
             await waitQuiet(r.proc.pid, { timeoutMs: 600_000 });
             r.settledMs = nowMs() - done.t;
@@ -593,16 +589,15 @@ async function memorySection() {
  */
 async function conntrackTrial(withFlows) {
   const { stale, perAddress } = CONFIG.conntrack;
-  const lab = await Lab.create({ staleRefused: true });
+  const lab = await createLab({ staleRefused: true });
   try {
-    await lab.prepareAddrmap();
     // Unanswered UDP flows would expire after 30 s, within a full run's trial.
     await must('ip', ['netns', 'exec', lab.guest, 'sysctl', '-q', '-w', 'net.netfilter.nf_conntrack_udp_timeout=600']);
     await startTarget(lab);
     const agent = await startAgent(lab);
     await pushFile(lab.paths.mappings, mappingText(1, '', [[probeAddress(0), ADDR.new6]]));
-    await agent.waitFor(applied(1), 60_000, { past: true });
-    await agent.waitFor((e) => e?.event === 'conntrack_cleaned', 60_000, { past: true });
+    await agent.waitLine(applied(1), 60_000, { past: true });
+    await agent.waitLine((e) => e?.event === 'conntrack_cleaned', 60_000, { past: true });
     const out = { tracked: 0, toolListMs: NaN };
     if (withFlows) {
       const r = await lab.exec(lab.guest, NODE, [join(BENCH, 'flows.mjs'), String(stale), String(perAddress), '9']);
@@ -616,7 +611,7 @@ async function conntrackTrial(withFlows) {
     await waitQuiet(agent.pid);
     const driver = new Driver(lab);
     const [P1, P2] = [probeAddress(1), probeAddress(2)];
-    const cleaned = agent.waitFor((e) => e?.event === 'conntrack_cleaned' && e.targets > 1, 600_000);
+    const cleaned = agent.waitLine((e) => e?.event === 'conntrack_cleaned' && e.targets > 1, 600_000);
     const first = await driver.call({
       op: 'push',
       tmp: await stage(
@@ -786,7 +781,7 @@ async function listening(lab, ns, proto, port) {
 
 async function dataRun(metric, mode) {
   const { seconds, concurrency, mappings } = CONFIG.data;
-  const lab = await Lab.create();
+  const lab = await createLab();
   try {
     const port = DATA_PORTS[metric];
     let target = ADDR.new6;
@@ -801,7 +796,6 @@ async function dataRun(metric, mode) {
       ]);
     } else if (mode === 'dnat_nocount') {
       // addrmap's DNAT without its count chains (apply once, no daemon to repair them).
-      await lab.prepareAddrmap();
       await pushFile(lab.paths.mappings, mappingText(1, baseEntries(mappings - 1), [[ADDR.stale6, ADDR.new6]]));
       const r = await run('ip', ['netns', 'exec', lab.guest, NODE, ADDRMAP, 'apply'], { env: lab.env() });
       if (r.code !== 0) throw new Error(`addrmap apply failed: ${r.stderr}`);
@@ -814,11 +808,10 @@ async function dataRun(metric, mode) {
       ]);
       target = ADDR.stale6;
     } else if (mode === 'dnat' || mode === 'direct_loaded') {
-      await lab.prepareAddrmap();
       const entries = baseEntries(mappings - 1);
       await pushFile(lab.paths.mappings, mappingText(1, entries, [[ADDR.stale6, ADDR.new6]]));
       const agent = await startAgent(lab);
-      await agent.waitFor(applied(1), 120_000, { past: true });
+      await agent.waitLine(applied(1), 120_000, { past: true });
       await waitQuiet(agent.pid);
       if (mode === 'dnat') target = ADDR.stale6;
     } else if (mode === 'socat') {
@@ -844,7 +837,7 @@ async function dataRun(metric, mode) {
       lab.spawnIn(lab.peer, NETLOAD, [metric === 'crr' ? 'tcp-server' : 'udp-server', String(port), String(concurrency), ADDR.new6]),
       'netload server',
     );
-    await srv.waitFor((l) => l === 'ready', 10_000);
+    await srv.waitLine((l) => l === 'ready', 10_000);
     const r = await lab.exec(lab.guest, NETLOAD, [
       metric === 'crr' ? 'crr' : 'udp-rr',
       target,
