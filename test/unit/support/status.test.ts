@@ -7,7 +7,8 @@ import { AgentStats, renderMetrics } from '../../../src/agent/metrics.js';
 import { FakeNft, Transaction } from '../../../src/kernel/nft/index.js';
 import { EMPTY_VIEW, planSync } from '../../../src/kernel/plan.js';
 import { APPLIED_FILE, USAGE_FILE, writeSnapshot, writeState, type AppliedState, type Snapshot } from '../../../src/state/state-file.js';
-import { collectStatus, formatStatus, STATUS_EXIT } from '../../../src/support/status.js';
+import { collectStatus, STATUS_EXIT } from '../../../src/support/status.js';
+import { formatStatus } from '../../../src/support/status-format.js';
 import { UsageTracker } from '../../../src/agent/usage.js';
 import { desired, tempDir } from '../fakes.js';
 

@@ -1,0 +1,115 @@
+// How `addrmap status` reads to a person: the verdict first, then the facts
+// behind it, then one line per mapping; the same report as --json, in words.
+import type { Health, StatusReport } from './status.js';
+
+const HEALTH_TEXT: Record<Health, string> = {
+  healthy: 'HEALTHY: the bridge is on and the kernel matches the applied mappings',
+  degraded: 'DEGRADED: see problems below',
+  'agent-not-running': 'AGENT NOT RUNNING: mappings in the kernel stay, but pushes are not applied',
+  disabled: 'DISABLED: the feature flag is off; no addresses are translated',
+};
+
+export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date } = {}): string {
+  const now = opts.now ?? new Date();
+  const L: string[] = [];
+  L.push(`addrmap ${s.startFailure ? 'AGENT NOT RUNNING: it cannot start here; see problems below' : HEALTH_TEXT[s.health]}`, '');
+  L.push(`enabled:      ${s.enabled ? 'yes' : 'no'} (from ${s.flagSource})`);
+  L.push(`agent:        ${s.agent.running ? `running, pid ${s.agent.pid}, up ${duration(s.agent.uptimeSeconds ?? 0)}` : 'not running'}`);
+  L.push(`mapping file: ${s.mappingFile ?? '-'}`);
+  L.push(`generation:   ${s.generation ?? 'none applied'}${s.appliedAt ? `, applied ${s.appliedAt} (${ago(s.appliedAt, now)})` : ''}`);
+  if (s.lastPush) {
+    const p = s.lastPush;
+    const gen = p.generation === undefined ? '' : ` generation ${p.generation}`;
+    const why = p.outcome === 'refused' || p.outcome === 'failed' ? `: ${p.entry ? `${p.entry}: ` : ''}${p.reason}` : '';
+    L.push(`last push:    ${p.outcome}${gen} at ${p.at} (${ago(p.at, now)})${why}`);
+  }
+  if (s.drift === null) L.push('kernel:       not read; run as root for live counters, drift and flows');
+  else
+    L.push(
+      `kernel:       ${s.drift.length ? `${s.drift.length} difference(s) from the applied mappings` : 'matches the applied mappings'}`,
+    );
+  if (s.driftRepairs) L.push(`repairs:      ${s.driftRepairs} since the agent started (another tool changed addrmap's table)`);
+  for (const m of s.kernelCapabilities?.missing ?? []) L.push(`limited:      ${m}`);
+  if (s.problems.length) {
+    L.push('', 'PROBLEMS');
+    for (const p of s.problems) L.push(`  ${p}`);
+  }
+
+  if (s.mappings.length) {
+    // Used mappings first (most recent first): those are the configs to rewrite.
+    const rows = [...s.mappings].sort((a, b) => (b.lastSeen ?? '').localeCompare(a.lastSeen ?? '') || (b.packets ?? 0) - (a.packets ?? 0));
+    const shown = opts.all ? rows : rows.slice(0, 50);
+    const src = s.source === 'kernel' ? 'live' : `sampled ${s.usageSampledAt ? ago(s.usageSampledAt, now) : 'never'}`;
+    L.push('', `MAPPINGS (${s.mappings.length}; hits ${src})`);
+    const table = [['FROM (stale)', 'TO (now)', 'PACKETS', 'BYTES', 'LAST SEEN', 'FLOWS', 'KERNEL']];
+    for (const m of shown) {
+      table.push([
+        m.from,
+        m.to,
+        m.packets === null ? '-' : String(m.packets),
+        m.bytes === null ? '-' : bytes(m.bytes),
+        m.lastSeen ? ago(m.lastSeen, now) : 'never',
+        m.flows === null ? '-' : String(m.flows),
+        m.inKernel === null ? '-' : m.inKernel ? 'ok' : 'MISSING',
+      ]);
+    }
+    L.push(...columns(table));
+    if (shown.length < rows.length) L.push(`  ... and ${rows.length - shown.length} more (--all, or --json)`);
+  }
+  if (s.expiring.length) {
+    L.push('', `EXPIRING (${s.expiring.length})`);
+    for (const e of s.expiring.slice(0, opts.all ? undefined : 20))
+      L.push(`  ${e.from} -> ${e.to} at ${e.expires} (in ${duration(Math.round((Date.parse(e.expires) - now.getTime()) / 1000))})`);
+    if (!opts.all && s.expiring.length > 20) L.push(`  ... and ${s.expiring.length - 20} more`);
+  }
+  if (s.safeToRetire.mappings.length) {
+    L.push('', `SAFE TO RETIRE (${s.safeToRetire.mappings.length}; no traffic for ${duration(s.safeToRetire.afterSeconds)} or longer)`);
+    for (const m of s.safeToRetire.mappings.slice(0, opts.all ? undefined : 20)) L.push(`  ${m}`);
+    if (!opts.all && s.safeToRetire.mappings.length > 20) L.push(`  ... and ${s.safeToRetire.mappings.length - 20} more`);
+  }
+  if (s.self.length) {
+    L.push('', `OWN PREVIOUS ADDRESSES (${s.self.length}; bindable here, traffic to the address now reaches sockets bound on them)`);
+    for (const m of s.self) L.push(`  ${m.from} (now ${m.to})${m.inKernel === false ? '  MISSING from the kernel' : ''}`);
+  }
+  if (s.flows?.length) {
+    L.push('', `FLOWS TO STALE ADDRESSES (${s.flows.length})`);
+    for (const f of s.flows) {
+      const ep = (a: string, p?: number) => (p === undefined ? a : a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
+      const who = f.pid ? `  pid ${f.pid} (${f.command})` : '';
+      L.push(
+        `  ${f.proto} ${ep(f.src, f.sport)} -> ${ep(f.dst, f.dport)} ${f.translated ? `answered by ${f.answeredBy}` : 'NOT TRANSLATED'}${f.state ? ` ${f.state}` : ''}${who}`,
+      );
+    }
+  }
+  return L.join('\n');
+}
+
+function columns(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map(
+    (r) =>
+      '  ' +
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+  );
+}
+
+function ago(iso: string, now: Date): string {
+  return `${duration(Math.max(0, Math.round((now.getTime() - Date.parse(iso)) / 1000)))} ago`;
+}
+
+function duration(sec: number): string {
+  if (sec < 60) return `${sec}s`;
+  if (sec < 3600) return `${Math.floor(sec / 60)}m${String(sec % 60).padStart(2, '0')}s`;
+  if (sec < 86400) return `${Math.floor(sec / 3600)}h${String(Math.floor((sec % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor(sec / 86400)}d${String(Math.floor((sec % 86400) / 3600)).padStart(2, '0')}h`;
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(1)} GiB`;
+}
