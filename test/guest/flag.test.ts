@@ -84,26 +84,23 @@ describe('the feature flag in a systemd guest', () => {
     async () => {
       const agent = await unitProps(guest, 'addrmap.service', ['MainPID', 'NRestarts']);
 
-      let t = Date.now();
+      const t = Date.now();
       await pushFile(guest, '/etc/addrmap/config.json', config(true));
       const on = await waitForPeer(guest, 'peer', t);
-      console.log(`flag on in the config file -> first successful connection: ${on.t - t} ms`);
       expect(on.address).toBe(lab.addr(NEW));
       expect(await addrmapTable(guest)).toContain(`${lab.addr(STALE)} : ${lab.addr(NEW)}`);
       expect(await addrmapRoutes(guest)).toContain(lab.offNet(STALE));
       expect(await status(guest)).toMatchObject({ enabled: true, flagSource: 'config file', generation: 1 });
 
-      t = Date.now();
       await pushFile(guest, '/etc/addrmap/config.json', config(false));
       await eventually('the table removed', async () => (await addrmapTable(guest)) === null);
-      console.log(`flag off in the config file -> table removed: ${Date.now() - t} ms`);
       expect((await addrmapRoutes(guest)).trim()).toBe('');
       await failsSince(Date.now());
       expect(await status(guest)).toMatchObject({ enabled: false, flagSource: 'config file' });
 
-      t = Date.now();
+      const again = Date.now();
       await pushFile(guest, '/etc/addrmap/config.json', config(true));
-      await waitForPeer(guest, 'peer', t);
+      await waitForPeer(guest, 'peer', again);
 
       // All of it without restarting the agent.
       expect(await unitProps(guest, 'addrmap.service', ['MainPID', 'NRestarts'])).toEqual(agent);

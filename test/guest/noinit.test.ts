@@ -107,7 +107,6 @@ describe('no-init guest: the standalone executable from the tarball, addrmap-ent
       let pushed = Date.now();
       await pushMappings(guest, 1, [[lab.addr(STALE), lab.addr(NEW)]]);
       const ok = await waitForPeer(guest, 'peer2', pushed);
-      console.log(`no-init guest: push -> first successful connection of the running application: ${ok.t - pushed} ms`);
       expect(ok).toMatchObject({ pid: appPid, address: lab.addr(NEW) });
 
       migrated = await migratePeer('peer3', NEWER);

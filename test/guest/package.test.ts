@@ -2,7 +2,7 @@
 // executable needs from a guest, and the .deb installing and going away
 // cleanly in an image being built (no init system running).
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StartedTestContainer } from 'testcontainers';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -47,10 +47,6 @@ describe('the artifacts', () => {
     }
     expect(deb).toBe(`addrmap_${version}_amd64.deb`);
     expect(tarball).toBe(`addrmap-${version}-linux-x64.tar.gz`);
-    const mb = async (name: string) => ((await stat(art(name))).size / 1e6).toFixed(1);
-    console.log(
-      `artifact sizes: ${exe} ${await mb(exe)} MB, ${deb} ${await mb(deb)} MB, ${tarball} ${await mb(tarball)} MB; installed ${(images.artifacts.installedBytes / 1e6).toFixed(1)} MB`,
-    );
   });
 
   it(

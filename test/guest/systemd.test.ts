@@ -102,7 +102,6 @@ describe('systemd guest: the .deb, systemd as PID 1, flag on the kernel command 
       const pushed = Date.now();
       await pushMappings(guest, 1, [[lab.addr(STALE), lab.addr(NEW)]]);
       const ok = await waitForPeer(guest, 'peer2', pushed);
-      console.log(`systemd guest: push -> first successful connection of the running application: ${ok.t - pushed} ms`);
       // The application connected to the stale address; the migrated peer answered on its new one.
       expect(ok.address).toBe(lab.addr(NEW));
 

@@ -132,10 +132,6 @@ describe('coexistence inside the guest', () => {
     await stopDaemon(firewalld);
     const r = await probe.finish();
     const base = await direct.finish();
-    console.log(
-      `firewalld: stale address ${r.probes} probes, ${r.failures.length} failed ${JSON.stringify(r.failures)}, longest outage ${r.longestOutage} ms; ` +
-        `new address directly ${base.probes} probes, ${base.failures.length} failed ${JSON.stringify(base.failures)}`,
-    );
     expect(agent!.events.filter((e) => e.event === 'drift_detected')).toEqual([]);
     expect(r.probes).toBeGreaterThan(5);
     // firewalld itself drops a connection attempt or two while it (re)loads,
@@ -181,7 +177,6 @@ describe('coexistence inside the guest', () => {
     await stopDaemon(d);
 
     const r = await probe.finish();
-    console.log(`docker: ${r.probes} probes, ${r.failures.length} failed, longest outage ${r.longestOutage} ms`);
     expect(r.probes).toBeGreaterThan(5);
     expect(r.longestOutage).toBeLessThan(2000);
     expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });

@@ -230,7 +230,6 @@ describe('faults', () => {
     stop = true;
     await prober;
 
-    console.log(`${kills} SIGKILLs, ${probes} probes during them, ${failures.length} failed`);
     expect(probes).toBeGreaterThan(kills);
     expect(failures).toEqual([]);
     const last = kills + 1;
@@ -285,13 +284,11 @@ describe('faults', () => {
       writeFileSync(tmp, JSON.stringify(mappingFile(g, many)), { mode: 0o644 });
       staged.push(tmp);
     }
-    const start = Date.now();
     for (const tmp of staged) renameSync(tmp, lab.paths.mappings);
-    const pushMs = Date.now() - start;
     await agent.waitFor(appliedOrSame(last), 20_000);
     const after = await rss();
     const passes = agent.events.filter((e) => e.event === 'applied' && Number(e.generation) > 20).length;
-    console.log(`1000 pushes in ${pushMs} ms -> ${passes} passes; RSS ${before.toFixed(1)} MiB -> ${after.toFixed(1)} MiB`);
+    expect(passes).toBeLessThan(staged.length);
 
     expect(agent.child.exitCode).toBeNull();
     // One pass of garbage at most; a leak per push would be 1,000 times anything kept.

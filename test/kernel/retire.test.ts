@@ -45,7 +45,6 @@ describe('expiring mappings', () => {
 
     const event = await agent.waitFor((e) => e.event === 'expired', 5000);
     const late = Date.now() - expires.getTime();
-    console.log(`expired ${late} ms after its time`);
     expect(late).toBeLessThan(1000);
     expect(event).toMatchObject({
       removed: 1,
