@@ -100,7 +100,11 @@ export class Recorder {
         return this.write({ flag: o.flag, applied: null });
       case 'no-file':
         log.warn({ event: 'no_mapping_file', file: paths.mappings }, 'mapping file absent; current mappings kept');
-        return this.write({ flag: o.flag, warnings: [`mapping file ${paths.mappings} is absent; current mappings kept`] });
+        // Before the first push an absent file is the normal state, not a problem.
+        return this.write({
+          flag: o.flag,
+          warnings: this.snapshot?.applied ? [`mapping file ${paths.mappings} is absent; current mappings kept`] : [],
+        });
       case 'refused': {
         const e = o.error;
         // The same bad file read again (a second change event, a retry) is one push: counted and logged once.

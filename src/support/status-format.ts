@@ -4,15 +4,17 @@ import type { Health, StatusReport } from './status.js';
 
 const HEALTH_TEXT: Record<Health, string> = {
   healthy: 'HEALTHY: the bridge is on and the kernel matches the applied mappings',
+  waiting: 'WAITING FOR THE FIRST PUSH: the bridge is on; no mapping file has been applied yet',
   degraded: 'DEGRADED: see problems below',
   'agent-not-running': 'AGENT NOT RUNNING: mappings in the kernel stay, but pushes are not applied',
   disabled: 'DISABLED: the feature flag is off; no addresses are translated',
+  'no-state': 'NO STATE HERE: no addrmap agent has written to this state directory; see problems below',
 };
 
 export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date } = {}): string {
   const now = opts.now ?? new Date();
   const L: string[] = [];
-  L.push(`addrmap ${s.startFailure ? 'AGENT NOT RUNNING: it cannot start here; see problems below' : HEALTH_TEXT[s.health]}`, '');
+  L.push(`addrmap ${verdict(s)}`, '');
   L.push(`enabled:      ${s.enabled ? 'yes' : 'no'} (from ${s.flagSource})`);
   L.push(`agent:        ${s.agent.running ? `running, pid ${s.agent.pid}, up ${duration(s.agent.uptimeSeconds ?? 0)}` : 'not running'}`);
   L.push(`mapping file: ${s.mappingFile ?? '-'}`);
@@ -112,4 +114,13 @@ function bytes(n: number): string {
   if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
   if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
   return `${(n / 1024 ** 3).toFixed(1)} GiB`;
+}
+
+function verdict(s: StatusReport): string {
+  if (s.startFailure) return 'AGENT NOT RUNNING: it cannot start here; see problems below';
+  // Unprivileged, nothing was compared with the kernel: the verdict must not claim it was.
+  if (s.health === 'healthy' && s.source === 'snapshot')
+    return "HEALTHY (SNAPSHOT ONLY): the agent's files say the bridge is on and applied; the kernel was not read (run as root to check it)";
+  if (s.health === 'waiting' && s.source === 'snapshot') return `${HEALTH_TEXT.waiting} (snapshot only; the kernel was not read)`;
+  return HEALTH_TEXT[s.health];
 }

@@ -21,10 +21,23 @@ import {
 } from '../state/state-file.js';
 import { prefixKey } from '../net/prefix.js';
 
-export type Health = 'healthy' | 'degraded' | 'agent-not-running' | 'disabled';
+/**
+ * The verdict. "waiting": on and running, no push applied yet, nothing wrong
+ * (a freshly enabled VM must not page anyone). "no-state": no agent has ever
+ * written to this state directory, so nothing here says whether the bridge
+ * is on: the flag's sources are reported as they read now.
+ */
+export type Health = 'healthy' | 'waiting' | 'degraded' | 'agent-not-running' | 'disabled' | 'no-state';
 
 /** Exit codes of `addrmap status`, for monitoring. */
-export const STATUS_EXIT: Record<Health, number> = { healthy: 0, degraded: 1, 'agent-not-running': 3, disabled: 4 };
+export const STATUS_EXIT: Record<Health, number> = {
+  healthy: 0,
+  waiting: 0,
+  degraded: 1,
+  'agent-not-running': 3,
+  disabled: 4,
+  'no-state': 5,
+};
 
 interface MappingReport {
   from: string;
@@ -177,19 +190,31 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
   }
   for (const w of snap?.warnings ?? []) problems.push(w);
   problems.push(...unreadable);
-  const health: Health = !enabled ? 'disabled' : !running ? 'agent-not-running' : problems.length ? 'degraded' : 'healthy';
+  const health: Health = !snap
+    ? 'no-state'
+    : !enabled
+      ? 'disabled'
+      : !running
+        ? 'agent-not-running'
+        : problems.length
+          ? 'degraded'
+          : snap.applied
+            ? 'healthy'
+            : 'waiting';
   const since = snap?.startedAt ?? null;
   const failure = !running && snap?.startFailure ? snap.startFailure : null;
   const notRunning = failure
     ? `the addrmap agent cannot start (${failure.attempts} attempt(s), last ${failure.at}): ${failure.reason}`
-    : snap
-      ? 'the addrmap watch agent is not running: pushes are not applied'
-      : `the addrmap agent has never run (no snapshot in ${src.stateDir})`;
+    : 'the addrmap watch agent is not running: pushes are not applied';
+  const flagNow = src.flag
+    ? `the flag reads ${src.flag.enabled ? 'on' : 'off'} (from the ${src.flag.source})`
+    : 'the flag could not be read';
+  const noState = `no addrmap agent has run with state directory ${src.stateDir} (${flagNow}); is the agent installed and started, and is this its state directory?`;
 
   return {
     schema: 1,
     health,
-    problems: health === 'agent-not-running' ? [notRunning, ...problems] : problems,
+    problems: health === 'no-state' ? [noState, ...problems] : health === 'agent-not-running' ? [notRunning, ...problems] : problems,
     enabled,
     flagSource: snap?.flag.source ?? src.flag?.source ?? 'unknown (the agent has never run)',
     agent: {

@@ -108,12 +108,12 @@ describe('faults', () => {
     expect(await exited).toBe(4);
   });
 
-  it('status of a guest whose agent never ran: the flag as its sources say, not DISABLED', async () => {
+  it('status of a guest whose agent never ran: no state here (exit 5), the flag as its sources say, not DISABLED', async () => {
     const r = await lab.addrmap(['status', '--json']);
-    expect(r.code).toBe(3);
+    expect(r.code).toBe(5);
     const report = JSON.parse(r.stdout);
-    expect(report).toMatchObject({ health: 'agent-not-running', enabled: true, flagSource: 'environment' });
-    expect(report.problems[0]).toMatch(/^the addrmap agent has never run/);
+    expect(report).toMatchObject({ health: 'no-state', enabled: true, flagSource: 'environment' });
+    expect(report.problems[0]).toMatch(/^no addrmap agent has run with state directory .* \(the flag reads on \(from the environment\)\)/);
   });
 
   it('keeps the last good state when nft fails in the middle of a transaction, then rebuilds whole', async () => {

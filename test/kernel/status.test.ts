@@ -177,6 +177,24 @@ describe('addrmap status', () => {
     expect(off.code).toBe(4);
     expect(off.report).toMatchObject({ health: 'disabled', enabled: false, drift: [] });
   });
+
+  it('exit codes: 0 waiting for the first push (not degraded), 5 no state in the directory asked', async () => {
+    agent = await lab.watch();
+    const waiting = await status();
+    expect(waiting.code).toBe(0);
+    expect(waiting.report).toMatchObject({ health: 'waiting', problems: [], generation: null, source: 'kernel' });
+    expect((await lab.addrmap(['status'])).stdout.split('\n')[0]).toBe(
+      'addrmap WAITING FOR THE FIRST PUSH: the bridge is on; no mapping file has been applied yet',
+    );
+
+    const elsewhere = join(lab.dir, 'no-agent-here');
+    const none = await status([`--state-dir=${elsewhere}`]);
+    expect(none.code).toBe(5);
+    expect(none.report).toMatchObject({ health: 'no-state', enabled: true, flagSource: 'environment' });
+    expect(none.report.problems[0]).toContain(
+      `no addrmap agent has run with state directory ${elsewhere} (the flag reads on (from the environment))`,
+    );
+  });
 });
 
 describe('addrmap explain, scan and metrics', () => {

@@ -621,3 +621,11 @@ describe('expiring mappings', () => {
     expect(elementsOf(await kernel()).dnat6).toEqual(['fd00::2 -> fdaa::3']);
   });
 });
+
+describe('Agent.pass: before the first push', () => {
+  test('an absent mapping file is no warning: the VM is waiting, not degraded', async () => {
+    const agent = await newAgent();
+    expect((await agent.pass()).outcome).toBe('no-file');
+    expect(await snapshot()).toMatchObject({ applied: null, warnings: [] });
+  });
+});

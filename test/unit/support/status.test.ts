@@ -189,9 +189,44 @@ describe('collectStatus', () => {
     expect(formatStatus(off, { now: NOW })).toContain('addrmap DISABLED');
   });
 
-  test('the agent never ran: no files at all', async () => {
-    const r = await collectStatus({ stateDir: join(dir, 'none'), nft: null, conntrack: null, now: NOW });
-    expect(r).toMatchObject({ health: 'disabled', flagSource: 'unknown (the agent has never run)', mappings: [], lastPush: null });
+  test('the agent never ran: no files at all; the verdict says so, names the directory and the flag as its sources read now', async () => {
+    const stateDir = join(dir, 'none');
+    const flag = { enabled: true, source: 'config file' } as const;
+    const r = await collectStatus({ stateDir, nft: null, conntrack: null, now: NOW, flag });
+    expect(r).toMatchObject({ health: 'no-state', enabled: true, flagSource: 'config file', mappings: [], lastPush: null });
+    expect(STATUS_EXIT[r.health]).toBe(5);
+    expect(r.problems[0]).toBe(
+      `no addrmap agent has run with state directory ${stateDir} (the flag reads on (from the config file)); is the agent installed and started, and is this its state directory?`,
+    );
+    expect(formatStatus(r, { now: NOW }).split('\n')[0]).toBe(
+      'addrmap NO STATE HERE: no addrmap agent has written to this state directory; see problems below',
+    );
+    const unread = await collectStatus({ stateDir, nft: null, conntrack: null, now: NOW });
+    expect(unread).toMatchObject({ health: 'no-state', flagSource: 'unknown (the agent has never run)' });
+    expect(unread.problems[0]).toContain('(the flag could not be read)');
+  });
+
+  test('waiting for the first push: on and running with nothing applied is not degraded (exit 0), and says so', async () => {
+    await writeSnapshot(dir, { ...snap, applied: null, lastPush: null });
+    const r = await collectStatus({ stateDir: dir, nft: new FakeNft(), conntrack: null, now: NOW });
+    expect(r).toMatchObject({ health: 'waiting', problems: [], source: 'kernel', generation: null });
+    expect(STATUS_EXIT[r.health]).toBe(0);
+    expect(formatStatus(r, { now: NOW }).split('\n')[0]).toBe(
+      'addrmap WAITING FOR THE FIRST PUSH: the bridge is on; no mapping file has been applied yet',
+    );
+    const unprivileged = await collectStatus({ stateDir: dir, nft: null, conntrack: null, now: NOW });
+    expect(formatStatus(unprivileged, { now: NOW }).split('\n')[0]).toBe(
+      'addrmap WAITING FOR THE FIRST PUSH: the bridge is on; no mapping file has been applied yet (snapshot only; the kernel was not read)',
+    );
+  });
+
+  test('unprivileged, the verdict line itself says the kernel was not read', async () => {
+    await setup();
+    const r = await collectStatus({ stateDir: dir, nft: null, conntrack: null, now: NOW });
+    expect(r).toMatchObject({ health: 'healthy', source: 'snapshot' });
+    expect(formatStatus(r, { now: NOW }).split('\n')[0]).toBe(
+      "addrmap HEALTHY (SNAPSHOT ONLY): the agent's files say the bridge is on and applied; the kernel was not read (run as root to check it)",
+    );
   });
 
   test('more than 50 mappings: the table is cut unless --all', async () => {
