@@ -8,7 +8,7 @@ import { printable, printableJson, printableText } from '../support/printable.js
 import { conntrackTable } from '../kernel/netlink/ctnetlink.js';
 import { createLogger } from '../agent/logger.js';
 import { DriftDetector } from '../agent/drift.js';
-import { ExecNft } from '../kernel/nft/index.js';
+import { LibNft } from '../kernel/nft/index.js';
 import { Reconciler } from '../kernel/reconciler.js';
 import { viewFromListing } from '../kernel/plan.js';
 import { probeKernel } from '../kernel/kernel-caps.js';
@@ -144,7 +144,7 @@ export async function main(argv: string[]): Promise<number> {
       const config = await loadConfig(paths.config).catch(() => DEFAULT_CONFIG);
       const report = await collectStatus({
         stateDir: paths.stateDir,
-        nft: root ? new ExecNft(TABLE) : null,
+        nft: root ? new LibNft(TABLE) : null,
         conntrack: root ? conntrackTable() : null,
         retireAfterSeconds: config.retireAfterSeconds,
         flag: await currentFlag(process.env, config.enabled).catch(() => undefined),
@@ -199,7 +199,7 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     }
     lock = got;
   }
-  const nft = new ExecNft(TABLE);
+  const nft = new LibNft(TABLE);
   let ruleset: Ruleset;
   try {
     // Run together; a missing or unusable nft is the error to report first.
@@ -347,7 +347,7 @@ async function explainCommand(input: string, stateDir: string, json: boolean): P
   const applied = await readState<AppliedState>(stateDir, APPLIED_FILE);
   let kernel: Map<string, string> | undefined;
   if (process.geteuid?.() === 0) {
-    const view = await new ExecNft(TABLE)
+    const view = await new LibNft(TABLE)
       .list()
       .then(viewFromListing)
       .catch(() => null);

@@ -1,53 +1,79 @@
 // The fake proven against the kernel: every scenario runs the same sequence
-// of transactions, failing ones included, through FakeNft and through ExecNft
-// (the real nft, in a throwaway network namespace), and after every step
-// compares whether it failed, with which error kind, and the table's listing.
+// of transactions, failing ones included, through FakeNft and through LibNft
+// (libnftables in-process, in a lab's network namespace: a netns worker holds
+// it there), and after every step compares whether it failed, with which
+// error kind, and the table's listing.
 // Listings are compared whole, with only what the kernel decides on its own
 // left out: the order of a map's elements, counter values (their presence is
 // compared), rule handle values (their order is compared) and protocol names
 // (nft prints names where /etc/protocols has them).
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { execFile } from '../../src/kernel/exec.js';
 import {
-  ExecNft,
   FakeNft,
   NftError,
   Transaction,
   type Chain,
+  type NftInfo,
   type NftInterface,
   type NftObject,
   type Rule,
+  type Table,
   type TableListing,
 } from '../../src/kernel/nft/index.js';
 import { EMPTY_VIEW, planSync, viewOf } from '../../src/kernel/plan.js';
 import { buildRuleset, FULL_RULESET, TABLE, type Ruleset } from '../../src/kernel/ruleset.js';
 import type { DesiredMappings, PrefixMapping } from '../../src/desired/resolve.js';
+import { Lab, ROOT } from '../support/lab.js';
+import { NetnsWorker, WorkerError } from '../support/netns-worker.js';
 
-const NS = `addrmap-ct-${process.pid}`;
-let dir: string;
-let wrapper: string;
-let kernel: ExecNft;
+/**
+ * LibNft in the worker, seen as an NftInterface here: transactions travel as
+ * their operations, and an NftError thrown there is an NftError here again,
+ * with its message, detail and kind.
+ */
+class RemoteNft implements NftInterface {
+  constructor(
+    private readonly worker: NetnsWorker,
+    readonly table: Table,
+  ) {}
+  ready = () => this.call<NftInfo>('ready', this.table);
+  run = (tx: Transaction) => this.call<void>('run', this.table, tx.operations);
+  check = (tx: Transaction) => this.call<void>('check', this.table, tx.operations);
+  list = () => this.call<TableListing | null>('list', this.table);
+  listChains = () => this.call<Chain[]>('listChains', this.table);
 
-async function must(cmd: string, args: string[]): Promise<void> {
-  const r = await execFile(cmd, args);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr.trim()}`);
+  private async call<T>(fn: string, ...args: unknown[]): Promise<T> {
+    try {
+      return await this.worker.call<T>(fn, ...args);
+    } catch (e) {
+      if (!(e instanceof WorkerError) || typeof e.kind !== 'string') throw e;
+      const detail = typeof e.detail === 'string' ? e.detail : '';
+      const message = detail && e.message.endsWith(`: ${detail}`) ? e.message.slice(0, -detail.length - 2) : e.message;
+      throw new NftError(message, detail, e.kind as NftError['kind']);
+    }
+  }
+}
+
+let lab: Lab;
+let worker: NetnsWorker;
+let kernel: RemoteNft;
+
+/** A fresh ruleset in the lab's namespace, by nft playing another tool. */
+async function flushRuleset(): Promise<void> {
+  const r = await lab.exec(lab.guest, 'nft', ['flush', 'ruleset']);
+  if (r.code !== 0) throw new Error(`nft flush ruleset: ${r.stderr.trim()}`);
 }
 
 beforeAll(async () => {
-  await must('ip', ['netns', 'add', NS]);
-  dir = await mkdtemp(join(tmpdir(), 'addrmap-ct-'));
-  wrapper = join(dir, 'nft');
-  // Every nft of this file runs in the namespace: the host's ruleset is never touched.
-  await writeFile(wrapper, `#!/bin/sh\nexec ip netns exec ${NS} nft "$@"\n`, { mode: 0o755 });
-  kernel = new ExecNft(TABLE, wrapper, dir);
+  lab = await Lab.create({ peer: false });
+  worker = await NetnsWorker.start(lab, lab.guest, join(ROOT, 'test/kernel/workers/libnft.ts'));
+  kernel = new RemoteNft(worker, TABLE);
 });
 
 afterAll(async () => {
-  await execFile('ip', ['netns', 'delete', NS]);
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await worker?.stop();
+  await lab?.destroy();
 });
 
 // ---- Transactions, built the way the agent builds them ----
@@ -512,11 +538,11 @@ function normalise(l: TableListing | null): unknown {
   };
 }
 
-describe('FakeNft against the kernel (nft in a network namespace)', () => {
+describe('FakeNft against the kernel (libnftables in a network namespace)', () => {
   test.each(SCENARIOS.map((s) => [s.name, s] as const))('%s', async (_name, scenario) => {
     const fake = new FakeNft();
     // A fresh namespace state per scenario.
-    await must(wrapper, ['flush', 'ruleset']);
+    await flushRuleset();
     const list = (nft: NftInterface) => nft.list();
     for (const step of scenario.steps) {
       const build = (l: TableListing | null) => (typeof step.tx === 'function' ? step.tx(l) : step.tx);
@@ -547,7 +573,7 @@ const byName = (cs: Chain[]) => [...cs].sort((a, b) => (a.name < b.name ? -1 : a
 
 describe('one client, one table', () => {
   test("listChains shows the client's own table only, and run and check refuse any other table, on both", async () => {
-    await must(wrapper, ['flush', 'ruleset']);
+    await flushRuleset();
     const fake = new FakeNft();
     // Chains of addrmap's names in another table of the family, and in a table of addrmap's name in another family.
     const others = [
@@ -558,7 +584,7 @@ describe('one client, one table', () => {
       const foreign = new Transaction().add({ table: t });
       for (const c of FULL_RULESET.chains) foreign.add({ chain: { ...c, family: t.family, table: t.name } });
       await fake.runAnyTable(foreign);
-      await new ExecNft(t, wrapper, dir).run(foreign);
+      await new RemoteNft(worker, t).run(foreign);
     }
     expect(await fake.listChains()).toEqual([]);
     expect(await kernel.listChains()).toEqual([]);

@@ -25,10 +25,14 @@ export class NetnsWorker {
 
   private constructor(private readonly proc: LineProc) {}
 
-  /** Starts `module` in namespace `ns` of `lab` (killed with the lab); resolves once it serves. */
-  static async start(lab: Lab, ns: string, module: string): Promise<NetnsWorker> {
+  /**
+   * Starts `module` in namespace `ns` of `lab` (killed with the lab); resolves
+   * once it serves. env: added to the test process's environment (a PATH
+   * without some program, say).
+   */
+  static async start(lab: Lab, ns: string, module: string, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<NetnsWorker> {
     const bundle = await bundleFor(module);
-    const child = lab.spawnIn(ns, process.execPath, [bundle]);
+    const child = lab.spawnIn(ns, process.execPath, [bundle], opts.env ? { env: opts.env } : {});
     const proc = new LineProc(child, `worker ${module}`);
     await proc.waitLine((v) => v === 'serving', 30_000);
     return new NetnsWorker(proc);

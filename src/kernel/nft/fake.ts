@@ -4,7 +4,7 @@
 // (addresses, datatypes, references to tables, maps and sets) and refuses it
 // before the kernel sees any of it; the kernel then applies the operations
 // in order to a copy, and the first error discards the whole copy. Errors
-// carry the kind ExecNft reads from nft's answer (NftErrorKind). Rule
+// carry the kind LibNft reads from libnftables' answer (NftErrorKind). Rule
 // statements are checked and listed the way nft lists them back, for the
 // vocabulary addrmap uses (match, counter, verdicts, jump/goto, dnat/snat);
 // anything else is refused as invalid. Rule handles increase in creation

@@ -1,4 +1,4 @@
 export * from './types.js';
-export { ExecNft } from './exec.js';
+export { LibNft } from './lib.js';
 export { FakeNft } from './fake.js';
 export { encodeBatch, decodeListing } from './json.js';

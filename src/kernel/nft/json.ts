@@ -83,7 +83,7 @@ function encodeObject(op: Operation): Json {
   throw new Error(`cannot encode ${JSON.stringify(o)}`);
 }
 
-/** Parses `nft -j list table` output. */
+/** Parses a JSON `list table` answer. */
 export function decodeListing(doc: unknown): TableListing | null {
   const items = (doc as { nftables?: Json[] })?.nftables;
   if (!Array.isArray(items)) throw new Error('nft output has no "nftables" array');
@@ -135,7 +135,7 @@ export function decodeListing(doc: unknown): TableListing | null {
   return sets.length ? { table, chains, rules, maps, sets } : { table, chains, rules, maps };
 }
 
-/** Parses `nft -j list chains` output. */
+/** Parses a JSON `list chains` answer. */
 export function decodeChains(doc: unknown): Chain[] {
   const items = (doc as { nftables?: Json[] })?.nftables;
   if (!Array.isArray(items)) throw new Error('nft output has no "nftables" array');

@@ -1,4 +1,4 @@
-// A small typed client for libnftables' JSON API (nft -j), shaped like
+// A small typed client for libnftables' JSON API, shaped like
 // sigs.k8s.io/knftables: callers build a Transaction of add/delete operations
 // on objects, and an Interface runs it as one atomic batch. The object shapes
 // are the JSON schema's own (libnftables-json(5)), so what the fake keeps and
@@ -88,6 +88,7 @@ export interface TableListing {
 
 /** What a client found at start: the nftables it talks to. */
 export interface NftInfo {
+  /** What the client can truly tell of its version: for libnftables 1.0.6, which has no call for it, the library file's name. */
   version: string;
 }
 
@@ -142,9 +143,9 @@ export function assertOwnTable(table: Table, tx: Transaction): void {
  * there (ENOENT), one that already is (EEXIST), one still in use (EBUSY), a
  * request this nft or kernel refuses whatever the state (a bad address, a
  * datatype mismatch, EINVAL, EOPNOTSUPP), or anything else (EPERM, ENOMEM,
- * nft killed). ExecNft decides it from nft's answer (nftErrorKind, in one
- * place); the fake from the situation, and the contract test holds the two
- * together.
+ * libnftables unusable). LibNft decides it from libnftables' answer
+ * (nftErrorKind, in one place); the fake from the situation, and the contract
+ * test holds the two together.
  */
 export type NftErrorKind = 'not-found' | 'exists' | 'busy' | 'invalid' | 'other';
 

@@ -2,7 +2,7 @@
 // reconciler test built on it proves nothing.
 import { beforeEach, describe, expect, test } from 'vitest';
 import { FakeNft, NftError, Transaction, type NftErrorKind, type NftObject } from '../../../src/kernel/nft/index.js';
-import { nftErrorKind } from '../../../src/kernel/nft/exec.js';
+import { nftErrorKind } from '../../../src/kernel/nft/errors.js';
 import { EMPTY_VIEW, planSync } from '../../../src/kernel/plan.js';
 import { MAPS, TABLE } from '../../../src/kernel/ruleset.js';
 import { desired, elementsOf } from '../fakes.js';
