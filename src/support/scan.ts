@@ -10,6 +10,7 @@ import { lstat, open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { normalizeIp } from '../net/address.js';
+import { prefixKey, PrefixMoves, type PrefixMove } from '../net/prefix.js';
 import { findAddresses } from './find-addresses.js';
 
 export interface Occurrence {
@@ -24,6 +25,8 @@ export interface Occurrence {
   address: string;
   /** Where it maps now. */
   target: string;
+  /** The prefix mapping ("network/length") it lies in, when no mapping names the address itself. */
+  prefix?: string;
   /** The whole line, trimmed to at most 300 chars (a window around the match when longer). */
   lineText: string;
 }
@@ -44,7 +47,9 @@ const MAX_LINE_TEXT = 300;
 /**
  * Every occurrence of a key of `stale` in the files under `paths`.
  *
- * stale: canonical stale address -> canonical target (IPv4 and IPv6). Keys are
+ * stale: canonical stale address -> canonical target (IPv4 and IPv6), or a
+ * prefix mapping "network/length" -> "network/length", which covers every
+ * address inside it (the longest prefix decides, as in the kernel). Keys are
  * normalised once more here, so a caller passing "FDAA::2" still finds it.
  *
  * Paths are taken in the order given. A path named here that is a symlink is
@@ -58,16 +63,7 @@ const MAX_LINE_TEXT = 300;
  */
 export async function* scanPaths(paths: string[], stale: ReadonlyMap<string, string>, stats?: ScanStats): AsyncGenerator<Occurrence> {
   const st = stats ?? { files: 0, skipped: [] };
-  const keys = new Map<string, string>();
-  for (const [from, to] of stale) {
-    let key = from;
-    try {
-      key = normalizeIp(from);
-    } catch {
-      // Not an address at all; kept as given, it simply never matches.
-    }
-    keys.set(key, to);
-  }
+  const keys = staleLookup(stale);
   for (const path of paths) {
     let info: Stats;
     try {
@@ -81,10 +77,42 @@ export async function* scanPaths(paths: string[], stale: ReadonlyMap<string, str
   }
 }
 
+type Lookup = (address: string) => { target: string; prefix?: string } | undefined;
+
+/** Where a canonical address maps: its own mapping first, else the longest prefix mapping holding it. */
+function staleLookup(stale: ReadonlyMap<string, string>): Lookup {
+  const singles = new Map<string, string>();
+  const prefixes: PrefixMove[] = [];
+  for (const [from, to] of stale) {
+    const slash = from.indexOf('/');
+    try {
+      if (slash < 0) singles.set(normalizeIp(from), to);
+      else {
+        const family = from.includes(':') ? 6 : 4;
+        prefixes.push({
+          family,
+          from: normalizeIp(from.slice(0, slash)),
+          to: normalizeIp(to.split('/')[0]!),
+          length: Number(from.slice(slash + 1)),
+        });
+      }
+    } catch {
+      // Not an address at all: it simply never matches.
+    }
+  }
+  const moves = new PrefixMoves(prefixes);
+  return (address) => {
+    const target = singles.get(address);
+    if (target !== undefined) return { target };
+    const inside = moves.lookup(address.includes(':') ? 6 : 4, address);
+    return inside && { target: inside.to, prefix: prefixKey(inside.move.from, inside.move.length) };
+  };
+}
+
 async function* walkDirectory(
   dir: string,
   info: Stats,
-  keys: ReadonlyMap<string, string>,
+  keys: Lookup,
   st: ScanStats,
   ancestors: ReadonlySet<string>,
 ): AsyncGenerator<Occurrence> {
@@ -131,7 +159,7 @@ async function* walkDirectory(
   }
 }
 
-async function* scanFile(file: string, seen: Stats, keys: ReadonlyMap<string, string>, st: ScanStats): AsyncGenerator<Occurrence> {
+async function* scanFile(file: string, seen: Stats, keys: Lookup, st: ScanStats): AsyncGenerator<Occurrence> {
   // Devices, FIFOs and sockets are never opened: opening some has effects
   // (a tape rewinds), and reading a FIFO can wait forever.
   if (!seen.isFile()) {
@@ -182,15 +210,15 @@ async function* scanFile(file: string, seen: Stats, keys: ReadonlyMap<string, st
         if (lineNo === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1); // UTF-8 byte order mark
         if (!line.includes(':') && !line.includes('.')) continue;
         for (const found of findAddresses(line)) {
-          const target = keys.get(found.address);
-          if (target === undefined) continue;
+          const hit = keys(found.address);
+          if (!hit) continue;
           yield {
             file,
             line: lineNo,
             column: found.start + 1,
             text: found.text,
             address: found.address,
-            target,
+            ...hit,
             lineText: clipLine(line, found.start, found.text.length),
           };
         }
