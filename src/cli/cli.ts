@@ -17,8 +17,8 @@ import { recordStartFailure } from '../agent/start-failure.js';
 import { findSetpriv, reapOrphans } from '../kernel/child-guard.js';
 import { readLocalAddresses } from '../net/local-addresses.js';
 import { AgentLock, ask } from '../agent/agent-lock.js';
-import { IpRoutes } from '../kernel/routes.js';
-import { IpSelfAddresses } from '../kernel/self-addresses.js';
+import { NetlinkRoutes } from '../kernel/routes.js';
+import { NetlinkSelfAddresses } from '../kernel/self-addresses.js';
 import { resolvePaths, DEFAULT_PATHS } from '../input/settings.js';
 import { collectStatus, STATUS_EXIT } from '../support/status.js';
 import { formatStatus } from '../support/status-format.js';
@@ -259,9 +259,9 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   );
   const reconciler = new Reconciler({
     nft: drift ?? nft,
-    routes: new IpRoutes(),
+    routes: new NetlinkRoutes(),
     conntrack: cleanup,
-    selfAddresses: new IpSelfAddresses(paths.stateDir),
+    selfAddresses: new NetlinkSelfAddresses(paths.stateDir),
     ruleset,
     localAddresses: () => readLocalAddresses(),
   });

@@ -8,10 +8,11 @@
 // whole range), needs none. The routes carry a protocol number of their own,
 // so addrmap finds and removes exactly its own; a route for the same prefix
 // that someone else made is left alone.
-import { execFile } from './exec.js';
 import type { IpFamily } from '../net/address.js';
-import { RouteTable, type RouteEntry } from './route-table.js';
 import { prefixKey } from '../net/prefix.js';
+import { RouteTable, type RouteEntry } from './route-table.js';
+import * as rtnl from './netlink/rtnetlink.js';
+import { RTM, RT_TABLE_MAIN, RTN_UNICAST, ROUTE_TYPES, routeAddPayload, routeDelPayload } from './netlink/rtnetlink-codec.js';
 
 /** rtnetlink protocol number marking addrmap's routes (unassigned in rt_protos). */
 export const ROUTE_PROTO = 173;
@@ -44,137 +45,99 @@ export interface Routes {
   apply(add: RouteSpec[], remove: RouteSpec[]): Promise<string[]>;
 }
 
-interface IpRoute {
-  dst: string;
-  dev?: string;
-  gateway?: string;
-  type?: string;
-  protocol?: string;
-  metric?: number;
-  from?: string;
-  nexthops?: unknown[];
-}
+/** The rules every Linux system starts with (priority and table); anything else is policy routing. */
+const DEFAULT_RULES = new Set(['4 0 255', '4 32766 254', '4 32767 253', '6 0 255', '6 32766 254']);
+const FAMILIES = [4, 6] as const;
 
-/** The rules every Linux system starts with; anything else is policy routing. */
-const DEFAULT_RULES = new Set(['0 local', '32766 main', '32767 default']);
-
-export class IpRoutes implements Routes {
-  constructor(private readonly binary = 'ip') {}
-
+/** The main table over rtnetlink, in-process; where the FFI cannot load, every call fails saying so. */
+export class NetlinkRoutes implements Routes {
   async list(): Promise<RouteSpec[]> {
-    const out: RouteSpec[] = [];
-    const runs = await Promise.all(
-      ([4, 6] as const).map((family) =>
-        execFile(this.binary, ['-j', `-${family}`, 'route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTO)]),
-      ),
-    );
-    for (const [i, family] of ([4, 6] as const).entries()) {
-      const res = runs[i]!;
-      if (res.code !== 0) throw new Error(`ip route show failed: ${res.stderr.trim()}`);
-      for (const r of parseJsonLines(res.stdout)) {
-        const [dst, len] = r.dst.split('/') as [string, string | undefined];
-        const length = len === undefined || Number(len) === (family === 6 ? 128 : 32) ? undefined : Number(len);
-        out.push({
-          family,
-          dst,
-          ...(length === undefined ? {} : { length }),
-          dev: r.dev ?? '',
-          ...(r.gateway ? { gateway: r.gateway } : {}),
-        });
-      }
-    }
-    return out;
+    const [dumped, names] = await Promise.all([rtnl.routes(FAMILIES), rtnl.links()]);
+    return dumped
+      .filter((r) => r.table === RT_TABLE_MAIN && r.protocol === ROUTE_PROTO)
+      .map((r) => ({
+        family: r.family,
+        dst: r.dst,
+        ...(r.dstLen === fullLength(r.family) ? {} : { length: r.dstLen }),
+        dev: (r.oif !== undefined && names.name(r.oif)) || '',
+        ...(r.gateway ? { gateway: r.gateway } : {}),
+      }));
   }
 
   async lookup(targets: { family: IpFamily; address: string }[]) {
     const found = new Map<string, { dev: string; gateway?: string }>();
-    for (const family of [4, 6] as const) {
-      const addrs = targets.filter((t) => t.family === family).map((t) => t.address);
-      if (addrs.length === 0) continue;
-      // One process for all lookups; -force keeps going past unreachable ones,
-      // which simply print nothing.
-      const res = await execFile(this.binary, ['-j', `-${family}`, '-force', '-batch', '-'], {
-        input: addrs.map((a) => `route get ${a}\n`).join(''),
-      });
-      for (const r of parseJsonLines(res.stdout)) {
-        if (r.type && r.type !== 'unicast') continue; // local, unreachable, blackhole: nothing to follow
-        if (!r.dev) continue;
-        found.set(r.dst, { dev: r.dev, ...(r.gateway ? { gateway: r.gateway } : {}) });
-      }
+    if (!targets.length) return found;
+    const [answers, names] = await Promise.all([rtnl.lookups(targets), rtnl.links()]);
+    for (const [i, t] of targets.entries()) {
+      const r = answers[i];
+      // An errno (nothing routes it), or local, unreachable, blackhole: nothing to follow.
+      if (typeof r !== 'object' || r.type !== RTN_UNICAST || r.oif === undefined) continue;
+      const dev = names.name(r.oif);
+      if (dev) found.set(t.address, { dev, ...(r.gateway ? { gateway: r.gateway } : {}) });
     }
     return found;
   }
 
   async snapshot(): Promise<RouteTable | null> {
+    const [rules, dumped, names] = await Promise.all([rtnl.rules(FAMILIES), rtnl.routes(FAMILIES), rtnl.links()]);
+    if (rules.some((r) => r.selective || !DEFAULT_RULES.has(`${r.family} ${r.priority} ${r.table}`))) return null;
     const entries: RouteEntry[] = [];
-    // The four listings at once (rules and main table, per family): they are independent reads.
-    const show = (family: 4 | 6, what: string[]) => execFile(this.binary, ['-j', `-${family}`, ...what]);
-    const runs = await Promise.all(
-      ([4, 6] as const).flatMap((family) => [show(family, ['rule', 'show']), show(family, ['route', 'show', 'table', 'main'])]),
-    );
-    for (const [i, family] of ([4, 6] as const).entries()) {
-      const rules = runs[2 * i]!;
-      if (rules.code !== 0) return null;
-      const custom = (JSON.parse(rules.stdout || '[]') as { priority: number; table?: string; src?: string; [k: string]: unknown }[]).some(
-        (r) =>
-          !DEFAULT_RULES.has(`${r.priority} ${r.table}`) ||
-          (r.src !== undefined && r.src !== 'all') ||
-          Object.keys(r).some((k) => !['priority', 'src', 'table'].includes(k)),
-      );
-      if (custom) return null;
-      const res = runs[2 * i + 1]!;
-      if (res.code !== 0) throw new Error(`ip route show failed: ${res.stderr.trim()}`);
-      for (const r of parseJsonLines(res.stdout)) {
-        if (r.protocol === String(ROUTE_PROTO)) continue;
-        // Source-specific and multipath routes are beyond a prefix lookup.
-        if (r.from && r.from !== '::/0') return null;
-        if (r.nexthops) return null;
-        entries.push({
-          family,
-          dst: r.dst,
-          ...(r.dev ? { dev: r.dev } : {}),
-          ...(r.gateway ? { gateway: r.gateway } : {}),
-          ...(r.type ? { type: r.type } : {}),
-          ...(r.metric !== undefined ? { metric: r.metric } : {}),
-        });
-      }
+    for (const r of dumped) {
+      if (r.table !== RT_TABLE_MAIN || r.protocol === ROUTE_PROTO) continue;
+      // Multipath, source-specific and TOS routes are beyond a prefix lookup.
+      if (r.complex || r.tos !== 0) return null;
+      const dev = r.oif === undefined ? undefined : names.name(r.oif);
+      entries.push({
+        family: r.family,
+        dst: r.dstLen === 0 ? 'default' : r.dstLen === fullLength(r.family) ? r.dst : prefixKey(r.dst, r.dstLen),
+        ...(dev ? { dev } : {}),
+        ...(r.gateway ? { gateway: r.gateway } : {}),
+        ...(r.type === RTN_UNICAST ? {} : { type: ROUTE_TYPES[r.type] ?? String(r.type) }),
+        ...(r.priority !== undefined ? { metric: r.priority } : {}),
+      });
     }
     return new RouteTable(entries);
   }
 
   async apply(add: RouteSpec[], remove: RouteSpec[]): Promise<string[]> {
-    const errors: string[] = [];
-    for (const family of [4, 6] as const) {
-      const lines = [
-        ...remove.filter((r) => r.family === family).map((r) => `route del ${hostPrefix(r)} proto ${ROUTE_PROTO}`),
-        // add, not replace: a route someone else made for the same prefix
-        // stays (the kernel answers "File exists"), it is never taken over.
-        ...add
-          .filter((r) => r.family === family)
-          .map((r) => `route add ${hostPrefix(r)}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev} proto ${ROUTE_PROTO}`),
-      ];
-      if (lines.length === 0) continue;
-      const res = await execFile(this.binary, [`-${family}`, '-force', '-batch', '-'], { input: lines.join('\n') + '\n' });
-      if (res.code !== 0) errors.push(...res.stderr.trim().split('\n').filter(Boolean));
+    const names = add.length ? await rtnl.links() : null;
+    // In order, deletes first within each family; a failure is reported where it happened.
+    const steps: { what: string; change?: rtnl.Change; refused?: string }[] = [];
+    for (const family of FAMILIES) {
+      for (const r of remove.filter((x) => x.family === family)) {
+        const payload = routeDelPayload(family, r.dst, r.length ?? fullLength(family), ROUTE_PROTO);
+        steps.push({ what: `route del ${hostPrefix(r)} proto ${ROUTE_PROTO}`, change: { type: RTM.DELROUTE, flags: 0, payload } });
+      }
+      for (const r of add.filter((x) => x.family === family)) {
+        const what = `route add ${hostPrefix(r)}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev}`;
+        const oif = names!.index(r.dev);
+        if (oif === undefined) {
+          steps.push({ what, refused: `Cannot find device "${r.dev}"` });
+          continue;
+        }
+        const dst = { family, dst: r.dst, dstLen: r.length ?? fullLength(family), oif, ...(r.gateway ? { gateway: r.gateway } : {}) };
+        // CREATE|EXCL, never REPLACE: a route someone else made for the same
+        // prefix and metric stays, and the kernel answers EEXIST.
+        steps.push({
+          what,
+          change: { type: RTM.NEWROUTE, flags: rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL, payload: routeAddPayload(dst, ROUTE_PROTO) },
+        });
+      }
     }
-    return errors;
+    const sent = steps.filter((s) => s.change);
+    const errnos = await rtnl.change(sent.map((s) => s.change!));
+    sent.forEach((s, i) => {
+      if (errnos[i]) s.refused = `RTNETLINK answers: ${rtnl.errnoText(errnos[i])}`;
+    });
+    return steps.filter((s) => s.refused).map((s) => `${s.refused} (${s.what})`);
   }
 }
 
+const fullLength = (family: IpFamily) => (family === 6 ? 128 : 32);
+
 function hostPrefix(r: RouteSpec): string {
-  return prefixKey(r.dst, r.length ?? (r.family === 4 ? 32 : 128));
+  return prefixKey(r.dst, r.length ?? fullLength(r.family));
 }
 
 /** The key a route is known by: "fdbb::1" or "fdbb::/64". */
 export const routeKey = (r: { dst: string; length?: number }) => (r.length === undefined ? r.dst : prefixKey(r.dst, r.length));
-
-/** `ip -j -batch` prints one JSON array per command. */
-function parseJsonLines(text: string): IpRoute[] {
-  const out: IpRoute[] = [];
-  for (const line of text.split('\n')) {
-    const t = line.trim();
-    if (!t) continue;
-    out.push(...(JSON.parse(t) as IpRoute[]));
-  }
-  return out;
-}

@@ -6,8 +6,9 @@
 // the state directory) before they are added: an address that was there
 // before addrmap stays when its entry goes, and one added just before a
 // crash is still known, and removed, after it.
-import { execFile } from './exec.js';
 import { APPLIED_FILE, readState, writeState, type AppliedState } from '../state/state-file.js';
+import * as rtnl from './netlink/rtnetlink.js';
+import { RTM, addressAddPayload, addressDelPayload } from './netlink/rtnetlink-codec.js';
 
 const OWN_ADDRESSES_FILE = 'own-addresses.json';
 
@@ -24,14 +25,12 @@ interface OwnAddresses {
   addresses: string[];
 }
 
-export class IpSelfAddresses implements SelfAddresses {
+/** Over rtnetlink, in-process; where the FFI cannot load, every call fails saying so. */
+export class NetlinkSelfAddresses implements SelfAddresses {
   /** Adoption reads applied.json (megabytes at 100k mappings): once per process. */
   private adoptionTried = false;
 
-  constructor(
-    private readonly stateDir: string,
-    private readonly binary = 'ip',
-  ) {}
+  constructor(private readonly stateDir: string) {}
 
   async add(addresses: string[]): Promise<string[]> {
     if (!addresses.length) return [];
@@ -41,7 +40,7 @@ export class IpSelfAddresses implements SelfAddresses {
     const own = await this.own();
     // Recorded first: a crash between the two still leaves them known.
     await this.save(new Set([...own, ...missing]));
-    return this.batch(missing.map((a) => `addr add ${a}/128 dev lo nodad preferred_lft 0`));
+    return this.batch('add', missing);
   }
 
   async release(keep: string[]): Promise<string[]> {
@@ -50,7 +49,10 @@ export class IpSelfAddresses implements SelfAddresses {
     const drop = [...own].filter((a) => !keepSet.has(a));
     if (!drop.length) return [];
     const present = await this.present();
-    const errors = await this.batch(drop.filter((a) => present.has(a)).map((a) => `addr del ${a}/128 dev lo`));
+    const errors = await this.batch(
+      'del',
+      drop.filter((a) => present.has(a)),
+    );
     if (!errors.length) await this.save(new Set([...own].filter((a) => keepSet.has(a))));
     return errors;
   }
@@ -91,21 +93,32 @@ export class IpSelfAddresses implements SelfAddresses {
   }
 
   private async details(): Promise<{ local: string; prefixlen?: number; preferred_life_time?: number }[]> {
-    const res = await execFile(this.binary, ['-j', '-6', 'addr', 'show', 'dev', 'lo']);
-    if (res.code !== 0) throw new Error(`ip addr show failed: ${res.stderr.trim()}`);
-    const links = JSON.parse(res.stdout || '[]') as {
-      addr_info?: { local?: string; prefixlen?: number; preferred_life_time?: number }[];
-    }[];
-    return links.flatMap((l) => l.addr_info ?? []).filter((a): a is { local: string } => typeof a.local === 'string');
+    const [lo, all] = await Promise.all([loIndex(), rtnl.addresses(6)]);
+    return all.filter((a) => a.index === lo).map((a) => ({ local: a.address, prefixlen: a.prefixlen, preferred_life_time: a.preferred }));
   }
 
   private save(own: Set<string>): Promise<void> {
     return writeState(this.stateDir, OWN_ADDRESSES_FILE, { schema: 1, addresses: [...own].sort() } satisfies OwnAddresses);
   }
 
-  private async batch(lines: string[]): Promise<string[]> {
-    if (!lines.length) return [];
-    const res = await execFile(this.binary, ['-6', '-force', '-batch', '-'], { input: lines.join('\n') + '\n' });
-    return res.code === 0 ? [] : res.stderr.trim().split('\n').filter(Boolean);
+  private async batch(verb: 'add' | 'del', addresses: string[]): Promise<string[]> {
+    if (!addresses.length) return [];
+    const lo = await loIndex();
+    const errnos = await rtnl.change(
+      addresses.map((a) =>
+        verb === 'add'
+          ? { type: RTM.NEWADDR, flags: rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL, payload: addressAddPayload(6, a, 128, lo) }
+          : { type: RTM.DELADDR, flags: 0, payload: addressDelPayload(6, a, 128, lo) },
+      ),
+    );
+    return addresses.flatMap((a, i) =>
+      errnos[i] ? [`RTNETLINK answers: ${rtnl.errnoText(errnos[i])} (addr ${verb} ${a}/128 dev lo)`] : [],
+    );
   }
+}
+
+async function loIndex(): Promise<number> {
+  const index = (await rtnl.links()).index('lo');
+  if (index === undefined) throw new Error('no loopback device (lo) in this network namespace');
+  return index;
 }

@@ -3,7 +3,7 @@
 // of each listed flow, so a flow that began since the listing (with the same
 // tuple, already translated) is never the one deleted.
 import { addressFromBytes, type IpFamily } from '../../net/address.js';
-import { ConntrackTool, type ConntrackTable, type FlowEntry } from '../conntrack.js';
+import type { ConntrackTable, FlowEntry } from '../conntrack.js';
 import { libc } from './ffi.js';
 import { NetlinkSocket, encodeMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST } from './socket.js';
 
@@ -206,7 +206,17 @@ class NetlinkConntrack implements ConntrackTable {
   }
 }
 
-/** ctnetlink where the FFI loads, the conntrack program where it does not. */
+/**
+ * The table over ctnetlink. Where the FFI cannot load, a table whose every
+ * call fails with the reason: the cleanup turns that into a warning, and the
+ * mappings it follows are in effect regardless.
+ */
 export function conntrackTable(): ConntrackTable {
-  return libc() instanceof Error ? new ConntrackTool() : new NetlinkConntrack();
+  const c = libc();
+  return c instanceof Error ? unavailableConntrack(c) : new NetlinkConntrack();
+}
+
+export function unavailableConntrack(why: Error): ConntrackTable {
+  const refuse = () => Promise.reject(new Error(`ctnetlink unavailable (${why.message})`));
+  return { via: 'ctnetlink', list: refuse, sweep: refuse };
 }
