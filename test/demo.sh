@@ -7,17 +7,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NODE=${NODE:-$(command -v node)}
+# The Node the project pins (the devDependency), for every process of the demo.
+NODE=${NODE:-$PWD/node_modules/.bin/node}
+[ -x "$NODE" ] || { echo "demo: $NODE is missing; run npm ci first" >&2; exit 1; }
 G=addrmap-demo-guest
 P=addrmap-demo-peer
 DIR=$(mktemp -d /tmp/addrmap-demo.XXXXXX)
 OLD=fdaa:0:18:a7b:7d:f066:b83b:2   # the peer's address before it migrated, written in the guest's config
 NEW=fdaa:0:18:a7b:c2:f066:b83b:2   # its address now
 AGENT_PID=
+PEER_PID=
 
 cleanup() {
-  [ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null || true
-  ip netns pids "$P" 2>/dev/null | xargs -r kill 2>/dev/null || true
+  # By the pids the demo started: no process tools (procps) needed to find them.
+  for pid in $AGENT_PID $PEER_PID; do kill "$pid" 2>/dev/null || true; done
+  for pid in $AGENT_PID $PEER_PID; do wait "$pid" 2>/dev/null || true; done
   ip netns del "$G" 2>/dev/null || true
   ip netns del "$P" 2>/dev/null || true
   rm -rf "$DIR"
@@ -38,6 +42,7 @@ ip -n "$P" addr add fd00:1::2/64 dev eth0 nodad
 ip -n "$G" route add fdaa::/16 via fd00:1::2
 ip -n "$P" addr add "$NEW/128" dev lo nodad
 ip netns exec "$P" "$NODE" test/support/echo-server.mjs "database" 5432 >/dev/null &
+PEER_PID=$!
 sleep 0.5
 echo "peer 'database' now lives at $NEW (it migrated away from $OLD)"
 
