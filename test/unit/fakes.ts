@@ -97,10 +97,11 @@ export class FakeRoutes implements Routes {
       .filter((r) => !ours(r))
       .map((r) => ({
         family: r.family,
-        dst: r.length === undefined ? r.dst : prefixKey(r.dst, r.length),
+        dst: r.length === undefined || r.length === fullLength(r.family) ? r.dst : r.length === 0 ? 'default' : prefixKey(r.dst, r.length),
         dev: r.dev,
         ...(r.gateway ? { gateway: r.gateway } : {}),
-        ...(r.metric !== undefined ? { metric: r.metric } : {}),
+        // As the kernel reports it: always for IPv6, for IPv4 only when not 0.
+        ...(r.family === 6 || r.metric ? { metric: r.metric ?? defaultMetric(r.family) } : {}),
       }));
     return new RouteTable([...this.fib, ...entries]);
   }
