@@ -5,7 +5,8 @@
 #                             iproute2 (ip, network namespaces), conntrack
 #   test/host-setup.sh test   also what the kernel tests run inside their guest
 #                             namespaces to check coexistence: iptables,
-#                             firewalld with its D-Bus, and Docker's engine
+#                             firewalld with its D-Bus, Docker's engine, and
+#                             patch (scan --diff is applied with it)
 #   test/host-setup.sh bench  also what the benchmark suite needs: iperf3,
 #                             inotify-tools and jq (the baseline script),
 #                             socat (the proxy baseline), a C compiler (netload.c)
@@ -22,6 +23,7 @@ if [ "${1:-}" = test ]; then
   have dbus-daemon || need+=(dbus)
   have dockerd || need+=(docker.io)
   have nsenter || need+=(util-linux)
+  have patch || need+=(patch)
 fi
 if [ "${1:-}" = bench ]; then
   have iperf3 || need+=(iperf3)

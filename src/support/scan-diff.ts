@@ -85,7 +85,9 @@ export async function fileDiff(file: string, found: readonly Occurrence[], names
     if (line !== lines[index]) changed.set(index, line);
   }
   if (!changed.size) return '';
-  const out = [`--- a/${file}\n`, `+++ b/${file}\n`];
+  // patch -p1 takes a/ and b/ off: run from where scan ran (or from / for absolute paths).
+  const label = file.startsWith('/') ? file : `/${file}`;
+  const out = [`--- a${label}\n`, `+++ b${label}\n`];
   for (const [first, last] of hunks(
     [...changed.keys()].sort((a, b) => a - b),
     lines.length,

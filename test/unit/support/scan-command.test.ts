@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -79,12 +80,16 @@ describe('addrmap scan', () => {
     const r = await scan({ paths: [conf], diff: true, names });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe(
-      `--- a/${conf}\n+++ b/${conf}\n@@ -1,3 +1,3 @@\n` +
+      `--- a${conf}\n+++ b${conf}\n@@ -1,3 +1,3 @@\n` +
         '-peer = [FDAA:0:18::2]:5432\n+peer = db.internal:5432\n' +
         '-cache = ::ffff:198.51.100.10\n+cache = ::ffff:198.51.100.20\n' +
         '-member fdaa:0:30::7\n+member fdaa:0:31::7\n',
     );
     expect(await readFile(conf, 'utf8')).toBe(text);
+    // What the runbook says to do with it: patch applies it as it is.
+    const applied = spawnSync('patch', ['-p1', '-d', '/'], { input: r.stdout, encoding: 'utf8' });
+    expect(applied.status).toBe(0);
+    expect(await readFile(conf, 'utf8')).toBe('peer = db.internal:5432\ncache = ::ffff:198.51.100.20\nmember fdaa:0:31::7\n');
   });
 
   test('a bad --names file is refused by entry, without repeating its bytes', async () => {

@@ -76,8 +76,8 @@ describe('fileDiff', () => {
     );
     expect(diff).toBe(
       [
-        `--- a/${file}`,
-        `+++ b/${file}`,
+        `--- a${file}`,
+        `+++ b${file}`,
         '@@ -1,8 +1,8 @@',
         ' line 1',
         '-peer = [fdaa:0:18::2]:5432',
@@ -106,7 +106,7 @@ describe('fileDiff', () => {
     const file = join(dir, 'x.conf');
     await writeFile(file, 'a\npeer fdaa:0:18::2');
     expect(await fileDiff(file, [hit(file, 2, 6, 'fdaa:0:18::2', 'fdaa:0:18::2', 'fdaa:0:19::2')], new Map())).toBe(
-      `--- a/${file}\n+++ b/${file}\n@@ -1,2 +1,2 @@\n a\n-peer fdaa:0:18::2\n\\ No newline at end of file\n+peer fdaa:0:19::2\n\\ No newline at end of file\n`,
+      `--- a${file}\n+++ b${file}\n@@ -1,2 +1,2 @@\n a\n-peer fdaa:0:18::2\n\\ No newline at end of file\n+peer fdaa:0:19::2\n\\ No newline at end of file\n`,
     );
     await writeFile(file, 'a\npeer   fdaa:0:18::2\n');
     expect(await fileDiff(file, [hit(file, 2, 6, 'fdaa:0:18::2', 'fdaa:0:18::2', 'fdaa:0:19::2')], new Map())).toBe('');
