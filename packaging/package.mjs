@@ -222,7 +222,7 @@ Version: ${VERSION}
 Architecture: ${ARCH.deb}
 Maintainer: addrmap maintainers <addrmap@localhost>
 Installed-Size: ${installedKiB}
-Depends: libc6 (>= 2.28), libstdc++6 (>= 5.2), libgcc-s1 | libgcc1, nftables (>= 0.9.7), iproute2, conntrack
+Depends: libc6 (>= 2.28), libstdc++6 (>= 5.2), libgcc-s1 | libgcc1, libnftables1 (>= 0.9.7), iproute2, conntrack
 Section: net
 Priority: optional
 Description: keep stale literal IP addresses reachable after a VM migrates
@@ -305,5 +305,5 @@ process.stdout.write(
 );
 for (const a of artifacts) process.stdout.write(`  ${relative(OUT, a).padEnd(34)} ${mb((await stat(a)).size).padStart(9)}\n`);
 process.stdout.write(
-  `  installed size ${mb(installedKiB * 1024)}; needs glibc >= 2.28, libstdc++6, libgcc-s1; nft, ip, conntrack at run time\n`,
+  `  installed size ${mb(installedKiB * 1024)}; needs glibc >= 2.28, libstdc++6, libgcc-s1; libnftables1, ip, conntrack at run time\n`,
 );

@@ -1,0 +1,136 @@
+// The in-process nftables client on a real kernel, beyond what the contract
+// test compares with the fake: no nft program needed, another tool's changes
+// seen by the long-lived context, large operations off the event loop, and a
+// clear refusal where libnftables cannot load (the client's, and the agent's).
+// LibNft runs in a netns worker inside the lab's guest namespace; nft plays
+// the other tool and inspects.
+import { execFileSync } from 'node:child_process';
+import { mkdir, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import type { Chain, NftInfo, Operation, TableListing } from '../../src/kernel/nft/index.js';
+import { EMPTY_VIEW, planSync } from '../../src/kernel/plan.js';
+import { FULL_RULESET, TABLE } from '../../src/kernel/ruleset.js';
+import { ADDR, ADDRMAP, Lab, ROOT, mappingFile, run } from '../support/lab.js';
+import { NetnsWorker } from '../support/netns-worker.js';
+
+const WORKER = join(ROOT, 'test/kernel/workers/libnft.ts');
+
+let lab: Lab;
+let worker: NetnsWorker | undefined;
+beforeEach(async () => {
+  lab = await Lab.create({ peer: false });
+});
+afterEach(async () => {
+  await worker?.stop();
+  worker = undefined;
+  await lab?.destroy();
+});
+
+const start = async (env?: NodeJS.ProcessEnv) => (worker = await NetnsWorker.start(lab, lab.guest, WORKER, env ? { env } : {}));
+
+/** The whole table with these IPv6 mappings, as the agent first writes it. */
+const fullTable = (v6: Record<string, string>): Operation[] =>
+  planSync(EMPTY_VIEW, { v4: new Map(), v6: new Map(Object.entries(v6)), prefixes: [] }, true, FULL_RULESET).tx.operations;
+
+const dnat6 = (l: TableListing | null) =>
+  Object.fromEntries((l?.maps.find((m) => m.name === 'dnat6')?.elements ?? []).map((e) => [e.key, e.value]));
+
+async function nft(...args: string[]): Promise<void> {
+  const r = await lab.exec(lab.guest, 'nft', args);
+  if (r.code !== 0) throw new Error(`nft ${args.join(' ')}: ${r.stderr.trim()}`);
+}
+
+describe('LibNft on the kernel', () => {
+  test('works with no nft program on PATH: ready, run, list, listChains', async () => {
+    const bin = join(lab.dir, 'bin-no-nft');
+    await mkdir(bin);
+    // ip alone: it starts the worker in the namespace.
+    await symlink(execFileSync('bash', ['-c', 'command -v ip']).toString().trim(), join(bin, 'ip'));
+    const w = await start({ PATH: bin });
+    expect(await w.call('onPath', 'nft')).toBe(false);
+
+    const info = await w.call<NftInfo>('ready', TABLE);
+    expect(info.version).toMatch(/^libnftables\.so\.1(\.\d+)*$/);
+    await w.call('run', TABLE, fullTable({ 'fd00::1': 'fdaa::1' }));
+    expect(dnat6(await w.call<TableListing>('list', TABLE))).toEqual({ 'fd00::1': 'fdaa::1' });
+    const chains = await w.call<Chain[]>('listChains', TABLE);
+    expect(chains.map((c) => c.name).sort()).toEqual(FULL_RULESET.chains.map((c) => c.name).sort());
+  });
+
+  test("one context for the process's life still sees what another tool changed between two calls", async () => {
+    const w = await start();
+    await w.call('run', TABLE, fullTable({ 'fd00::1': 'fdaa::1' }));
+    expect(dnat6(await w.call('list', TABLE))).toEqual({ 'fd00::1': 'fdaa::1' });
+
+    await nft('add', 'element', 'inet', 'addrmap', 'dnat6', '{ fd00::2 : fdaa::2 }');
+    expect(dnat6(await w.call('list', TABLE))).toEqual({ 'fd00::1': 'fdaa::1', 'fd00::2': 'fdaa::2' });
+
+    await nft('delete', 'table', 'inet', 'addrmap');
+    expect(await w.call('list', TABLE)).toBeNull();
+    expect(await w.call('listChains', TABLE)).toEqual([]);
+
+    // A batch is judged against the kernel as it is now, not as last listed.
+    await nft('add', 'table', 'inet', 'addrmap');
+    await nft('add', 'map', 'inet', 'addrmap', 'dnat6', '{ type ipv6_addr : ipv6_addr; }');
+    await nft('add', 'element', 'inet', 'addrmap', 'dnat6', '{ fd00::3 : fdbb::3 }');
+    const conflicting: Operation = {
+      verb: 'add',
+      object: { element: { family: 'inet', table: 'addrmap', name: 'dnat6', key: 'fd00::3', value: 'fdaa::3' } },
+    };
+    await expect(w.call('run', TABLE, [conflicting])).rejects.toMatchObject({ kind: 'exists' });
+    expect(dnat6(await w.call('list', TABLE))).toEqual({ 'fd00::3': 'fdbb::3' });
+  });
+
+  test('a 100k-element commit and a 100k-element listing leave the event loop running', async () => {
+    const w = await start();
+    await w.call('run', TABLE, fullTable({}));
+    type Timed = { ticks: number; result: unknown };
+    const commit = await w.call<Timed>('addElements', TABLE, 'dnat6', 100_000);
+    const listing = await w.call<Timed>('timedList', TABLE);
+    // A 10 ms timer fired while libnftables worked: the calls did not hold the loop.
+    expect(commit.ticks).toBeGreaterThan(0);
+    expect(listing.ticks).toBeGreaterThan(0);
+    expect(listing.result).toMatchObject({ dnat6: 100_000 });
+    // The context is usable after the memory it held was handed back.
+    expect(await w.call('listChains', TABLE)).toHaveLength(FULL_RULESET.chains.length);
+    const count = JSON.parse((await lab.exec(lab.guest, 'nft', ['-j', 'list', 'map', 'inet', 'addrmap', 'dnat6'])).stdout);
+    expect(count.nftables.find((x: Record<string, unknown>) => 'map' in x).map.elem).toHaveLength(100_000);
+  });
+
+  test('a library that cannot be loaded: an NftError naming it and the package to install', async () => {
+    const w = await start();
+    await expect(w.call('ready', TABLE, '/nonexistent/libnftables.so.1')).rejects.toMatchObject({
+      kind: 'other',
+      message: expect.stringMatching(
+        /^nftables is not usable: cannot load \/nonexistent\/libnftables\.so\.1 \(.+\); install the libnftables1 package$/,
+      ),
+    });
+  });
+});
+
+describe('the agent without libnftables', () => {
+  test('refuses to start with a clear message (cannot_start), and status says why', async () => {
+    // The library hidden from the agent alone: a mount namespace of its own,
+    // where an empty file stands in for it.
+    const lib = /libnftables\.so\.1 \(.*\) => (\S+)/.exec(execFileSync('ldconfig', ['-p']).toString())![1]!;
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+    const hidden = (args: string[]) =>
+      run(
+        'ip',
+        [
+          ...['netns', 'exec', lab.guest, 'unshare', '-m', '--propagation', 'private'],
+          ...['sh', '-c', 'mount --bind /dev/null "$1" && shift && exec "$@"', 'sh', lib, process.execPath, ADDRMAP, ...args],
+        ],
+        { env: lab.env() },
+      );
+    const r = await hidden(['apply']);
+    expect(r.code).toBe(4); // not retried by init: the library does not appear by itself
+    expect(r.stderr).toMatch(/^addrmap: nftables is not usable: cannot load libnftables\.so\.1 \(.+\); install the libnftables1 package$/m);
+    expect(r.stdout).toContain('"event":"cannot_start"');
+    expect(await lab.ruleset()).toBe('');
+    const status = JSON.parse((await lab.addrmap(['status', '--json'])).stdout);
+    expect(status).toMatchObject({ startFailure: { command: 'apply', attempts: 1 } });
+    expect(status.startFailure.reason).toMatch(/^nftables is not usable: cannot load libnftables\.so\.1/);
+  });
+});
