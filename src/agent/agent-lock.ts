@@ -4,10 +4,10 @@
 // running agent instead of changing the kernel behind its back (the agent
 // would undo it). A socket left by a killed agent answers nobody and is
 // taken over. Only root can connect: the socket is root's, mode 0755.
-import { unlink } from 'node:fs/promises';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { prepareStateDir } from '../state/state-file.js';
+import { askLine, listenAt, serveLines } from './line-socket.js';
 
 const AGENT_SOCKET = 'agent.sock';
 
@@ -21,8 +21,7 @@ type Request = { request: 'who' } | PassRequest;
 type Reply = { pid: number } & Partial<PassReply>;
 
 /** At most this many connections at once; each closes after a few seconds idle. */
-const MAX_CONNECTIONS = 4;
-const IDLE_MS = 5000;
+const LIMITS = { maxRequestBytes: 1024, maxConnections: 4, idleMs: 5000 };
 
 export class AgentLock {
   private onPass: (req: PassRequest) => Promise<PassReply> = async () => ({ outcome: 'unchanged' });
@@ -34,19 +33,15 @@ export class AgentLock {
     await prepareStateDir(stateDir);
     const path = join(stateDir, AGENT_SOCKET);
     const lock = new AgentLock(createServer());
-    lock.server.maxConnections = MAX_CONNECTIONS;
-    lock.server.on('connection', (c) => lock.serve(c));
+    serveLines(lock.server, LIMITS, (req) => lock.answer(req as Request));
     try {
-      await listen(lock.server, path);
+      await listenAt(lock.server, path);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
       const holder = await ask(stateDir, { request: 'who' }, 2000).catch(() => null);
       if (holder) return { heldBy: holder.pid };
-      await unlink(path).catch(() => {}); // a killed agent's socket
-      await listen(lock.server, path);
+      await listenAt(lock.server, path, true); // a killed agent's socket
     }
-    // A failed accept (out of descriptors) costs that connection, not the agent.
-    lock.server.on('error', () => {});
     lock.server.unref();
     return lock;
   }
@@ -59,63 +54,18 @@ export class AgentLock {
     return new Promise((r) => this.server.close(() => r()));
   }
 
-  private serve(c: Socket): void {
-    c.setTimeout(IDLE_MS, () => c.destroy());
-    c.on('error', () => {});
-    let buf = '';
-    c.on('data', (d) => {
-      buf += d.toString();
-      if (buf.length > 1024) return void c.destroy();
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      let req: Request | null;
-      try {
-        req = JSON.parse(buf.slice(0, nl)) as Request;
-      } catch {
-        return void c.destroy();
-      }
-      const reply = (r: Omit<Reply, 'pid'> = {}) => c.end(JSON.stringify({ pid: process.pid, ...r }) + '\n');
-      if (req?.request === 'pass') {
-        c.setTimeout(0); // a pass at 100k mappings takes a while
-        this.onPass({ request: 'pass', acceptLowerGeneration: req.acceptLowerGeneration === true }).then(reply, (e: Error) =>
-          reply({ outcome: 'failed', message: e.message }),
-        );
-      } else reply();
-    });
+  private async answer(req: Request | null): Promise<Reply> {
+    if (req?.request !== 'pass') return { pid: process.pid };
+    // A pass at 100k mappings takes a while: the connection waits for it.
+    const r = await this.onPass({ request: 'pass', acceptLowerGeneration: req.acceptLowerGeneration === true }).catch(
+      (e: Error): PassReply => ({ outcome: 'failed', message: e.message }),
+    );
+    return { pid: process.pid, ...r };
   }
 }
 
 /** Asks the agent holding the lock; null when none answers. */
-export function ask(stateDir: string, req: Request, timeoutMs: number): Promise<Reply | null> {
-  return new Promise((resolve) => {
-    const c = createConnection(join(stateDir, AGENT_SOCKET));
-    let buf = '';
-    const done = (r: Reply | null) => {
-      c.destroy();
-      resolve(r);
-    };
-    c.setTimeout(timeoutMs, () => done(null));
-    c.on('error', () => done(null));
-    c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
-    c.on('data', (d) => (buf += d.toString()));
-    c.on('end', () => {
-      try {
-        const r = JSON.parse(buf) as Reply;
-        done(Number.isInteger(r.pid) ? r : null);
-      } catch {
-        done(null);
-      }
-    });
-  });
-}
-
-function listen(server: Server, path: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (e: Error) => reject(e);
-    server.once('error', onError);
-    server.listen(path, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
+export async function ask(stateDir: string, req: Request, timeoutMs: number): Promise<Reply | null> {
+  const r = (await askLine(join(stateDir, AGENT_SOCKET), req, timeoutMs)) as Reply | null;
+  return r && Number.isInteger(r.pid) ? r : null;
 }

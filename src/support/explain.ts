@@ -3,7 +3,9 @@
 // which generation, how the chain resolved, and what the kernel holds.
 import { normalizeIp, unmapIpv4, type IpFamily } from '../net/address.js';
 import { Prefix } from '../net/prefix.js';
-import type { AppliedState } from '../state/state-file.js';
+import type { NftInterface } from '../kernel/nft/index.js';
+import { viewFromListing } from '../kernel/plan.js';
+import { APPLIED_FILE, readState, type AppliedState } from '../state/state-file.js';
 
 export interface Explanation {
   /** The address as understood, canonical. */
@@ -35,6 +37,14 @@ export function parseAddressInput(input: string): string {
   } catch {
     throw new ExplainInputError(`${JSON.stringify(input)} is not an IP address`);
   }
+}
+
+/** explain() with what the state directory holds and, when a client is given, what the kernel holds now. */
+export async function explainAt(input: string, stateDir: string, nft: NftInterface | null): Promise<Explanation> {
+  parseAddressInput(input); // a usage error before any reading
+  const applied = await readState<AppliedState>(stateDir, APPLIED_FILE);
+  const view = nft ? await nft.list().then(viewFromListing, () => null) : null;
+  return explain(input, applied, view ? new Map([...view.v4, ...view.v6]) : undefined);
 }
 
 export function explain(input: string, applied: AppliedState | null, kernel?: ReadonlyMap<string, string>): Explanation {

@@ -17,6 +17,7 @@ import {
   USAGE_FILE,
   type AppliedState,
   type Snapshot,
+  type MappingUsage,
   type UsageState,
 } from '../state/state-file.js';
 import { prefixKey } from '../net/prefix.js';
@@ -160,7 +161,7 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
       to: m.to,
       packets: counters?.packets ?? null,
       bytes: counters?.bytes ?? null,
-      lastSeen: usage?.mappings[m.from]?.lastSeen ?? null,
+      lastSeen: lastSeen(usage?.mappings[m.from], counters, now),
       flows: flows ? flows.filter((f) => f.dst === m.from).length : null,
       inKernel: kernel ? have === m.to : null,
       expires: expiresOf.get(m.from) ?? null,
@@ -282,4 +283,16 @@ function alive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * When the mapping was last used: the agent's sample says, unless the live
+ * counters have moved past that sample, in which case it was used since
+ * (a mapping with packets is never "never").
+ */
+function lastSeen(sampled: MappingUsage | undefined, counters: { packets: number } | undefined, now: Date): string | null {
+  if (counters && counters.packets > (sampled?.packets ?? 0)) return now.toISOString();
+  // Packets counted before sampling began: used by then at the latest.
+  if (!sampled?.lastSeen && (counters?.packets ?? 0) > 0) return sampled?.since ?? now.toISOString();
+  return sampled?.lastSeen ?? null;
 }

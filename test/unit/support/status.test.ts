@@ -93,17 +93,30 @@ describe('collectStatus', () => {
       to: 'fdaa::2',
       packets: 10,
       bytes: 1500,
-      lastSeen: null,
+      // No sample has seen these packets yet: used since the last one, so now.
+      lastSeen: NOW.toISOString(),
       flows: null,
       inKernel: true,
       expires: null,
     });
+    expect(r.mappings.find((m) => m.from === 'fd00::2')).toMatchObject({ packets: 0, lastSeen: null });
     expect(STATUS_EXIT[r.health]).toBe(0);
     const text = formatStatus(r, { now: NOW });
     expect(text).toContain('addrmap HEALTHY');
     expect(text).toContain('enabled:      yes (from kernel command line)');
     expect(text).toContain('agent:        running, pid');
-    expect(text).toMatch(/fd00::1\s+fdaa::2\s+10\s+1\.5 KiB\s+never\s+-\s+ok/);
+    expect(text).toMatch(/fd00::1\s+fdaa::2\s+10\s+1\.5 KiB\s+0s ago\s+-\s+ok/);
+  });
+
+  test('packets counted before sampling began: last seen is the first sample at the latest, never "never"', async () => {
+    await setup();
+    await writeState(dir, USAGE_FILE, {
+      schema: 1,
+      sampledAt: '2026-01-01T00:59:00.000Z',
+      mappings: { 'fd00::1': { packets: 5, bytes: 500, lastSeen: null, since: '2026-01-01T00:40:00.000Z' } },
+    });
+    const r = await collectStatus({ stateDir: dir, nft: null, conntrack: null, now: NOW });
+    expect(r.mappings.find((m) => m.from === 'fd00::1')).toMatchObject({ packets: 5, lastSeen: '2026-01-01T00:40:00.000Z' });
   });
 
   test('without kernel access: the agent sample gives hits and last seen', async () => {
