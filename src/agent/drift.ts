@@ -1,154 +1,75 @@
 // Noticing when another tool changes addrmap's table: someone deletes it,
-// flushes the whole ruleset, or edits the map. Two sources, both cheap:
-//  - `nft -j monitor`, the kernel's own change notifications. addrmap's own
-//    changes are announced too, so every transaction it runs is registered
-//    first and its echoes are discounted; anything else touching the table
-//    is drift.
-//  - a periodic `nft -j list chains` (no set elements, so it stays cheap at
-//    100k mappings), in case the monitor missed something or died.
-// Either calls onDrift; the agent then re-reads the kernel and repairs.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { normalizeIp } from '../net/address.js';
-import { dyingWithUs, recordChild } from '../kernel/child-guard.js';
+// flushes the whole ruleset, or edits a map, a chain or a rule. The kernel
+// announces every committed transaction (nft-events.ts): its changes, then
+// the generation with the task that committed it. A transaction committed by
+// a thread of this process (libnftables runs on libuv's worker threads) or by
+// an nft it started is addrmap's own; any other touching the table is drift,
+// reported once per transaction with the other process's pid and name.
+// When notifications were lost, nothing is known, so the table is verified.
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import type { Logger } from './logger.js';
-import { FULL_RULESET, type Ruleset } from '../kernel/ruleset.js';
+import { NftEventSocket, type EventHandlers, type Generation, type ObjectEvent } from '../kernel/netlink/nft-events.js';
 import type { Chain, NftInfo, NftInterface, Table, TableListing, Transaction } from '../kernel/nft/index.js';
+
+export interface DriftReport {
+  /** What changed, and who changed it, for the log. */
+  reason: string;
+  /** true: another tool changed the table; false: it only needs a look (events lost, a commit that may be ours). */
+  certain: boolean;
+  pid?: number;
+  comm?: string;
+}
+
+interface Subscription {
+  close(): Promise<void>;
+  readonly receiveBuffer: number;
+}
 
 export interface DriftOptions {
   log: Logger;
-  binary?: string;
-  /** Period of the chain check. */
-  checkIntervalMs?: number;
-  /** The table's shape on this kernel (default: a kernel that accepts everything). */
-  ruleset?: Ruleset;
-  /** setpriv, to have the kernel kill the monitor with the agent (null: not in the image). */
-  setpriv?: string | null;
-  /** Where the monitor's pid is recorded, for the next agent to kill an orphan (when setpriv is missing). */
-  stateDir?: string;
+  /** Where notifications come from (tests hand in their own). */
+  subscribe?: (table: Table, on: EventHandlers) => Subscription;
+  /** Whether a notification's pid can be looked up in /proc (default: this process runs in the initial pid namespace). */
+  pidsVisible?: boolean;
+  /** Whether pid is a thread of this process or a process it started (default: read from /proc). */
+  isOwnTask?: (pid: number) => boolean;
+  /** Whether pid is still there to look at (default: read from /proc). */
+  taskExists?: (pid: number) => boolean;
 }
 
-/** How long an expected echo of our own change may take to arrive. */
-const ECHO_MS = 5000;
-/** More time per element of a transaction: the monitor prints 100k echoes over seconds. */
-const ECHO_MS_PER_ELEMENT = 0.1;
-/**
- * A table rebuild's echoes are too many to match one by one; they are let
- * through for this long, and if anything arrived then, the table is verified
- * afterwards, so another tool's change in that window is still caught.
- */
-const REBUILD_QUIET_MS = 200;
-/**
- * A transaction with this many element changes runs with the monitor
- * stopped. The kernel queues a notification per element for every listener,
- * and a monitor slower than the commit (a small VM) lets the queue grow: 10k
- * mappings put 60 MB of kernel memory behind `nft monitor` in a 256 MB guest
- * and the OOM killer took the agent. The chains are checked once the monitor
- * listens again; a foreign element change in that second is repaired at the
- * next event or sync.
- */
-const UNWATCHED_ELEMENTS = 1000;
-/** How long a restarted monitor is given to subscribe before the verification reads the table. */
-const MONITOR_START_MS = 1000;
-
-/**
- * The fields of the object in an `nft -j monitor` event that drift reads
- * (libnftables-json(5)): a rule names its chain, everything else its own name.
- */
-interface MonitoredObject {
-  family?: string;
-  table?: string;
-  name?: string;
-  chain?: string;
-  elem?: { set?: unknown[] };
-}
+/** The initial pid namespace's inode (PROC_PID_INIT_INO): the kernel names tasks by their pids there. */
+const INITIAL_PID_NS = 'pid:[4026531836]';
+/** How long a failed subscription waits before it is tried again. */
+const RESUBSCRIBE_MS = 1000;
 
 export class DriftDetector implements NftInterface {
-  private expected = new Map<string, number[]>();
-  private quietUntil = 0;
-  private suppressed = false;
-  private monitor: ChildProcess | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private sub: Subscription | null = null;
   private stopped = false;
-  /** At most one chain check at a time, and none while a transaction holds the kernel's lock. */
-  private checking = false;
+  private retry: NodeJS.Timeout | null = null;
+  /** Transactions of ours in flight. */
   private committing = 0;
+  /** A commit of ours began and its generation has not been seen: lost events may be its. */
+  private ownUnseen = false;
+  private readonly pidsVisible: boolean;
   /** Whether the table should exist now (feature on and applied). */
   tableExpected = false;
-  /** certain: a foreign change was seen; otherwise the table just needs a look. */
-  private onDrift: (reason: string, certain: boolean) => void = () => {};
+  private onDrift: (r: DriftReport) => void = () => {};
 
   constructor(
     private readonly inner: NftInterface,
     private readonly o: DriftOptions,
-  ) {}
-
-  async run(tx: Transaction): Promise<void> {
-    const rebuild = tx.operations.some((op) => 'table' in op.object);
-    if (rebuild) this.quietUntil = Infinity;
-    // Element echoes are expected one by one, also a rebuild's: a time window
-    // alone mistakes them for foreign changes whenever the event loop is busy
-    // longer than the window (at 100k elements it was, after every start:
-    // ~92k drift_detected lines and seconds of needless repairs). Expecting an
-    // element we add lets nothing foreign through: another tool adding the
-    // same element changes nothing, and any delete of it is not expected. The
-    // table, chains and rules of a rebuild are covered by the quiet window and
-    // the verification after it. Echoes of a large batch take longer to come.
-    const keys = tx.operations.flatMap((op) =>
-      'element' in op.object ? [`${op.verb} ${op.object.element.name} ${normalizeIp(op.object.element.key)}`] : [],
-    );
-    if (keys.length >= UNWATCHED_ELEMENTS && this.monitor) return this.runUnwatched(tx);
-    const expires = Date.now() + ECHO_MS + keys.length * ECHO_MS_PER_ELEMENT;
-    for (const k of keys) {
-      const list = this.expected.get(k) ?? [];
-      list.push(expires);
-      this.expected.set(k, list);
-    }
-    this.committing++;
-    try {
-      await this.inner.run(tx);
-    } catch (e) {
-      // A failed transaction changed nothing and will send no echo.
-      for (const k of keys) this.consume(k, expires);
-      throw e;
-    } finally {
-      this.committing--;
-      if (rebuild) {
-        this.quietUntil = Date.now() + REBUILD_QUIET_MS;
-        // A large rebuild's echoes keep arriving for seconds: each one keeps
-        // the window open (handleEvent), and the verification waits for the end.
-        const verifyWhenQuiet = () => {
-          const wait = this.quietUntil - Date.now();
-          if (wait > 0) return void setTimeout(verifyWhenQuiet, wait + 10).unref();
-          if (!this.suppressed) return;
-          this.suppressed = false;
-          this.onDrift('verification after a table rebuild', false);
-        };
-        setTimeout(verifyWhenQuiet, REBUILD_QUIET_MS + 10).unref();
-      }
-    }
+  ) {
+    this.pidsVisible = o.pidsVisible ?? inInitialPidNamespace();
   }
 
-  private async runUnwatched(tx: Transaction): Promise<void> {
-    const monitor = this.monitor!;
-    this.monitor = null; // its close is ours, not a crash to report
-    const closed = new Promise<void>((r) =>
-      monitor.exitCode !== null || monitor.signalCode !== null ? r() : monitor.once('close', () => r()),
-    );
-    monitor.kill('SIGTERM');
-    await closed;
+  async run(tx: Transaction): Promise<void> {
+    if (tx.size === 0) return this.inner.run(tx); // commits nothing, announces nothing
     this.committing++;
+    this.ownUnseen = true;
     try {
       await this.inner.run(tx);
     } finally {
       this.committing--;
-      if (!this.stopped) {
-        this.startMonitor();
-        // Chains only: a whole-table read at this size costs the guest tens
-        // of MB (nft and the agent both hold every element) just when the
-        // restarted monitor loads its own copy.
-        setTimeout(() => !this.stopped && void this.checkChains(), MONITOR_START_MS).unref();
-      }
     }
   }
 
@@ -168,140 +89,119 @@ export class DriftDetector implements NftInterface {
     return this.inner.listChains();
   }
 
-  setOnDrift(fn: (reason: string, certain: boolean) => void): void {
+  setOnDrift(fn: (r: DriftReport) => void): void {
     this.onDrift = fn;
   }
 
-  start(): void {
+  /** Subscribes to the kernel's notifications; throws, saying why, when it cannot. Before the first pass, so it is seen too. */
+  subscribe(): void {
     this.stopped = false;
-    this.startMonitor();
-    this.timer = setInterval(() => void this.checkChains(), this.o.checkIntervalMs ?? 1000);
-    this.timer.unref();
+    const open = this.o.subscribe ?? ((table, on) => NftEventSocket.open(table, on));
+    this.sub = open(this.table, {
+      generation: (g) => this.generation(g),
+      lost: (why, fatal) => this.lost(why, fatal),
+    });
+    this.o.log.debug({ event: 'drift_subscribed', receiveBuffer: this.sub.receiveBuffer }, 'listening to nf_tables notifications');
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    this.monitor?.kill('SIGTERM');
+    if (this.retry) clearTimeout(this.retry);
+    const sub = this.sub;
+    this.sub = null;
+    await sub?.close();
   }
 
-  /** Handles one line of `nft -j monitor`; exported for tests. */
-  handleEvent(line: string): void {
-    let ev: unknown;
-    try {
-      ev = JSON.parse(line);
-    } catch {
+  /** One committed transaction that touched the table. */
+  private generation(g: Generation): void {
+    const who = whoOf(g);
+    const owner = this.ownerOf(g);
+    if (owner === 'ours') {
+      this.ownUnseen = false;
       return;
     }
-    // Shapes other than {verb: {kind: {...}}} are not ruleset changes.
-    const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-    if (!isObj(ev)) return;
-    const verb = Object.keys(ev)[0];
-    const body = verb === undefined ? undefined : ev[verb];
-    if (!verb || !isObj(body)) return;
-    const kind = Object.keys(body)[0];
-    const raw = kind === undefined ? undefined : body[kind];
-    if (!kind || !isObj(raw)) return;
-    const obj = raw as MonitoredObject;
-    const table = kind === 'table' ? obj.name : obj.table;
-    if (table !== this.table.name || obj.family !== this.table.family) return;
-    const foreign =
-      kind === 'element' ? (obj.elem?.set ?? []).map(elementKey).filter((key) => !this.consume(`${verb} ${obj.name} ${key}`)) : null;
-    if (foreign?.length === 0) return; // our own element echoes
-    if (Date.now() < this.quietUntil) {
-      this.suppressed = true;
-      this.quietUntil = Math.max(this.quietUntil, Date.now() + REBUILD_QUIET_MS);
+    if (!this.tableExpected) return; // nothing to restore
+    if (owner === 'unsure') {
+      // Committed while one of ours was in flight, by a task that cannot be
+      // looked up (an nft of ours already reaped, or pids from another pid
+      // namespace): a look at the table settles it, and repairs what is not ours.
+      this.onDrift({ reason: `${describe(g)}${who} while addrmap committed`, certain: false });
       return;
     }
-    if (foreign) {
-      this.onDrift(
-        `${verb} element ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''} in map ${obj.name} by another tool`,
-        true,
-      );
-      return;
-    }
-    this.onDrift(
-      `${verb} ${kind} ${kind === 'rule' ? `in chain ${obj.chain}` : (obj.name ?? '')} by another tool`.replace(/ +/g, ' '),
-      true,
+    const r: DriftReport = { reason: `${describe(g)}${who}`, certain: true };
+    if (g.pid !== undefined) r.pid = g.pid;
+    if (g.comm !== undefined) r.comm = g.comm;
+    this.onDrift(r);
+  }
+
+  private ownerOf(g: Generation): 'ours' | 'foreign' | 'unsure' {
+    if (g.pid === undefined || !this.pidsVisible) return this.committing ? 'unsure' : 'foreign';
+    if ((this.o.isOwnTask ?? isOwnTask)(g.pid)) return 'ours';
+    return this.committing && !(this.o.taskExists ?? taskExists)(g.pid) ? 'unsure' : 'foreign';
+  }
+
+  private lost(why: string, fatal: boolean): void {
+    if (this.stopped) return;
+    const ownCommit = this.ownUnseen;
+    this.o.log[ownCommit ? 'info' : 'warn'](
+      { event: 'events_lost', reason: why, ownCommit },
+      `kernel change notifications were lost (${why}); verifying the table`,
     );
+    if (fatal) this.resubscribe();
+    if (this.tableExpected) this.onDrift({ reason: `notifications lost (${why})`, certain: false });
   }
 
-  /** Uses up one expected echo of key (the one registered with `exact` expiry, if given). */
-  private consume(key: string, exact?: number): boolean {
-    const list = this.expected.get(key);
-    const now = Date.now();
-    while (list?.length && list[0]! < now) list.shift();
-    const i = exact === undefined ? 0 : (list?.lastIndexOf(exact) ?? -1);
-    if (!list?.length || i < 0) {
-      if (!list?.length) this.expected.delete(key);
-      return false;
-    }
-    list.splice(i, 1);
-    if (!list.length) this.expected.delete(key);
-    return true;
-  }
-
-  private startMonitor(): void {
-    const argv = dyingWithUs(this.o.setpriv ?? null, [this.o.binary ?? 'nft', '-j', 'monitor']);
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.monitor = child;
-    let restarting = false;
-    // Events may have been lost: restart, and have the kernel checked. Also
-    // when the spawn itself failed (out of descriptors), which closes nothing.
-    const restart = (why: Record<string, unknown>) => {
-      if (restarting || this.stopped || this.monitor !== child) return;
-      restarting = true;
-      this.o.log.warn({ event: 'monitor_restart', ...why }, 'nft monitor exited; restarting');
-      setTimeout(() => {
-        if (this.stopped) return;
-        this.startMonitor();
-        this.onDrift('nft monitor restarted', false);
-      }, 1000).unref();
-    };
-    child.on('error', (e) => {
-      this.o.log.warn({ event: 'monitor_error', reason: e.message }, 'nft monitor failed');
-      if (child.pid === undefined) restart({ reason: e.message });
-    });
-    child.on('close', (code) => restart({ code }));
-    if (!child.stdout || !child.stderr) return;
-    if (!this.o.setpriv && this.o.stateDir && child.pid) {
-      void recordChild(this.o.stateDir, child.pid, argv).catch((e: Error) =>
-        this.o.log.warn({ event: 'state_write_failed', reason: e.message }, 'cannot record the monitor'),
-      );
-    }
-    createInterface({ input: child.stdout }).on('line', (l) => this.handleEvent(l));
-    child.stderr.resume();
-  }
-
-  /** Exported for tests. */
-  async checkChains(): Promise<void> {
-    // A check that falls due while the previous one still runs, or while a
-    // large transaction holds the kernel's lock, is skipped: queued behind
-    // the lock, checks piled up (26 nft processes in a 256 MB VM) and their
-    // kernel memory brought in the OOM killer.
-    if (!this.tableExpected || this.checking || this.committing > 0) return;
-    this.checking = true;
-    let chains: Chain[];
+  private resubscribe(): void {
+    this.sub = null;
     try {
-      chains = await this.inner.listChains();
-    } catch {
-      return; // a transient nft failure is not drift
-    } finally {
-      this.checking = false;
+      if (!this.stopped) this.subscribe();
+    } catch (e) {
+      this.o.log.error({ event: 'events_lost', reason: (e as Error).message }, 'cannot subscribe again; retrying');
+      this.retry = setTimeout(() => {
+        this.retry = null;
+        this.resubscribe();
+        if (this.sub && this.tableExpected) this.onDrift({ reason: 'subscribed again', certain: false });
+      }, RESUBSCRIBE_MS);
+      this.retry.unref();
     }
-    const missing = (this.o.ruleset ?? FULL_RULESET).chains.filter(
-      (want) => !chains.some((c) => c.name === want.name && c.hook === want.hook && c.prio === want.prio),
-    );
-    if (missing.length) this.onDrift(`chain ${missing.map((c) => c.name).join(', ')} missing or changed`, true);
   }
 }
 
-function elementKey(item: unknown): string {
-  const key: unknown = Array.isArray(item) ? item[0] : item;
-  const val = typeof key === 'object' && key !== null && 'elem' in key ? (key as { elem: { val: unknown } }).elem.val : key;
+function inInitialPidNamespace(): boolean {
   try {
-    return normalizeIp(String(val));
+    return readlinkSync('/proc/self/ns/pid') === INITIAL_PID_NS;
   } catch {
-    return String(val);
+    return false;
   }
+}
+
+/** A thread of this process (libnftables on a worker), or a process it started (nft) that is still there. */
+function isOwnTask(pid: number): boolean {
+  if (existsSync(`/proc/self/task/${pid}`)) return true;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid;
+  } catch {
+    return false;
+  }
+}
+
+const taskExists = (pid: number): boolean => existsSync(`/proc/${pid}`);
+
+const whoOf = (g: Generation): string => (g.pid === undefined ? '' : ` by ${g.comm ?? 'an unnamed task'} (pid ${g.pid})`);
+
+/** "delete table inet addrmap (32 changes)", "delete element fdaa::1 in dnat6", ... at most three, then how many more. */
+function describe(g: Generation): string {
+  const one = (e: ObjectEvent) => {
+    const verb = e.verb === 'new' ? 'add' : 'delete';
+    if (e.object === 'table') return `${verb} table ${e.family} ${e.table}`;
+    if (e.object === 'element') return `${verb} element ${e.key ?? ''} in ${e.name ?? '?'}`.replace('  ', ' ');
+    if (e.object === 'rule') return `${verb} rule in chain ${e.name ?? '?'}`;
+    return `${verb} ${e.object} ${e.name ?? ''}`.trim();
+  };
+  const table = g.sample[0]?.object === 'table' ? g.sample[0] : undefined;
+  // A whole table gone or made says it all; its rules, chains and sets went with it.
+  if (table) return `${one(table)}${g.changes > 1 ? ` (${g.changes} changes)` : ''}`;
+  const more = g.changes - g.sample.length;
+  return g.sample.map(one).join(', ') + (more > 0 ? ` and ${more} more` : '');
 }

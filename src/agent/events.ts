@@ -21,23 +21,23 @@ export const LOG_EVENTS = {
   conntrack_cleaned: 'a cleanup round ended (targets, removed, durationMs, via ctnetlink or the conntrack tool)',
   conntrack_cleanup_incomplete: 'a cleanup round could not finish (reason)',
   // Drift.
-  drift_detected: 'another tool changed the table (what changed)',
+  drift_detected: 'another tool changed the table: what changed, and who (byPid, byName); once per incident',
   drift_repaired: 'the table was put back (kind, durationMs)',
   drift_repair_failed: 'the table could not be put back; retried',
   drift_checked: 'debug: a check found the kernel as it should be',
-  monitor_error: 'nft monitor could not run',
-  monitor_restart: 'nft monitor exited and is restarted; the kernel is checked',
+  drift_subscribed: 'debug: listening to the kernel’s nf_tables notifications (receiveBuffer)',
+  events_lost:
+    'kernel change notifications were lost (reason; ownCommit: during a large commit of addrmap’s own); the table is checked once',
   // Start and stop.
   watching: 'the agent follows the mapping and config files',
   stopping: 'the agent stops; the kernel state stays for the next start',
   nft: 'the nft found at start: version, the table shape the kernel accepts',
   kernel_capabilities: 'the kernel rejects part of the table; what is missing',
-  cannot_start: 'nft or the kernel cannot run addrmap here; exit 4',
+  cannot_start: 'nft or the kernel cannot run addrmap here (or its notifications cannot be subscribed to); exit 4',
   holding: 'cannot start, and waits to be stopped (ADDRMAP_HOLD_ON_FAILURE=1)',
   already_running: 'another agent watches this table; exit 1',
   handed_over: 'apply gave its pass to the running agent (its outcome)',
   lock_unavailable: 'the one-agent lock cannot be taken; running without it',
-  orphans_killed: 'a killed agent’s leftover nft monitor was killed',
   // State and outputs.
   state_write_failed: 'a state file could not be written; status goes stale, pushes still apply',
   state_dir_untrusted: 'the state directory is not root’s or is a symlink: not used',

@@ -6,7 +6,7 @@
 import { stat } from 'node:fs/promises';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import type { Agent, PassResult } from './agent.js';
-import type { DriftDetector } from './drift.js';
+import type { DriftDetector, DriftReport } from './drift.js';
 import type { Logger } from './logger.js';
 import type { LocalAddresses } from '../net/local-addresses.js';
 
@@ -47,6 +47,7 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
       () => 'absent',
     );
   let repairReason: string | null = null;
+  let repairing = false;
   let expireDue = false;
   let expiryTimer: NodeJS.Timeout | null = null;
   // Re-armed after every pass: the applied file decides when the next mapping expires.
@@ -78,7 +79,8 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
           if (repairReason !== null) {
             const reason = repairReason;
             repairReason = null;
-            await agent.repair(reason);
+            repairing = true;
+            await agent.repair(reason).finally(() => (repairing = false));
           }
           if (expireDue) {
             expireDue = false;
@@ -139,10 +141,16 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
     again = true;
     schedule();
   };
-  const repair = (reason: string, certain: boolean) => {
+  // One incident, one line: while a repair is pending or running, more
+  // changes join it (one running gets one more look after it, unlogged).
+  const repair = ({ reason, certain, pid, comm }: DriftReport) => {
     if (stopped) return;
-    if (certain) log.info({ event: 'drift_detected', drift: reason }, `kernel state changed: ${reason}`);
-    repairReason = reason;
+    const joining = repairReason !== null || repairing;
+    if (certain && !joining) {
+      // byPid, byName: the log's own pid is the agent's.
+      log.info({ event: 'drift_detected', drift: reason, byPid: pid, byName: comm }, `kernel state changed: ${reason}`);
+    }
+    repairReason ??= reason;
     schedule();
   };
 
@@ -182,10 +190,7 @@ export async function startWatching(agent: Agent, o: WatchOptions): Promise<Watc
   const poll = setInterval(() => void pollChanges(), o.pollMs ?? 1000);
   poll.unref();
 
-  if (drift) {
-    drift.setOnDrift(repair);
-    drift.start();
-  }
+  drift?.setOnDrift(repair);
   log.info({ event: 'watching', files: o.files }, 'watching for pushes');
   // The first pass starts only once the watcher is ready, so a push landing
   // during start-up is never missed.

@@ -14,7 +14,6 @@ import { viewFromListing } from '../kernel/plan.js';
 import { probeKernel } from '../kernel/kernel-caps.js';
 import { currentFlag } from '../input/flag.js';
 import { recordStartFailure } from '../agent/start-failure.js';
-import { findSetpriv, reapOrphans } from '../kernel/child-guard.js';
 import { readLocalAddresses } from '../net/local-addresses.js';
 import { AgentLock, ask } from '../agent/agent-lock.js';
 import { NetlinkRoutes } from '../kernel/routes.js';
@@ -201,6 +200,9 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
   }
   const nft = new LibNft(TABLE);
   let ruleset: Ruleset;
+  // The daemon sees the kernel through the drift detector, which tells
+  // addrmap's own transactions from other tools' by the kernel's notifications.
+  let drift: DriftDetector | null = null;
   try {
     // Run together; a missing or unusable nft is the error to report first.
     const [checked, probed] = await Promise.allSettled([nft.ready(), probeKernel((tx) => nft.check(tx))]);
@@ -217,6 +219,11 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
         { event: 'kernel_capabilities', kernel: ruleset.caps, missing },
         `the running kernel lacks part of addrmap's table: ${missing.join('; ')}`,
       );
+    // Subscribed before the first pass; without it no repair would follow drift.
+    if (command === 'watch') {
+      drift = new DriftDetector(nft, { log });
+      drift.subscribe();
+    }
   } catch (e) {
     // Not retried by init (exit 4): the kernel and nft do not change while
     // the guest runs, and a restart loop would only repeat this line.
@@ -226,20 +233,6 @@ async function run(command: 'apply' | 'watch', paths: ReturnType<typeof resolveP
     await recordStartFailure(paths, command, reason, process.env).catch(() => {}); // logged and printed above already
     if (command === 'watch' && process.env.ADDRMAP_HOLD_ON_FAILURE === '1') await holdUntilStopped(log);
     return EXIT.cannotStart;
-  }
-  // The daemon sees the kernel through the drift detector, which discounts
-  // the echoes of addrmap's own transactions.
-  let drift: DriftDetector | null = null;
-  if (command === 'watch') {
-    // A previous agent killed without setpriv in the image may have left its monitor behind.
-    const reaped = await reapOrphans(paths.stateDir);
-    if (reaped.length) log.info({ event: 'orphans_killed', pids: reaped }, "killed a previous agent's leftover nft monitor");
-    drift = new DriftDetector(nft, {
-      log,
-      ruleset,
-      setpriv: await findSetpriv(),
-      stateDir: paths.stateDir,
-    });
   }
   const table = conntrackTable();
   const cleanup = new ConntrackCleanup(

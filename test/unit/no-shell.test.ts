@@ -1,5 +1,5 @@
-// Nothing read from a file reaches a shell. Statically: only src/kernel/exec.ts and
-// src/agent/drift.ts touch child_process, they import spawn and nothing else, and
+// Nothing read from a file reaches a shell. Statically: only src/kernel/exec.ts
+// touches child_process, it imports spawn and nothing else, and
 // no source file asks for a shell. Behaviourally: addresses full of shell
 // syntax are refused before anything runs, and execFile passes such text to
 // a program as one literal argument.
@@ -51,14 +51,14 @@ describe('static: no shell anywhere in src/', () => {
       expect([...files.keys()]).toContain(f);
   });
 
-  test('child_process is imported only by src/kernel/exec.ts and src/agent/drift.ts', () => {
+  test('child_process is imported only by src/kernel/exec.ts', () => {
     const importers = [...files].filter(([, text]) => CHILD_PROCESS.test(text)).map(([f]) => f);
     expect(importers).toContain('src/kernel/exec.ts');
-    expect(importers.filter((f) => f !== 'src/kernel/exec.ts' && f !== 'src/agent/drift.ts')).toEqual([]);
+    expect(importers.filter((f) => f !== 'src/kernel/exec.ts')).toEqual([]);
   });
 
-  test('those two import spawn and nothing else from it (no exec, execSync, namespace or default import)', () => {
-    for (const f of ['src/kernel/exec.ts', 'src/agent/drift.ts']) {
+  test('it imports spawn and nothing else from it (no exec, execSync, namespace or default import)', () => {
+    for (const f of ['src/kernel/exec.ts']) {
       const text = files.get(f)!;
       const imports = [...text.matchAll(/import\s+([\s\S]*?)\s+from\s*['"](?:node:)?child_process['"]/g)].map((m) => m[1]!);
       for (const clause of imports) {
@@ -96,19 +96,6 @@ describe('static: no shell anywhere in src/', () => {
     const call = text.slice(spawns[0]!.index, text.indexOf('});', spawns[0]!.index));
     expect(call).toMatch(/^spawn\(command, args, \{/);
     expect(call).toMatch(/\bshell:\s*false\b/);
-  });
-
-  test('src/agent/drift.ts spawns only `nft -j monitor` (behind a fixed setpriv prefix), a fixed argument vector, without a shell option', () => {
-    const text = files.get('src/agent/drift.ts')!;
-    const spawns = [...text.matchAll(/\bspawn\s*\(([^;]*)\);/g)];
-    expect(spawns).toHaveLength(1);
-    expect(spawns[0]![1]).toMatch(/^argv\[0\]!, argv\.slice\(1\), \{ stdio: \[[^\]]*\] \}$/);
-    expect(text).toMatch(/const argv = dyingWithUs\(this\.o\.setpriv \?\? null, \[this\.o\.binary \?\? 'nft', '-j', 'monitor'\]\);/);
-    expect(text).not.toMatch(/\bshell\b\s*:/);
-    // The prefix is setpriv's own fixed options, nothing from a file.
-    expect(files.get('src/kernel/child-guard.ts')!).toMatch(
-      /return setpriv \? \[setpriv, '--pdeathsig', 'KILL', '--', \.\.\.argv\] : argv;/,
-    );
   });
 
   test('no file evaluates text as code', () => {

@@ -15,6 +15,17 @@ export interface Libc {
   send(fd: number, buf: Buffer, len: number, flags: number): number;
   recv(fd: number, buf: Buffer, len: number, flags: number): number;
   setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
+  getsockopt(fd: number, level: number, name: number, value: Buffer, len: Buffer): number;
+  /** A counter descriptor (eventfd(2)): written to wake a poll waiting on another thread. */
+  eventfd(initval: number, flags: number): number;
+  write(fd: number, buf: Buffer, len: number): number;
+  /**
+   * poll(2) on a libuv worker thread, for a descriptor libuv cannot watch
+   * (a netlink socket): the event loop stays free and nothing wakes until a
+   * descriptor is ready. Resolves with the number of ready descriptors, or
+   * -errno. `fds` (struct pollfd[]) must stay referenced until it settles.
+   */
+  pollOnWorker(fds: Buffer, nfds: number, timeoutMs: number): Promise<number>;
   close(fd: number): number;
   /** errno after the last failed call. */
   errno(): number;
@@ -99,12 +110,25 @@ function bindLibc(koffi: Koffi): Libc {
     const fn = lib.func(decl) as (...args: unknown[]) => number | bigint;
     return (...args: unknown[]) => Number(fn(...args));
   };
+  // Not through f(): the worker-thread variant (.async) is the one called.
+  const poll = lib.func('int poll(void *fds, unsigned long nfds, int timeout)');
   return {
     socket: f('int socket(int domain, int type, int protocol)'),
     bind: f('int bind(int fd, const void *addr, uint32_t len)'),
     send: f('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
     recv: f('intptr_t recv(int fd, _Out_ void *buf, size_t len, int flags)'),
     setsockopt: f('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
+    getsockopt: f('int getsockopt(int fd, int level, int name, _Out_ void *value, _Inout_ void *len)'),
+    eventfd: f('int eventfd(unsigned int initval, int flags)'),
+    write: f('intptr_t write(int fd, const void *buf, size_t len)'),
+    pollOnWorker: (fds, nfds, timeoutMs) =>
+      new Promise<number>((resolve, reject) => {
+        // koffi restores the worker's errno for the callback's duration only.
+        poll.async(fds, nfds, timeoutMs, (err: unknown, n: number) => {
+          if (err) reject(err instanceof Error ? err : new Error('poll on a worker thread failed'));
+          else resolve(n < 0 ? -koffi.errno() : n);
+        });
+      }),
     close: f('int close(int fd)'),
     errno: () => koffi.errno(),
   };

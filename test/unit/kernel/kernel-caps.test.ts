@@ -7,12 +7,7 @@ import { FakeNft, NftError, type Transaction } from '../../../src/kernel/nft/ind
 import { EMPTY_VIEW, planSync, viewFromListing, viewOf } from '../../../src/kernel/plan.js';
 import { buildRuleset, missingCapabilities, normalizeExpr, type KernelCaps } from '../../../src/kernel/ruleset.js';
 import { countersOf } from '../../../src/agent/usage.js';
-import { DriftDetector } from '../../../src/agent/drift.js';
-import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { desired, memoryLogger } from '../fakes.js';
-import { NftThrough } from '../nft-through.js';
+import { desired } from '../fakes.js';
 
 /** A kernel like 6.1: a lookup whose set is a map (a match against "@map") is EINVAL. */
 function kernelRejecting(rejects: (tx: Transaction) => boolean) {
@@ -160,75 +155,4 @@ describe('listings without /etc/protocols', () => {
       { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 17 } },
     ]);
   });
-});
-
-describe('kernel work never piles up', () => {
-  test('a chain check that falls due while one runs, or while a transaction holds the lock, is skipped', async () => {
-    let release!: () => void;
-    let calls = 0;
-    const nft = new FakeNft();
-    class Slow extends NftThrough {
-      override run(tx: Transaction) {
-        return new Promise<void>((r) => (release = () => void nft.run(tx).then(r)));
-      }
-      override async listChains() {
-        calls++;
-        await new Promise((r) => setTimeout(r, 20));
-        return [];
-      }
-    }
-    const d = new DriftDetector(new Slow(nft), { log: memoryLogger().log });
-    d.setOnDrift(() => {});
-    d.tableExpected = true;
-    const first = d.checkChains();
-    await d.checkChains(); // the first still runs
-    await first;
-    expect(calls).toBe(1);
-    const committing = d.run(planSync(EMPTY_VIEW, desired({ 'fd00::1': 'fdaa::1' }), true).tx);
-    await d.checkChains(); // the transaction holds the kernel's lock
-    expect(calls).toBe(1);
-    release();
-    await committing;
-    await d.checkChains();
-    expect(calls).toBe(2);
-  });
-});
-
-test('a large transaction runs with the monitor stopped (the kernel queues no notifications for it), then the monitor listens again and the chains are checked', async () => {
-  // A stand-in for `nft -j monitor` that only waits, so its pid tells one run from the next.
-  const dir = await mkdtemp(join(tmpdir(), 'addrmap-monitor-'));
-  const bin = join(dir, 'nft');
-  await writeFile(bin, '#!/bin/sh\nexec sleep 60\n');
-  await chmod(bin, 0o755);
-  const nft = new FakeNft();
-  const logger = memoryLogger();
-  let chainChecks = 0;
-  class Counted extends NftThrough {
-    override async listChains() {
-      chainChecks++;
-      return [];
-    }
-  }
-  const d = new DriftDetector(new Counted(nft), { log: logger.log, binary: bin, checkIntervalMs: 60_000 });
-  const drift: string[] = [];
-  d.setOnDrift((reason) => drift.push(reason));
-  d.start();
-  const pidOf = () => (d as unknown as { monitor: { pid: number } | null }).monitor?.pid;
-  const first = pidOf();
-  expect(first).toBeGreaterThan(0);
-
-  await d.run(planSync(EMPTY_VIEW, desired({ 'fd00::1': 'fdaa::1' }), true).tx);
-  expect(pidOf()).toBe(first); // small: watched as usual
-
-  const many = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`fd00::1:${i.toString(16)}`, `fdaa::1:${i.toString(16)}`]));
-  await d.run(planSync(EMPTY_VIEW, desired(many), true).tx);
-  expect(pidOf()).not.toBe(first);
-  d.tableExpected = true;
-  await new Promise((r) => setTimeout(r, 1200));
-  expect(chainChecks).toBe(1);
-  expect(drift).toEqual([
-    'chain dnat_output, dnat_prerouting, count_output, count_forward, prefix_dnat, prefix_count, self_prerouting, self_postrouting missing or changed',
-  ]);
-  expect(logger.events()).not.toContain('monitor_restart');
-  await d.stop();
 });
