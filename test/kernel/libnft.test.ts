@@ -5,7 +5,8 @@
 // LibNft runs in a netns worker inside the lab's guest namespace; nft plays
 // the other tool and inspects.
 import { execFileSync } from 'node:child_process';
-import { mkdir, symlink } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { Chain, NftInfo, Operation, TableListing } from '../../src/kernel/nft/index.js';
@@ -109,8 +110,8 @@ describe('LibNft on the kernel', () => {
   });
 });
 
-describe('the agent without libnftables', () => {
-  test('refuses to start with a clear message (cannot_start), and status says why', async () => {
+describe('the agent where libnftables cannot be reached', () => {
+  test('without the library: refuses to start with a clear message (cannot_start), and status says why', async () => {
     // The library hidden from the agent alone: a mount namespace of its own,
     // where an empty file stands in for it.
     const lib = /libnftables\.so\.1 \(.*\) => (\S+)/.exec(execFileSync('ldconfig', ['-p']).toString())![1]!;
@@ -132,5 +133,24 @@ describe('the agent without libnftables', () => {
     const status = JSON.parse((await lab.addrmap(['status', '--json'])).stdout);
     expect(status).toMatchObject({ startFailure: { command: 'apply', attempts: 1 } });
     expect(status.startFailure.reason).toMatch(/^nftables is not usable: cannot load libnftables\.so\.1/);
+  });
+
+  test('without the FFI addon it calls the library through: refuses to start, naming the addon', async () => {
+    // The bundle alone in a directory with no node_modules above it, run from there.
+    const dir = await mkdtemp(join(tmpdir(), 'addrmap-noffi-'));
+    try {
+      await copyFile(ADDRMAP, join(dir, 'addrmap.mjs'));
+      await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+      const r = await run('ip', ['netns', 'exec', lab.guest, 'env', '-C', dir, process.execPath, join(dir, 'addrmap.mjs'), 'apply'], {
+        env: lab.env(),
+      });
+      expect(r.code).toBe(4);
+      expect(r.stderr).toMatch(
+        /^addrmap: nftables is not usable: addrmap reaches libnftables through the koffi FFI addon, which cannot load: /m,
+      );
+      expect(await lab.ruleset()).toBe('');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
