@@ -3,7 +3,7 @@
 // cleanup, explain, self-capture, the reconciler. The kernel's prefix rules
 // keep an address's host bits and replace its network bits; this is that
 // translation, written once.
-import { addressToBig, bigToAddress, hostMask, type IpFamily } from './address.js';
+import { addressToBig, bigToAddress, hostMask, normalizeIp, type IpFamily } from './address.js';
 
 /** "network/length": the one spelling of a prefix as a key or in a message. */
 export const prefixKey = (network: string, length: number): string => `${network}/${length}`;
@@ -76,4 +76,24 @@ export class PrefixMoves<T extends PrefixMove = PrefixMove> {
     const m = this.moves.find((x) => x.move.family === family && x.from.contains(v));
     return m && { move: m.move, to: m.from.translate(v, m.to) };
   }
+}
+
+/**
+ * The prefix mappings among "from -> to" pairs as applied.json and the
+ * status keep them ("network/length" both sides); single addresses and text
+ * that is not a prefix are left out.
+ */
+export function prefixMovesOf(pairs: Iterable<readonly [string, string]>): PrefixMoves {
+  const moves: PrefixMove[] = [];
+  for (const [from, to] of pairs) {
+    const [net, len] = from.split('/');
+    const [toNet] = to.split('/');
+    if (len === undefined || !net || !toNet) continue;
+    try {
+      moves.push({ family: net.includes(':') ? 6 : 4, from: normalizeIp(net), to: normalizeIp(toNet), length: Number(len) });
+    } catch {
+      // not an address: matches nothing
+    }
+  }
+  return new PrefixMoves(moves);
 }

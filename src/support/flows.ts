@@ -2,11 +2,11 @@
 // original destination is a mapped stale address, and for flows of local
 // sockets the process that owns them. A socket never sees the DNAT, so its
 // peer address is the stale literal its process was configured with.
-import { readFile } from 'node:fs/promises';
-import { execFile } from '../kernel/exec.js';
-import { normalizeIp, type IpFamily } from '../net/address.js';
-import { printable } from './printable.js';
 import type { ConntrackTable } from '../kernel/conntrack.js';
+import type { IpFamily } from '../net/address.js';
+import { prefixKey, prefixMovesOf } from '../net/prefix.js';
+import { printable } from './printable.js';
+import { socketOwners, type SocketKey, type SocketOwner } from './socket-owners.js';
 
 export interface Flow {
   proto: string;
@@ -22,22 +22,28 @@ export interface Flow {
   /** For local sockets. */
   pid?: number;
   command?: string;
+  /** The owning process's cgroup (its systemd unit or container), when it has one. */
+  cgroup?: string;
+  /** The prefix mapping ("network/length") the stale address lies in, when it has no mapping of its own. */
+  prefix?: string;
 }
 
-interface SocketOwner {
-  proto: string;
-  local: string;
-  localPort: number;
-  peer: string;
-  peerPort: number;
-  pid: number;
-  command: string;
-}
-
+/**
+ * Flows to the stale addresses of `stale` (address -> target, or prefix
+ * "network/length" -> "network/length": every address inside counts), with
+ * the owning process of each local socket.
+ */
 export async function listFlows(stale: ReadonlyMap<string, string>, conntrack: ConntrackTable): Promise<Flow[]> {
+  const moves = prefixMovesOf(stale);
+  const prefixOf = (family: IpFamily, dst: string) => {
+    if (stale.has(dst)) return undefined;
+    const m = moves.lookup(family, dst);
+    return m && prefixKey(m.move.from, m.move.length);
+  };
   const flows: Flow[] = [];
   for (const family of [4, 6] as IpFamily[]) {
-    for (const e of await conntrack.list(family, (dst) => stale.has(dst))) {
+    for (const e of await conntrack.list(family, (dst) => stale.has(dst) || (moves.size > 0 && moves.lookup(family, dst) !== undefined))) {
+      const prefix = prefixOf(family, e.origDst);
       flows.push({
         proto: e.proto,
         ...(e.state ? { state: e.state } : {}),
@@ -47,58 +53,20 @@ export async function listFlows(stale: ReadonlyMap<string, string>, conntrack: C
         ...(e.dport !== undefined ? { dport: e.dport } : {}),
         answeredBy: e.replySrc,
         translated: e.replySrc !== e.origDst,
+        ...(prefix ? { prefix } : {}),
       });
     }
   }
-  const owners = await socketOwners().catch(() => [] as SocketOwner[]);
-  for (const f of flows) {
-    const o = owners.find(
-      (s) => s.proto === f.proto && s.local === f.src && s.localPort === f.sport && s.peer === f.dst && s.peerPort === f.dport,
-    );
-    if (o) {
-      f.pid = o.pid;
-      // Displayed by status: whatever the process put in its arguments shows as text.
-      f.command = printable(await commandLine(o.pid).catch(() => o.command));
-    }
-  }
+  // A socket never sees the DNAT: its peer is the stale address it dialled.
+  const keys = flows.map((f) => ({ proto: f.proto, local: f.src, localPort: f.sport ?? 0, peer: f.dst, peerPort: f.dport ?? 0 }));
+  const owners = await socketOwners(keys).catch(() => new Map<SocketKey, SocketOwner>());
+  flows.forEach((f, i) => {
+    const o = owners.get(keys[i]!);
+    if (!o) return;
+    f.pid = o.pid;
+    // Displayed by status: whatever the process put in its arguments shows as text.
+    f.command = printable(o.command);
+    if (o.cgroup) f.cgroup = printable(o.cgroup);
+  });
   return flows;
 }
-
-/** The process's command line: ss gives only the thread name (Node's is "MainThread"). */
-async function commandLine(pid: number): Promise<string> {
-  const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8');
-  const text = raw.replace(/\0+$/, '').replace(/\0/g, ' ').trim();
-  if (!text) throw new Error('no command line');
-  return text.length > 200 ? `${text.slice(0, 199)}…` : text;
-}
-
-/** Sockets with their owning processes, from `ss -H -t -u -a -n -p`. */
-async function socketOwners(): Promise<SocketOwner[]> {
-  const res = await execFile('ss', ['-H', '-t', '-u', '-a', '-n', '-p']);
-  if (res.code !== 0) throw new Error(`ss failed: ${res.stderr.trim()}`);
-  return parseSs(res.stdout);
-}
-
-function parseSs(text: string): SocketOwner[] {
-  const out: SocketOwner[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^(\S+)\s+\S+\s+\d+\s+\d+\s+(\S+):(\d+)\s+(\S+):(\d+)\s+.*users:\(\("([^"]*)",pid=(\d+)/.exec(line.trim());
-    if (!m) continue;
-    try {
-      out.push({
-        proto: m[1]!,
-        local: normalizeIp(unbracket(m[2]!)),
-        localPort: Number(m[3]),
-        peer: normalizeIp(unbracket(m[4]!)),
-        peerPort: Number(m[5]),
-        command: m[6]!,
-        pid: Number(m[7]),
-      });
-    } catch {
-      // wildcard or scoped addresses ("*", "fe80::1%eth0"): not a flow to a stale address
-    }
-  }
-  return out;
-}
-
-const unbracket = (a: string) => a.replace(/^\[|\]$/g, '').replace(/%.*$/, '');

@@ -10,7 +10,7 @@ import { lstat, open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { normalizeIp } from '../net/address.js';
-import { prefixKey, PrefixMoves, type PrefixMove } from '../net/prefix.js';
+import { prefixKey, prefixMovesOf } from '../net/prefix.js';
 import { findAddresses } from './find-addresses.js';
 
 export interface Occurrence {
@@ -82,25 +82,15 @@ type Lookup = (address: string) => { target: string; prefix?: string } | undefin
 /** Where a canonical address maps: its own mapping first, else the longest prefix mapping holding it. */
 function staleLookup(stale: ReadonlyMap<string, string>): Lookup {
   const singles = new Map<string, string>();
-  const prefixes: PrefixMove[] = [];
   for (const [from, to] of stale) {
-    const slash = from.indexOf('/');
+    if (from.includes('/')) continue;
     try {
-      if (slash < 0) singles.set(normalizeIp(from), to);
-      else {
-        const family = from.includes(':') ? 6 : 4;
-        prefixes.push({
-          family,
-          from: normalizeIp(from.slice(0, slash)),
-          to: normalizeIp(to.split('/')[0]!),
-          length: Number(from.slice(slash + 1)),
-        });
-      }
+      singles.set(normalizeIp(from), to);
     } catch {
       // Not an address at all: it simply never matches.
     }
   }
-  const moves = new PrefixMoves(prefixes);
+  const moves = prefixMovesOf(stale);
   return (address) => {
     const target = singles.get(address);
     if (target !== undefined) return { target };
