@@ -5,7 +5,7 @@
 // LibNft runs in a netns worker inside the lab's guest namespace; nft plays
 // the other tool and inspects.
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
@@ -113,8 +113,11 @@ describe('LibNft on the kernel', () => {
 describe('the agent where libnftables cannot be reached', () => {
   test('without the library: refuses to start with a clear message (cannot_start), and status says why', async () => {
     // The library hidden from the agent alone: a mount namespace of its own,
-    // where an empty file stands in for it.
-    const lib = /libnftables\.so\.1 \(.*\) => (\S+)/.exec(execFileSync('ldconfig', ['-p']).toString())![1]!;
+    // where an empty file stands in for the file a client loads.
+    const w = await start();
+    await w.call('ready', TABLE);
+    const maps = await readFile(`/proc/${w.pid}/maps`, 'utf8');
+    const lib = /\s(\/\S*\/libnftables\.so[.\d]*)$/m.exec(maps)![1]!;
     await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
     const hidden = (args: string[]) =>
       run(

@@ -44,7 +44,7 @@ describe('static: no shell anywhere in src/', () => {
       'src/kernel/exec.ts',
       'src/agent/drift.ts',
       'src/agent/agent.ts',
-      'src/kernel/nft/exec.ts',
+      'src/kernel/nft/lib.ts',
       'src/kernel/routes.ts',
       'src/kernel/conntrack.ts',
     ])

@@ -102,12 +102,12 @@ export class NftContext {
    * committed (nft --check).
    */
   run(command: string, options: { dryRun?: boolean } = {}): Promise<CommandResult> {
-    const job = this.queue.then(() => this.exec(command, options.dryRun ?? false));
+    const job = this.queue.then(() => this.perform(command, options.dryRun ?? false));
     this.queue = job.catch(() => {});
     return job;
   }
 
-  private async exec(command: string, dryRun: boolean): Promise<CommandResult> {
+  private async perform(command: string, dryRun: boolean): Promise<CommandResult> {
     this.fns.setDryRun(this.ctx, dryRun);
     const rc = Number(await async(this.fns.run, this.ctx, command));
     const result = { ok: rc === 0, output: String(this.fns.output(this.ctx) ?? ''), error: String(this.fns.error(this.ctx) ?? '') };
