@@ -113,6 +113,17 @@ export class Agent {
     return p && prefixKey(p.to, p.length);
   }
 
+  /** The applied mappings as "from -> to" pairs (prefix mappings as "net/len" both sides), for flows and history. */
+  appliedPairs(): Map<string, string> {
+    const d = this.lastGood;
+    if (!d) return new Map();
+    return new Map([
+      ...d.v4,
+      ...d.v6,
+      ...(d.prefixes ?? []).map((p): [string, string] => [prefixKey(p.from, p.length), prefixKey(p.to, p.length)]),
+    ]);
+  }
+
   /** Whether this process has a state the kernel should hold (and drift can be measured against). */
   get holdsState(): boolean {
     return this.lastGood !== null;

@@ -8,6 +8,11 @@ import type { Logger } from './logger.js';
 import { serveMetrics, writeMetricsFile } from './metrics.js';
 import { readState, writeState, USAGE_FILE, type UsageState } from '../state/state-file.js';
 import type { UsageTracker } from './usage.js';
+import { HISTORY_FILE, UsageHistory, type HistoryState } from './usage-history.js';
+import type { Flow } from '../support/flows.js';
+
+/** Where the flows to stale addresses come from, for the usage history (none: no history kept). */
+export type FlowSource = () => Promise<Flow[]>;
 
 export class Telemetry {
   private timer: NodeJS.Timeout | null = null;
@@ -21,10 +26,14 @@ export class Telemetry {
     private readonly usage: UsageTracker,
     private readonly stateDir: string,
     private readonly log: Logger,
+    private readonly flows: FlowSource | null = null,
   ) {}
+
+  private readonly history = new UsageHistory();
 
   async start(): Promise<void> {
     this.usage.restore(await readState<UsageState>(this.stateDir, USAGE_FILE).catch(() => null));
+    this.history.restore(await readState<HistoryState>(this.stateDir, HISTORY_FILE).catch(() => null));
   }
 
   /** After every pass: follow config changes, refresh metrics. */
@@ -67,12 +76,25 @@ export class Telemetry {
           : [],
       );
       await writeState(this.stateDir, USAGE_FILE, state);
+      await this.recordHistory();
       await this.writeMetrics();
     } catch (e) {
       this.log.warn({ event: 'usage_sample_failed', reason: (e as Error).message }, 'cannot sample counters');
     } finally {
       this.sampling = false;
     }
+  }
+
+  /** Who uses the stale addresses now, added to the history (a failure costs this sample's history only). */
+  private async recordHistory(): Promise<void> {
+    if (!this.flows) return;
+    const flows = await this.flows().catch((e: Error) => {
+      this.log.debug({ event: 'usage_sample_failed', reason: `flows: ${e.message}` }, 'cannot read flows');
+      return null;
+    });
+    if (!flows) return;
+    const keep = this.agent.config?.retireAfterSeconds ?? 7 * 24 * 3600;
+    await writeState(this.stateDir, HISTORY_FILE, this.history.record(flows, keep));
   }
 
   async stop(): Promise<void> {

@@ -1,6 +1,7 @@
 // How `addrmap status` reads to a person: the verdict first, then the facts
 // behind it, then one line per mapping; the same report as --json, in words.
 import type { Health, StatusReport } from './status.js';
+import type { UsedBy } from './status-usage.js';
 
 const HEALTH_TEXT: Record<Health, string> = {
   healthy: 'HEALTHY: the bridge is on and the kernel matches the applied mappings',
@@ -58,6 +59,8 @@ export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date 
     L.push(...columns(table));
     if (shown.length < rows.length) L.push(`  ... and ${rows.length - shown.length} more (--all, or --json)`);
   }
+  const users = stillUsedBy(s, now);
+  if (users.length) L.push('', 'STILL USED BY (programs seen over the retirement period: the configs to rewrite)', ...users);
   if (s.expiring.length) {
     L.push('', `EXPIRING (${s.expiring.length})`);
     for (const e of s.expiring.slice(0, opts.all ? undefined : 20))
@@ -84,6 +87,24 @@ export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date 
     }
   }
   return L.join('\n');
+}
+
+/** One line per program (or forwarding source) per stale address, addresses inside prefix mappings included. */
+function stillUsedBy(s: StatusReport, now: Date): string[] {
+  const lines: string[] = [];
+  const who = (u: UsedBy) => {
+    const where = u.unit ?? (u.container ? `container ${u.container}` : undefined);
+    if (u.command === undefined) return `forwarded from ${u.src}`;
+    return where ? `${u.command} (${where})` : u.command;
+  };
+  const add = (address: string, to: string, usedBy: UsedBy[]) => {
+    for (const u of usedBy) lines.push(`  ${address} (now ${to}): ${who(u)}, last ${ago(u.lastSeen, now)}`);
+  };
+  for (const m of s.mappings) {
+    add(m.from, m.to, m.usedBy);
+    for (const i of m.inside ?? []) add(i.address, i.to, i.usedBy);
+  }
+  return lines;
 }
 
 function columns(rows: string[][]): string[] {

@@ -4,10 +4,13 @@
 // privileged, the kernel; it never writes, locks or changes anything.
 import type { ConntrackTable } from '../kernel/conntrack.js';
 import { listFlows, type Flow } from './flows.js';
+import { driftOf, kernelTarget } from './status-drift.js';
+import { insidePrefixes, usedByOf, type InsideUse, type UsedBy } from './status-usage.js';
+import { HISTORY_FILE, type HistoryState } from '../agent/usage-history.js';
 import type { NftInterface } from '../kernel/nft/index.js';
 import { viewFromListing } from '../kernel/plan.js';
 import { countersOf } from '../agent/usage.js';
-import { buildRuleset, FULL_RULESET, TABLE } from '../kernel/ruleset.js';
+import { buildRuleset, FULL_RULESET } from '../kernel/ruleset.js';
 import type { Flag } from '../input/flag.js';
 import {
   APPLIED_FILE,
@@ -20,7 +23,6 @@ import {
   type MappingUsage,
   type UsageState,
 } from '../state/state-file.js';
-import { prefixKey } from '../net/prefix.js';
 
 /**
  * The verdict. "waiting": on and running, no push applied yet, nothing wrong
@@ -52,6 +54,10 @@ interface MappingReport {
   inKernel: boolean | null;
   /** When the mapping retires (RFC 3339), or null. */
   expires: string | null;
+  /** Who used it over the retirement period (programs, their unit or container, or forwarding sources), most recent first. */
+  usedBy: UsedBy[];
+  /** For a prefix mapping: each address used inside it. */
+  inside?: InsideUse[];
 }
 
 /** The `--json` document. Stable: fields are only ever added. */
@@ -110,10 +116,11 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
       unreadable.push(`state not read: ${e.message}`);
       return null;
     });
-  const [snap, appliedFile, usage] = await Promise.all([
+  const [snap, appliedFile, usage, history] = await Promise.all([
     safely(readSnapshot(src.stateDir)),
     safely(readState<AppliedState>(src.stateDir, APPLIED_FILE)),
     safely(readState<UsageState>(src.stateDir, USAGE_FILE)),
+    safely(readState<HistoryState>(src.stateDir, HISTORY_FILE)),
   ]);
   // Two files, written one after the other: joined only when they speak of
   // the same generation, or status would show one push's mappings under
@@ -152,6 +159,7 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
   }
 
   const drift = kernel && !disagree ? driftOf(resolved, kernel, tablePresent, enabled) : null;
+  const inside = insidePrefixes(resolved, history, flows);
   const expiresOf = new Map((applied?.entries ?? []).filter((e) => e.expires).map((e) => [e.from, e.expires!]));
   const mappings: MappingReport[] = resolved.map((m) => {
     const counters = kernel ? live.get(m.from) : usage?.mappings[m.from];
@@ -161,10 +169,12 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
       to: m.to,
       packets: counters?.packets ?? null,
       bytes: counters?.bytes ?? null,
-      lastSeen: lastSeen(usage?.mappings[m.from], counters, now),
+      lastSeen: latest(lastSeen(usage?.mappings[m.from], counters, now), usedByOf(history, m.from)[0]?.lastSeen),
       flows: flows ? flows.filter((f) => f.dst === m.from).length : null,
       inKernel: kernel ? have === m.to : null,
       expires: expiresOf.get(m.from) ?? null,
+      usedBy: usedByOf(history, m.from),
+      ...(m.from.includes('/') ? { inside: inside.get(m.from) ?? [] } : {}),
     };
   });
   const retireAfter = src.retireAfterSeconds ?? 7 * 24 * 3600;
@@ -243,39 +253,6 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
   };
 }
 
-function driftOf(
-  resolved: AppliedState['resolved'],
-  kernel: ReturnType<typeof viewFromListing>,
-  present: boolean,
-  enabled: boolean,
-): string[] {
-  if (!enabled) return present ? [`table ${TABLE.family} ${TABLE.name} exists although the feature is off`] : [];
-  if (!present) return resolved.length ? [`table ${TABLE.family} ${TABLE.name} is missing`] : [];
-  const out: string[] = [];
-  if (!kernel.layoutOk) out.push(`table ${TABLE.family} ${TABLE.name} has been altered (chains, rules or maps differ)`);
-  if (kernel.prefixes === null) out.push(`the prefix chains of table ${TABLE.family} ${TABLE.name} hold rules addrmap did not write`);
-  const want = new Map(resolved.map((m) => [m.from, m.to]));
-  for (const m of resolved) {
-    const have = kernelTarget(kernel, m);
-    if (have === undefined) out.push(`${m.from} -> ${m.to} is missing from the kernel`);
-    else if (have !== m.to) out.push(`${m.from} goes to ${have} in the kernel, not ${m.to}`);
-  }
-  const inKernel: [string, string][] = [
-    ...kernel.v4,
-    ...kernel.v6,
-    ...(kernel.prefixes ?? []).map((p): [string, string] => [prefixKey(p.from, p.length), prefixKey(p.to, p.length)]),
-  ];
-  for (const [from, to] of inKernel) if (!want.has(from)) out.push(`${from} -> ${to} is in the kernel but not in the applied mappings`);
-  return out;
-}
-
-/** Where the kernel sends a resolved mapping's from ("net/len" for prefixes, as in applied.json). */
-function kernelTarget(kernel: ReturnType<typeof viewFromListing>, m: { family: 4 | 6; from: string }): string | undefined {
-  if (!m.from.includes('/')) return (m.family === 4 ? kernel.v4 : kernel.v6).get(m.from);
-  const p = (kernel.prefixes ?? []).find((x) => prefixKey(x.from, x.length) === m.from);
-  return p ? prefixKey(p.to, p.length) : undefined;
-}
-
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -296,3 +273,6 @@ function lastSeen(sampled: MappingUsage | undefined, counters: { packets: number
   if (!sampled?.lastSeen && (counters?.packets ?? 0) > 0) return sampled?.since ?? now.toISOString();
   return sampled?.lastSeen ?? null;
 }
+
+/** The later of two times (RFC 3339 in UTC compare as text); null when neither is known. */
+const latest = (a: string | null, b: string | undefined): string | null => (b && (!a || b > a) ? b : a);

@@ -1,0 +1,87 @@
+// Who used each stale address, over the retirement period: the rewrite
+// phase's to-do list. Every usage sample looks at the flows to stale
+// addresses and records, per address, each program seen (its command, and
+// the systemd unit or container its cgroup names) or, for traffic the guest
+// forwards, the source address; with when it was first and last seen.
+// Records older than retireAfterSeconds are dropped; the whole history is
+// bounded, oldest first out, so it stays a small file whatever happens.
+import type { Flow } from '../support/flows.js';
+
+export const HISTORY_FILE = 'history.json';
+
+/** Programs (or sources) kept per stale address, and in all. */
+const PER_ADDRESS = 16;
+const TOTAL = 4000;
+
+export interface UseRecord {
+  /** The program's command line; absent for forwarded traffic. */
+  command?: string;
+  /** Its systemd unit ("postgresql.service") when its cgroup names one. */
+  unit?: string;
+  /** Its container's id (first 12 hex digits) when its cgroup names one. */
+  container?: string;
+  /** For traffic the guest forwards (no local socket): where it came from. */
+  src?: string;
+  firstSeen: string;
+  lastSeen: string;
+}
+
+export interface HistoryState {
+  schema: 1;
+  updatedAt: string;
+  /** Keyed by stale address (addresses inside prefix mappings have their own). */
+  addresses: Record<string, UseRecord[]>;
+}
+
+export class UsageHistory {
+  private addresses = new Map<string, UseRecord[]>();
+
+  restore(state: HistoryState | null): void {
+    if (state?.schema === 1) this.addresses = new Map(Object.entries(state.addresses));
+  }
+
+  /** Adds what the flows of one sample show; drops what is older than keepSeconds. */
+  record(flows: readonly Flow[], keepSeconds: number, now = new Date()): HistoryState {
+    const at = now.toISOString();
+    for (const f of flows) {
+      const who = userOf(f);
+      const list = this.addresses.get(f.dst) ?? [];
+      const same = list.find((r) => sameUser(r, who));
+      if (same) same.lastSeen = at;
+      else list.push({ ...who, firstSeen: at, lastSeen: at });
+      this.addresses.set(f.dst, list);
+    }
+    const cutoff = now.getTime() - keepSeconds * 1000;
+    const all: [string, UseRecord][] = [];
+    for (const [address, list] of this.addresses) {
+      const kept = list
+        .filter((r) => Date.parse(r.lastSeen) >= cutoff)
+        .sort((a, b) => b.lastSeen.localeCompare(a.lastSeen))
+        .slice(0, PER_ADDRESS);
+      for (const r of kept) all.push([address, r]);
+    }
+    all.sort((a, b) => b[1].lastSeen.localeCompare(a[1].lastSeen));
+    this.addresses = new Map();
+    for (const [address, r] of all.slice(0, TOTAL)) this.addresses.set(address, [...(this.addresses.get(address) ?? []), r]);
+    return { schema: 1, updatedAt: at, addresses: Object.fromEntries(this.addresses) };
+  }
+}
+
+function userOf(f: Flow): Omit<UseRecord, 'firstSeen' | 'lastSeen'> {
+  if (f.command === undefined) return { src: f.src };
+  return { command: f.command, ...(f.cgroup ? describeCgroup(f.cgroup) : {}) };
+}
+
+const sameUser = (r: UseRecord, u: Omit<UseRecord, 'firstSeen' | 'lastSeen'>) =>
+  r.command === u.command && r.unit === u.unit && r.container === u.container && r.src === u.src;
+
+/** The systemd unit and the container a cgroup v2 path names, when it names them. */
+export function describeCgroup(path: string): { unit?: string; container?: string } {
+  const container = /(?:docker|libpod|cri-containerd|crio)-([0-9a-f]{12})[0-9a-f]*\.scope|\/docker\/([0-9a-f]{12})/.exec(path);
+  if (container) return { container: container[1] ?? container[2]! };
+  const unit = path
+    .split('/')
+    .reverse()
+    .find((p) => /\.(service|scope)$/.test(p));
+  return unit ? { unit } : {};
+}

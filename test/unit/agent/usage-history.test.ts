@@ -1,0 +1,68 @@
+import { describe, expect, test } from 'vitest';
+import { describeCgroup, UsageHistory } from '../../../src/agent/usage-history.js';
+import type { Flow } from '../../../src/support/flows.js';
+
+const flow = (dst: string, extra: Partial<Flow> = {}): Flow => ({
+  proto: 'tcp',
+  src: 'fd00:1::1',
+  sport: 40000,
+  dst,
+  dport: 5432,
+  answeredBy: 'fdaa::9',
+  translated: true,
+  ...extra,
+});
+const T0 = new Date('2026-01-01T00:00:00.000Z');
+const at = (s: number) => new Date(T0.getTime() + s * 1000);
+const DAY = 24 * 3600;
+
+describe('UsageHistory', () => {
+  test('one record per program per address: first and last seen, unit or container from the cgroup; forwarded traffic by source', () => {
+    const h = new UsageHistory();
+    const psql = flow('fdaa::1', { pid: 10, command: 'psql -h fdaa::1', cgroup: '/system.slice/app.service' });
+    h.record(
+      [psql, flow('fdaa::1', { pid: 11, command: 'psql -h fdaa::1', cgroup: '/system.slice/app.service', sport: 40001 })],
+      DAY,
+      at(0),
+    );
+    const state = h.record([psql, flow('fdaa::2', { src: '198.18.0.2' })], DAY, at(30));
+    expect(state.addresses).toEqual({
+      'fdaa::1': [{ command: 'psql -h fdaa::1', unit: 'app.service', firstSeen: at(0).toISOString(), lastSeen: at(30).toISOString() }],
+      'fdaa::2': [{ src: '198.18.0.2', firstSeen: at(30).toISOString(), lastSeen: at(30).toISOString() }],
+    });
+  });
+
+  test('forgets what was last seen longer ago than the retirement period; survives a restart through restore', () => {
+    const h = new UsageHistory();
+    h.record([flow('fdaa::1', { command: 'old' })], DAY, at(0));
+    const state = h.record([flow('fdaa::1', { command: 'new' })], DAY, at(DAY - 10));
+    const again = new UsageHistory();
+    again.restore(state);
+    expect(
+      Object.values(again.record([], DAY, at(DAY + 10)).addresses)
+        .flat()
+        .map((r) => r.command),
+    ).toEqual(['new']);
+  });
+
+  test('bounded: at most 16 programs per address, the most recent kept', () => {
+    const h = new UsageHistory();
+    for (let i = 0; i < 20; i++) h.record([flow('fdaa::1', { command: `p${i}` })], DAY, at(i));
+    const list = h.record([], DAY, at(21)).addresses['fdaa::1']!;
+    expect(list).toHaveLength(16);
+    expect(list[0]!.command).toBe('p19');
+    expect(list.at(-1)!.command).toBe('p4');
+  });
+});
+
+describe('describeCgroup', () => {
+  test.each([
+    ['/system.slice/postgresql.service', { unit: 'postgresql.service' }],
+    ['/user.slice/user-1000.slice/session-2.scope', { unit: 'session-2.scope' }],
+    ['/system.slice/docker-0123456789abcdef0123456789abcdef.scope', { container: '0123456789ab' }],
+    ['/docker/0123456789abcdef0123', { container: '0123456789ab' }],
+    ['/machine.slice', {}],
+  ])('%s', (path, want) => {
+    expect(describeCgroup(path)).toEqual(want);
+  });
+});
