@@ -53,4 +53,10 @@ export default tseslint.config(
       globals: Object.fromEntries(NODE_GLOBALS.map((g) => [g, 'readonly'])),
     },
   },
+  {
+    // CommonJS preloads (node --require) for tests: require is how they load.
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
 );

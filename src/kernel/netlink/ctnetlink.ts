@@ -4,6 +4,7 @@
 // tuple, already translated) is never the one deleted.
 import { addressFromBytes, type IpFamily } from '../../net/address.js';
 import type { ConntrackTable, FlowEntry } from '../conntrack.js';
+import { attributeList, attributes } from './attributes.js';
 import { libc } from './ffi.js';
 import { NetlinkSocket, encodeMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST } from './socket.js';
 
@@ -31,7 +32,6 @@ const CTA_PROTO_SRC_PORT = 2;
 const CTA_PROTO_DST_PORT = 3;
 const CTA_PROTOINFO_TCP = 1;
 const CTA_PROTOINFO_TCP_STATE = 1;
-const NLA_TYPE_MASK = 0x3fff;
 
 const PROTO_NAMES: Record<number, string> = {
   1: 'icmp',
@@ -47,23 +47,6 @@ const TCP_STATES = ['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', '
 
 /** The bytes that identify a listed flow to the kernel: its original tuple, id and zone attributes as dumped. */
 const identities = new WeakMap<FlowEntry, Buffer>();
-
-/** The attributes in a buffer: type (without flags) to value. */
-function attributes(buf: Buffer): Map<number, Buffer> {
-  const out = new Map<number, Buffer>();
-  for (const [type, value] of attributeList(buf)) out.set(type, value);
-  return out;
-}
-
-function* attributeList(buf: Buffer): Generator<[number, Buffer, Buffer]> {
-  let off = 0;
-  while (off + 4 <= buf.length) {
-    const len = buf.readUInt16LE(off);
-    if (len < 4 || off + len > buf.length) return;
-    yield [buf.readUInt16LE(off + 2) & NLA_TYPE_MASK, buf.subarray(off + 4, off + len), buf.subarray(off, (off + len + 3) & ~3)];
-    off += (len + 3) & ~3;
-  }
-}
 
 /** The nfgenmsg header every ctnetlink message starts with. */
 function nfgen(family: IpFamily): Buffer {

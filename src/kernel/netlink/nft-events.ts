@@ -10,29 +10,32 @@
 // drained non-blocking on the event loop: no timers, no wake-ups while idle.
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { addressFromBytes } from '../../net/address.js';
+import { attributes } from './attributes.js';
 import { libc, type Libc } from './ffi.js';
-import { messages, type NetlinkMessage } from './socket.js';
+import {
+  AF_NETLINK,
+  EAGAIN,
+  EINTR,
+  messages,
+  MSG_DONTWAIT,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_RAW,
+  SOL_NETLINK,
+  type NetlinkMessage,
+} from './socket.js';
 
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_NETFILTER = 12;
 const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
 const SO_RCVBUFFORCE = 33;
-const SOL_NETLINK = 270;
 const NETLINK_ADD_MEMBERSHIP = 1;
 const NFNLGRP_NFTABLES = 7;
 const NFNL_SUBSYS_NFTABLES = 10;
 const EFD_NONBLOCK = 0o4000;
 const EFD_CLOEXEC = 0o2000000;
 const POLLIN = 1;
-const MSG_DONTWAIT = 0x40;
-const EINTR = 4;
-const EAGAIN = 11;
 const ENOBUFS = 105;
-const NLA_TYPE_MASK = 0x3fff;
 /**
  * Asked of the kernel, which doubles it: 8 MiB of kernel memory at most,
  * and only while events wait to be read. Measured on 6.18 with the agent
@@ -113,19 +116,6 @@ export interface Generation {
   changes: number;
   /** A few of them, to name in a log line: the table's own event first, then the first others. */
   sample: ObjectEvent[];
-}
-
-function attributes(buf: Buffer): Map<number, Buffer> {
-  const out = new Map<number, Buffer>();
-  let off = 0;
-  while (off + 4 <= buf.length) {
-    const len = buf.readUInt16LE(off);
-    if (len < 4 || off + len > buf.length) break;
-    const type = buf.readUInt16LE(off + 2) & NLA_TYPE_MASK;
-    if (!out.has(type)) out.set(type, buf.subarray(off + 4, off + len));
-    off += (len + 3) & ~3;
-  }
-  return out;
 }
 
 const cString = (b: Buffer | undefined) => (b ? b.toString('utf8', 0, b.includes(0) ? b.indexOf(0) : b.length) : undefined);

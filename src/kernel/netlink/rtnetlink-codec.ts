@@ -2,6 +2,7 @@
 // fib_rule_hdr) and attributes addrmap sends and reads, nothing more. Kept
 // apart from the socket work so the unit tests can check them byte by byte.
 import { addressFromBytes, addressGroups, type IpFamily } from '../../net/address.js';
+import { attr, attributes } from './attributes.js';
 
 export const RTM = {
   NEWLINK: 16,
@@ -21,7 +22,6 @@ export const RTN_UNICAST = 1;
 const RT_SCOPE_UNIVERSE = 0;
 const RT_SCOPE_NOWHERE = 255;
 const RTM_F_CLONED = 0x200;
-const NLA_TYPE_MASK = 0x3fff;
 
 // linux/rtnetlink.h
 const RTA_DST = 1;
@@ -37,7 +37,7 @@ const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
 const IFA_CACHEINFO = 6;
 const IFA_FLAGS = 8;
-export const IFA_F_NODAD = 0x02;
+const IFA_F_NODAD = 0x02;
 const INFINITY_LIFE_TIME = 0xffffffff;
 // linux/if_link.h
 const IFLA_IFNAME = 3;
@@ -64,33 +64,13 @@ export const ROUTE_TYPES = [
   'xresolve',
 ];
 
-export function attr(type: number, value: Buffer): Buffer {
-  const b = Buffer.alloc((4 + value.length + 3) & ~3);
-  b.writeUInt16LE(4 + value.length, 0);
-  b.writeUInt16LE(type, 2);
-  value.copy(b, 4);
-  return b;
-}
-
 export function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(n >>> 0);
   return b;
 }
 
-export function attributes(buf: Buffer): Map<number, Buffer> {
-  const out = new Map<number, Buffer>();
-  let off = 0;
-  while (off + 4 <= buf.length) {
-    const len = buf.readUInt16LE(off);
-    if (len < 4 || off + len > buf.length) break;
-    out.set(buf.readUInt16LE(off + 2) & NLA_TYPE_MASK, buf.subarray(off + 4, off + len));
-    off += (len + 3) & ~3;
-  }
-  return out;
-}
-
-export function addressBytes(family: IpFamily, address: string): Buffer {
+function addressBytes(family: IpFamily, address: string): Buffer {
   const b = Buffer.alloc(family === 6 ? 16 : 4);
   addressGroups(family, address).forEach((g, i) => b.writeUInt16BE(g, 2 * i));
   return b;

@@ -5,15 +5,16 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { libc, type Libc } from './ffi.js';
 
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_NETLINK = 270;
+// Linux's numbers for netlink sockets, shared with the subscription (nft-events.ts).
+export const AF_NETLINK = 16;
+export const SOCK_RAW = 3;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
-const MSG_DONTWAIT = 0x40;
-const EAGAIN = 11;
-const EINTR = 4;
+export const MSG_DONTWAIT = 0x40;
+export const EAGAIN = 11;
+export const EINTR = 4;
 
 export const NLM_F_REQUEST = 0x1;
 export const NLM_F_ACK = 0x4;

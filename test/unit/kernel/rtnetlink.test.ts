@@ -4,7 +4,6 @@
 import { describe, expect, test } from 'vitest';
 import {
   addressAddPayload,
-  attr,
   decodeAddress,
   decodeRoute,
   decodeRule,
@@ -12,6 +11,7 @@ import {
   routeDelPayload,
   u32,
 } from '../../../src/kernel/netlink/rtnetlink-codec.js';
+import { attr } from '../../../src/kernel/netlink/attributes.js';
 
 const hex = (b: Buffer) => b.toString('hex');
 const ip6 = (s: string) => Buffer.from(s, 'hex');
