@@ -10,7 +10,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
-  FakeNft,
   NftError,
   Transaction,
   type Chain,
@@ -21,6 +20,7 @@ import {
   type Table,
   type TableListing,
 } from '../../src/kernel/nft/index.js';
+import { FakeNft } from '../fakes/nft.js';
 import { EMPTY_VIEW, planSync, viewOf } from '../../src/kernel/plan.js';
 import { buildRuleset, FULL_RULESET, TABLE, type Ruleset } from '../../src/kernel/ruleset.js';
 import type { DesiredMappings, PrefixMapping } from '../../src/desired/resolve.js';

@@ -1,6 +1,6 @@
 // In-memory stand-ins for the host-side dependencies of the reconciler and the
 // agent, plus small helpers shared by the unit tests. The nft side uses the
-// project's own FakeNft (src/nft/fake.ts).
+// project's own FakeNft (test/fakes/nft.ts).
 import { RouteTable, type RouteEntry } from '../../src/kernel/route-table.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,7 +10,7 @@ import { normalizeIp, type IpFamily } from '../../src/net/address.js';
 import { Prefix, prefixKey } from '../../src/net/prefix.js';
 import type { ConntrackTable, FlowEntry, StaleTarget } from '../../src/kernel/conntrack.js';
 import type { Cleanup } from '../../src/kernel/conntrack-cleanup.js';
-import type { FakeNft } from '../../src/kernel/nft/fake.js';
+import type { FakeNft } from '../fakes/nft.js';
 import type { TableListing } from '../../src/kernel/nft/index.js';
 import type { DesiredMappings } from '../../src/desired/resolve.js';
 import { ROUTE_PROTO, type RouteSpec, type Routes } from '../../src/kernel/routes.js';

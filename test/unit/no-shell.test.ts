@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
 import { execFile } from '../../src/kernel/exec.js';
-import { FakeNft } from '../../src/kernel/nft/index.js';
+import { FakeNft } from '../fakes/nft.js';
 import { Reconciler } from '../../src/kernel/reconciler.js';
 import { FakeConntrack, FakeRoutes, mappingFileText, memoryLogger, tempDir } from './fakes.js';
 

@@ -4,7 +4,8 @@
 import { beforeEach, describe, expect, test } from 'vitest';
 import { DriftDetector, type DriftOptions, type DriftReport } from '../../../src/agent/drift.js';
 import type { EventHandlers, Generation } from '../../../src/kernel/netlink/nft-events.js';
-import { FakeNft, Transaction, type NftInterface } from '../../../src/kernel/nft/index.js';
+import { Transaction, type NftInterface } from '../../../src/kernel/nft/index.js';
+import { FakeNft } from '../../fakes/nft.js';
 import { EMPTY_VIEW, planSync } from '../../../src/kernel/plan.js';
 import { desired, memoryLogger } from '../fakes.js';
 import { NftThrough } from '../nft-through.js';

@@ -3,7 +3,8 @@
 // kernels: test/vm, the kernel matrix.)
 import { describe, expect, test } from 'vitest';
 import { probeKernel } from '../../../src/kernel/kernel-caps.js';
-import { FakeNft, NftError, type Transaction } from '../../../src/kernel/nft/index.js';
+import { NftError, type Transaction } from '../../../src/kernel/nft/index.js';
+import { FakeNft } from '../../fakes/nft.js';
 import { EMPTY_VIEW, planSync, viewFromListing, viewOf } from '../../../src/kernel/plan.js';
 import { buildRuleset, missingCapabilities, normalizeExpr, type KernelCaps } from '../../../src/kernel/ruleset.js';
 import { countersOf } from '../../../src/agent/usage.js';

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { decodeListing, encodeBatch, FakeNft, Transaction, type TableListing } from '../../../src/kernel/nft/index.js';
+import { decodeListing, encodeBatch, Transaction, type TableListing } from '../../../src/kernel/nft/index.js';
+import { FakeNft } from '../../fakes/nft.js';
 import { EMPTY_VIEW, planSync, viewFromListing } from '../../../src/kernel/plan.js';
 import { desired } from '../fakes.js';
 

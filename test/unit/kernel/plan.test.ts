@@ -1,7 +1,8 @@
 import { describe, expect, test } from 'vitest';
 import { EMPTY_VIEW, planSync, viewFromListing, viewOf, type KernelView } from '../../../src/kernel/plan.js';
 import { CHAINS, MAPS, RULES, TABLE } from '../../../src/kernel/ruleset.js';
-import { FakeNft, type Operation, type TableListing } from '../../../src/kernel/nft/index.js';
+import type { Operation, TableListing } from '../../../src/kernel/nft/index.js';
+import { FakeNft } from '../../fakes/nft.js';
 import { desired, elementsOf } from '../fakes.js';
 import type { DesiredMappings } from '../../../src/desired/resolve.js';
 

@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, test } from 'vitest';
-import { FakeNft, NftError, Transaction } from '../../../src/kernel/nft/index.js';
+import { NftError, Transaction } from '../../../src/kernel/nft/index.js';
+import { FakeNft } from '../../fakes/nft.js';
 import { Reconciler } from '../../../src/kernel/reconciler.js';
 import { ROUTE_PROTO } from '../../../src/kernel/routes.js';
 import { TABLE } from '../../../src/kernel/ruleset.js';

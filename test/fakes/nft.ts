@@ -9,7 +9,7 @@
 // vocabulary addrmap uses (match, counter, verdicts, jump/goto, dnat/snat);
 // anything else is refused as invalid. Rule handles increase in creation
 // order, as the kernel's do, but their values are the fake's own.
-import { describeObject } from './json.js';
+import { describeObject } from '../../src/kernel/nft/json.js';
 import {
   assertOwnTable,
   NftError,
@@ -25,7 +25,7 @@ import {
   type TableFamily,
   type TableListing,
   Transaction,
-} from './types.js';
+} from '../../src/kernel/nft/types.js';
 
 /** A map, or a set when `map` is absent: the kernel keeps both in one namespace. */
 interface FakeMap {
