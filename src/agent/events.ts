@@ -18,7 +18,7 @@ export const LOG_EVENTS = {
   after_pass_failed: 'the metrics or usage step after a pass failed',
   trigger: 'debug: a change that will cause a pass',
   // Conntrack cleanup, behind the pass.
-  conntrack_cleaned: 'a cleanup round ended (targets, removed, durationMs, via ctnetlink or the conntrack tool)',
+  conntrack_cleaned: 'a cleanup round ended (targets, removed, durationMs, via ctnetlink)',
   conntrack_cleanup_incomplete: 'a cleanup round could not finish (reason)',
   // Drift.
   drift_detected: 'another tool changed the table: what changed, and who (byPid, byName); once per incident',
@@ -38,6 +38,7 @@ export const LOG_EVENTS = {
   already_running: 'another agent watches this table; exit 1',
   handed_over: 'apply gave its pass to the running agent (its outcome)',
   lock_unavailable: 'the one-agent lock cannot be taken; running without it',
+  query_socket_failed: 'the query socket cannot be served; status without root reads the state files',
   // State and outputs.
   state_write_failed: 'a state file could not be written; status goes stale, pushes still apply',
   state_dir_untrusted: 'the state directory is not root’s or is a symlink: not used',

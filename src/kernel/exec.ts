@@ -8,7 +8,7 @@ export interface ExecResult {
   stderr: string;
 }
 
-export class CommandNotFoundError extends Error {
+class CommandNotFoundError extends Error {
   constructor(readonly command: string) {
     super(`${command}: command not found (is it installed and on PATH?)`);
   }

@@ -98,7 +98,7 @@ describe('addrmap status', () => {
     );
   });
 
-  it('without root, and against a read-only state directory, while the agent works: same answers from the snapshot, nothing written', async () => {
+  it('without root: live answers from the running agent (query socket), the snapshot once it is down; against a read-only state directory too; nothing written', async () => {
     await startWithTraffic();
     await lab.tcpSend(ADDR.stale6, 10_000);
     await new Promise((r) => setTimeout(r, 2200)); // a usage sample
@@ -129,8 +129,47 @@ describe('addrmap status', () => {
     const asNobody = await statusAsNobody('--json', `--state-dir=${ro}`);
     expect(asNobody.stderr).toBe('');
     expect(asNobody.code).toBe(0);
-    const report = JSON.parse(asNobody.stdout);
-    expect(report).toMatchObject({ health: 'healthy', enabled: true, generation: 3, source: 'snapshot', drift: null, flows: null });
+    // The agent answers: the kernel's live state, as root would see it.
+    const live = JSON.parse(asNobody.stdout);
+    expect(live).toMatchObject({ health: 'healthy', enabled: true, generation: 3, source: 'kernel', drift: [] });
+    expect(Array.isArray(live.flows)).toBe(true);
+    const liveRow = live.mappings.find((m: { from: string }) => m.from === ADDR.stale6);
+    expect(liveRow.packets).toBeGreaterThan(5);
+    expect(liveRow.lastSeen).not.toBeNull();
+    expect(liveRow.inKernel).toBe(true);
+    expect((await statusAsNobody(`--state-dir=${ro}`)).stdout).toContain('kernel:       matches the applied mappings');
+    const explained = await execFile('ip', [
+      'netns',
+      'exec',
+      lab.guest,
+      'setpriv',
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      process.execPath,
+      ADDRMAP,
+      'explain',
+      '--json',
+      `--state-dir=${ro}`,
+      ADDR.stale6,
+    ]);
+    expect(JSON.parse(explained.stdout)).toMatchObject({ translated: true, to: ADDR.new6, kernel: ADDR.new6 });
+
+    // As root against the read-only copy: works, and writes nothing.
+    const rootRo = await status([`--state-dir=${ro}`]);
+    expect(rootRo.code).toBe(0);
+    await agent!.stop('SIGKILL'); // so that only status could write from here on
+
+    // No agent answers: the snapshot, and the verdict says the kernel was not read.
+    const report = JSON.parse((await statusAsNobody('--json', `--state-dir=${ro}`)).stdout);
+    expect(report).toMatchObject({
+      health: 'agent-not-running',
+      enabled: true,
+      generation: 3,
+      source: 'snapshot',
+      drift: null,
+      flows: null,
+    });
     const row = report.mappings.find((m: { from: string }) => m.from === ADDR.stale6);
     expect(row.packets).toBeGreaterThan(5);
     expect(row.lastSeen).not.toBeNull();
@@ -138,15 +177,11 @@ describe('addrmap status', () => {
     const text = await statusAsNobody(`--state-dir=${ro}`);
     expect(text.stdout).toContain('kernel:       not read; run as root');
 
-    // As root against the read-only copy: works, and writes nothing.
-    const rootRo = await status([`--state-dir=${ro}`]);
-    expect(rootRo.code).toBe(0);
-    await agent!.stop('SIGKILL'); // so that only status could write from here on
     const quiet = await listing(lab.paths.stateDir);
     await status();
     await lab.addrmap(['status']);
     expect(await listing(lab.paths.stateDir)).toEqual(quiet);
-    expect(Object.keys(before).sort()).toEqual(['agent.sock', 'applied.json', 'status.json', 'usage.json']);
+    expect(Object.keys(before).sort()).toEqual(['agent.sock', 'applied.json', 'history.json', 'query.sock', 'status.json', 'usage.json']);
   });
 
   it('exit codes: 0 healthy, 1 degraded, 2 usage, 3 agent not running, 4 disabled', async () => {
@@ -257,7 +292,7 @@ describe('addrmap explain, scan and metrics', () => {
       `${file}:3:8: [FDAA:0000:0018:0A7B:007D:F066:B83B:0002]:5432 is stale, now ${ADDR.new6}: peer = [FDAA:0000:0018:0A7B:007D:F066:B83B:0002]:5432`,
       `${file}:4:10: ${ADDR.stale4}:6379 is stale, now ${ADDR.new4}: legacy = ${ADDR.stale4}:6379`,
     ]);
-    expect(r.stderr).toContain('3 occurrence(s) of 2 stale address(es) in 2 file(s)');
+    expect(r.stderr).toContain('3 occurrence(s) of 2 stale address(es) in 1 of 2 file(s) read (');
     expect((await lab.addrmap(['scan', join(etc, 'clean.conf')])).code).toBe(0);
     expect((await lab.addrmap(['scan'])).code).toBe(2);
 
