@@ -10,6 +10,7 @@ import { readState, writeState, USAGE_FILE, type UsageState } from '../state/sta
 import type { UsageTracker } from './usage.js';
 import { HISTORY_FILE, UsageHistory, type HistoryState } from './usage-history.js';
 import type { Flow } from '../support/flows.js';
+import { readLocalAddresses } from '../net/local-addresses.js';
 
 /** Where the flows to stale addresses come from, for the usage history (none: no history kept). */
 export type FlowSource = () => Promise<Flow[]>;
@@ -94,7 +95,8 @@ export class Telemetry {
     });
     if (!flows) return;
     const keep = this.agent.config?.retireAfterSeconds ?? 7 * 24 * 3600;
-    await writeState(this.stateDir, HISTORY_FILE, this.history.record(flows, keep));
+    const local = await readLocalAddresses();
+    await writeState(this.stateDir, HISTORY_FILE, this.history.record(flows, keep, new Date(), new Set([...local.v4, ...local.v6])));
   }
 
   async stop(): Promise<void> {

@@ -40,10 +40,17 @@ export class UsageHistory {
     if (state?.schema === 1) this.addresses = new Map(Object.entries(state.addresses));
   }
 
-  /** Adds what the flows of one sample show; drops what is older than keepSeconds. */
-  record(flows: readonly Flow[], keepSeconds: number, now = new Date()): HistoryState {
+  /**
+   * Adds what the flows of one sample show; drops what is older than
+   * keepSeconds. `local`: the guest's own addresses. A flow from one of them
+   * without an owning process is a socket already closed (its entry lingers
+   * in TIME_WAIT), not forwarded traffic: its program was recorded while it
+   * lived, or is gone unnamed.
+   */
+  record(flows: readonly Flow[], keepSeconds: number, now = new Date(), local: ReadonlySet<string> = new Set()): HistoryState {
     const at = now.toISOString();
     for (const f of flows) {
+      if (f.command === undefined && local.has(f.src)) continue;
       const who = userOf(f);
       const list = this.addresses.get(f.dst) ?? [];
       const same = list.find((r) => sameUser(r, who));

@@ -98,6 +98,48 @@ describe('addrmap status', () => {
     );
   });
 
+  it('usage history: the program that held a connection to a stale address is remembered after it is gone; a prefix mapping shows the address used inside it', async () => {
+    await lab.writeConfig({ usageIntervalSeconds: 1 });
+    const inside = 'fdaa:0:18:a7b:7d:f066:b83b:99'; // in the prefix below, no mapping of its own
+    await lab.push({
+      version: 1,
+      generation: 1,
+      mappings: [
+        { from: ADDR.stale4, to: ADDR.new4 },
+        { from: 'fdaa:0:18:a7b:7d::/80', to: 'fdaa:0:18:a7b:c2::/80' },
+      ],
+    });
+    await lab.setPeerAddresses([ADDR.new6, ADDR.new4, 'fdaa:0:18:a7b:c2:f066:b83b:99']);
+    agent = await lab.watch();
+    await agent.waitFor((e) => e.event === 'applied');
+    const held = await lab.tcpHold(ADDR.stale4, 3000);
+    const heldInside = await lab.tcpHold(inside, 3000);
+    await new Promise((r) => setTimeout(r, 2500)); // samples while the connections are open
+    const during = (await status()).report;
+    const prefixRow = during.mappings.find((m: { from: string }) => m.from === 'fdaa:0:18:a7b:7d::/80');
+    expect(prefixRow.inside).toContainEqual(expect.objectContaining({ address: inside, to: 'fdaa:0:18:a7b:c2:f066:b83b:99', flows: 1 }));
+    expect(during.flows).toContainEqual(expect.objectContaining({ dst: inside, prefix: 'fdaa:0:18:a7b:7d::/80', pid: heldInside.pid }));
+
+    // Both programs have exited; the history still names them.
+    await new Promise((r) => setTimeout(r, 2000));
+    const after = (await status()).report;
+    const v4 = after.mappings.find((m: { from: string }) => m.from === ADDR.stale4);
+    // (its conntrack entry may linger in TIME_WAIT, but no process holds it any more)
+    expect(after.flows.filter((f: { pid?: number }) => f.pid === held.pid)).toEqual([]);
+    expect(v4.usedBy).toEqual([expect.objectContaining({ command: expect.stringMatching(/probe\.mjs tcp-hold 198\.51\.100\.10 7001/) })]);
+    const used = after.mappings
+      .find((m: { from: string }) => m.from === 'fdaa:0:18:a7b:7d::/80')
+      .inside.find((i: { address: string }) => i.address === inside);
+    expect(used.usedBy).toEqual([expect.objectContaining({ command: expect.stringContaining(`tcp-hold ${inside}`) })]);
+    expect(used.lastSeen).not.toBeNull();
+    const text = (await lab.addrmap(['status'])).stdout;
+    expect(text).toContain('STILL USED BY');
+    expect(text).toMatch(
+      new RegExp(`  ${ADDR.stale4.replace(/\./g, '\\.')} \\(now ${ADDR.new4.replace(/\./g, '\\.')}\\): .*probe\\.mjs tcp-hold`),
+    );
+    expect(text).toContain(`  ${inside} (now fdaa:0:18:a7b:c2:f066:b83b:99): `);
+  });
+
   it('without root: live answers from the running agent (query socket), the snapshot once it is down; against a read-only state directory too; nothing written', async () => {
     await startWithTraffic();
     await lab.tcpSend(ADDR.stale6, 10_000);

@@ -32,6 +32,17 @@ describe('UsageHistory', () => {
     });
   });
 
+  test("an ownerless flow from one of the guest's own addresses is a closed socket, not forwarded traffic: not recorded", () => {
+    const h = new UsageHistory();
+    const state = h.record(
+      [flow('fdaa::1', { src: 'fd00:1::1' }), flow('fdaa::1', { src: '198.18.0.2' })],
+      DAY,
+      at(0),
+      new Set(['fd00:1::1']),
+    );
+    expect(state.addresses['fdaa::1']!.map((r) => r.src)).toEqual(['198.18.0.2']);
+  });
+
   test('forgets what was last seen longer ago than the retirement period; survives a restart through restore', () => {
     const h = new UsageHistory();
     h.record([flow('fdaa::1', { command: 'old' })], DAY, at(0));
