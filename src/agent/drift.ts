@@ -8,7 +8,8 @@
 // When notifications were lost, nothing is known, so the table is verified.
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import type { Logger } from './logger.js';
-import { NftEventSocket, type EventHandlers, type Generation, type ObjectEvent } from '../kernel/netlink/nft-events.js';
+import { NftEventSocket, type EventHandlers } from '../kernel/netlink/nft-events.js';
+import type { Generation, ObjectEvent } from '../kernel/netlink/nft-notifications.js';
 import type { Chain, NftInfo, NftInterface, Table, TableListing, Transaction } from '../kernel/nft/index.js';
 
 export interface DriftReport {
@@ -22,6 +23,8 @@ export interface DriftReport {
 
 interface Subscription {
   close(): Promise<void>;
+  /** Whether it also hears the guest's address changes. */
+  readonly hearsAddresses?: boolean;
   readonly receiveBuffer: number;
 }
 
@@ -54,6 +57,7 @@ export class DriftDetector implements NftInterface {
   /** Whether the table should exist now (feature on and applied). */
   tableExpected = false;
   private onDrift: (r: DriftReport) => void = () => {};
+  private onAddresses: (() => void) | null = null;
 
   constructor(
     private readonly inner: NftInterface,
@@ -93,6 +97,16 @@ export class DriftDetector implements NftInterface {
     this.onDrift = fn;
   }
 
+  /**
+   * Called when the guest's addresses change, from the kernel's rtnetlink
+   * notifications heard by the same subscription (so the watcher need not
+   * poll for them). True when such notifications are heard here.
+   */
+  setOnAddressChange(fn: () => void): boolean {
+    this.onAddresses = fn;
+    return this.sub?.hearsAddresses === true;
+  }
+
   /** Subscribes to the kernel's notifications; throws, saying why, when it cannot. Before the first pass, so it is seen too. */
   subscribe(): void {
     this.stopped = false;
@@ -100,6 +114,7 @@ export class DriftDetector implements NftInterface {
     this.sub = open(this.table, {
       generation: (g) => this.generation(g),
       lost: (why, fatal) => this.lost(why, fatal),
+      addresses: () => this.onAddresses?.(),
     });
     this.o.log.debug({ event: 'drift_subscribed', receiveBuffer: this.sub.receiveBuffer }, 'listening to nf_tables notifications');
   }

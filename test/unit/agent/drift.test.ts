@@ -3,7 +3,8 @@
 // test (a thread of ours, another process, a task that is gone).
 import { beforeEach, describe, expect, test } from 'vitest';
 import { DriftDetector, type DriftOptions, type DriftReport } from '../../../src/agent/drift.js';
-import type { EventHandlers, Generation } from '../../../src/kernel/netlink/nft-events.js';
+import type { EventHandlers } from '../../../src/kernel/netlink/nft-events.js';
+import type { Generation } from '../../../src/kernel/netlink/nft-notifications.js';
 import { Transaction, type NftInterface } from '../../../src/kernel/nft/index.js';
 import { FakeNft } from '../../fakes/nft.js';
 import { EMPTY_VIEW, planSync } from '../../../src/kernel/plan.js';

@@ -3,7 +3,12 @@
 // message types, nfgenmsg, attribute layout and the NEWGEN that closes a
 // transaction, as the kernel really sends them.
 import { describe, expect, test } from 'vitest';
-import { parseNftEvent, TransactionAssembler, type GenerationEvent, type ObjectEvent } from '../../../src/kernel/netlink/nft-events.js';
+import {
+  parseNftEvent,
+  TransactionAssembler,
+  type GenerationEvent,
+  type ObjectEvent,
+} from '../../../src/kernel/netlink/nft-notifications.js';
 import { messages } from '../../../src/kernel/netlink/socket.js';
 
 const datagram = (...hex: string[]) => Buffer.from(hex.join(''), 'hex');
