@@ -15,10 +15,16 @@ import { readLocalAddresses } from '../net/local-addresses.js';
 /** Where the flows to stale addresses come from, for the usage history (none: no history kept). */
 export type FlowSource = () => Promise<Flow[]>;
 
+/** The longest wait between usage samples while no counter moves. */
+const IDLE_SAMPLE_MAX_S = 600;
+
 export class Telemetry {
   private timer: NodeJS.Timeout | null = null;
   private server: Server | null = null;
   private intervalSeconds = 0;
+  /** The wait before the next sample: the interval while counters move, doubling while they do not. */
+  private delaySeconds = 0;
+  private stopped = false;
   /** A sample that falls due while the previous one still runs is skipped, never queued. */
   private sampling = false;
 
@@ -41,11 +47,11 @@ export class Telemetry {
   async afterPass(): Promise<void> {
     const cfg = this.agent.config;
     const interval = cfg?.usageIntervalSeconds ?? 30;
-    if (interval !== this.intervalSeconds) {
-      if (this.timer) clearInterval(this.timer);
+    // A new interval, or a pass (a push, a repair: traffic may follow): back to sampling at the configured pace.
+    if (interval !== this.intervalSeconds || this.delaySeconds > interval) {
       this.intervalSeconds = interval;
-      this.timer = setInterval(() => void this.sample(), interval * 1000);
-      this.timer.unref();
+      this.delaySeconds = interval;
+      this.schedule();
     }
     if (cfg?.metricsListen && !this.server) {
       try {
@@ -56,6 +62,13 @@ export class Telemetry {
       }
     }
     await this.writeMetrics();
+  }
+
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.sample().finally(() => this.schedule()), this.delaySeconds * 1000);
+    this.timer.unref();
   }
 
   /** Reads the kernel's per-mapping counters; records use and metrics. */
@@ -77,7 +90,11 @@ export class Telemetry {
           : [],
       );
       await writeState(this.stateDir, USAGE_FILE, state);
-      await this.recordHistory();
+      const flows = await this.recordHistory();
+      // A sample reads the whole map (0.2 s of CPU at 10k mappings): while
+      // nothing moves, samples space out, up to IDLE_SAMPLE_MAX_S apart.
+      const moved = flows > 0 || Object.values(state.mappings).some((m) => m.lastSeen === state.sampledAt);
+      this.delaySeconds = moved ? this.intervalSeconds : Math.min(this.delaySeconds * 2, Math.max(IDLE_SAMPLE_MAX_S, this.intervalSeconds));
       await this.writeMetrics();
     } catch (e) {
       this.log.warn({ event: 'usage_sample_failed', reason: (e as Error).message }, 'cannot sample counters');
@@ -86,21 +103,24 @@ export class Telemetry {
     }
   }
 
-  /** Who uses the stale addresses now, added to the history (a failure costs this sample's history only). */
-  private async recordHistory(): Promise<void> {
-    if (!this.flows) return;
+  /** Who uses the stale addresses now, added to the history (a failure costs this sample's history only); how many flows there were. */
+  private async recordHistory(): Promise<number> {
+    if (!this.flows) return 0;
     const flows = await this.flows().catch((e: Error) => {
       this.log.debug({ event: 'usage_sample_failed', reason: `flows: ${e.message}` }, 'cannot read flows');
       return null;
     });
-    if (!flows) return;
+    if (!flows) return 0;
     const keep = this.agent.config?.retireAfterSeconds ?? 7 * 24 * 3600;
     const local = await readLocalAddresses();
     await writeState(this.stateDir, HISTORY_FILE, this.history.record(flows, keep, new Date(), new Set([...local.v4, ...local.v6])));
+    return flows.length;
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.stopped = true;
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 
