@@ -1,7 +1,8 @@
 // The in-process nftables client on a real kernel, beyond what the contract
 // test compares with the fake: no nft program needed, another tool's changes
-// seen by the long-lived context, large operations off the event loop, and a
-// clear refusal where libnftables cannot load (the client's, and the agent's).
+// seen by the long-lived context, large operations off the event loop, a
+// clear refusal where libnftables cannot load (the client's, and the agent's),
+// and the agent loading the file ADDRMAP_LIBNFTABLES names.
 // LibNft runs in a netns worker inside the lab's guest namespace; nft plays
 // the other tool and inspects.
 import { execFileSync } from 'node:child_process';
@@ -126,7 +127,8 @@ describe('the agent where libnftables cannot be reached', () => {
           ...['netns', 'exec', lab.guest, 'unshare', '-m', '--propagation', 'private'],
           ...['sh', '-c', 'mount --bind /dev/null "$1" && shift && exec "$@"', 'sh', lib, process.execPath, ADDRMAP, ...args],
         ],
-        { env: lab.env() },
+        // The test's own tools (unshare, sh, mount) come from its PATH.
+        { env: lab.env({ PATH: process.env.PATH }) },
       );
     const r = await hidden(['apply']);
     expect(r.code).toBe(4); // not retried by init: the library does not appear by itself
@@ -145,7 +147,7 @@ describe('the agent where libnftables cannot be reached', () => {
       await copyFile(ADDRMAP, join(dir, 'addrmap.mjs'));
       await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
       const r = await run('ip', ['netns', 'exec', lab.guest, 'env', '-C', dir, process.execPath, join(dir, 'addrmap.mjs'), 'apply'], {
-        env: lab.env(),
+        env: lab.env({ PATH: process.env.PATH }), // for env(1) itself
       });
       expect(r.code).toBe(4);
       expect(r.stderr).toMatch(
@@ -155,5 +157,38 @@ describe('the agent where libnftables cannot be reached', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('ADDRMAP_LIBNFTABLES', () => {
+  /** The file the dynamic loader picks for the soname, as a worker that loaded it maps it. */
+  async function systemLibrary(): Promise<string> {
+    const w = await start();
+    await w.call('ready', TABLE);
+    return /\s(\/\S*\/libnftables\.so[.\d]*)$/m.exec(await readFile(`/proc/${w.pid}/maps`, 'utf8'))![1]!;
+  }
+
+  test('the agent loads the file it names (a package bundling its own libnftables), and no other', async () => {
+    const bundled = join(lab.dir, 'usr/lib/addrmap/libnftables.so.1');
+    await mkdir(join(lab.dir, 'usr/lib/addrmap'), { recursive: true });
+    await copyFile(await systemLibrary(), bundled);
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+    const agent = await lab.watch({ ADDRMAP_LIBNFTABLES: bundled });
+    try {
+      await agent.waitFor((e) => e.event === 'applied' && e.generation === 1);
+      const maps = await readFile(`/proc/${agent.child.pid}/maps`, 'utf8');
+      expect(new Set(maps.match(/\S*libnftables\S*$/gm))).toEqual(new Set([bundled]));
+      expect(await lab.ruleset()).toContain(`${ADDR.stale6} counter packets - bytes - : ${ADDR.new6}`);
+    } finally {
+      await agent.stop('SIGKILL');
+    }
+  });
+
+  test('a relative path, which would depend on the directory the agent starts in: refused before any load', async () => {
+    await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+    const r = await lab.addrmap(['apply'], { ADDRMAP_LIBNFTABLES: 'libnftables.so.1' });
+    expect(r.code).toBe(4);
+    expect(r.stderr).toBe('addrmap: nftables is not usable: ADDRMAP_LIBNFTABLES must be an absolute path, not "libnftables.so.1"\n');
+    expect(await lab.ruleset()).toBe('');
   });
 });

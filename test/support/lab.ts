@@ -13,7 +13,7 @@
 // parameter properties or namespaces, type-only imports marked `type`), and
 // no imports but Node's own.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -52,6 +52,23 @@ export const ADDR = {
   ctr6: 'fd00:2::2',
   ctr4: '198.18.0.2',
 } as const;
+
+/** A program on the test's own PATH, by absolute path. */
+function onPath(name: string): string {
+  for (const dir of (process.env.PATH ?? '').split(':')) if (dir && existsSync(join(dir, name))) return join(dir, name);
+  return name;
+}
+
+/** `ip`, for the lab's own work: found before addrmap's PATH is emptied (see Lab.env). */
+const IP = onPath('ip');
+
+/**
+ * addrmap's PATH in every lab: an empty directory. addrmap needs no program
+ * (nft, ip, conntrack are reached in-process), and this shows it: should it
+ * ever start one by name again, the test fails.
+ */
+export const EMPTY_PATH = join(tmpdir(), 'addrmap-lab-empty-path');
+mkdirSync(EMPTY_PATH, { recursive: true });
 
 /** Milliseconds on the monotonic clock (the same clock in every process on the machine). */
 export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
@@ -369,7 +386,7 @@ export class Lab {
    * leaves behind is for the tests to see).
    */
   spawnIn(ns: string, cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; leaveOrphans?: boolean } = {}): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
+    const child = spawn(IP, ['netns', 'exec', ns, cmd, ...args], {
       stdio: ['pipe', 'pipe', 'pipe'],
       detached: true,
       env: { ...process.env, ...opts.env },
@@ -386,7 +403,7 @@ export class Lab {
 
   /** Runs a command in a namespace to its end. */
   exec(ns: string, cmd: string, args: string[], input?: string): Promise<RunResult> {
-    return run('ip', ['netns', 'exec', ns, cmd, ...args], input === undefined ? {} : { input });
+    return run(IP, ['netns', 'exec', ns, cmd, ...args], input === undefined ? {} : { input });
   }
 
   env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -396,13 +413,14 @@ export class Lab {
       ADDRMAP_MAPPINGS: this.paths.mappings,
       ADDRMAP_STATE_DIR: this.paths.stateDir,
       ADDRMAP_CMDLINE_FILE: this.paths.cmdline,
+      PATH: EMPTY_PATH,
       ...extra,
     };
   }
 
   /** Runs `addrmap ARGS` in the guest. */
   addrmap(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
-    return run('ip', ['netns', 'exec', this.guest, process.execPath, ADDRMAP, ...args], { env: this.env(env) });
+    return run(IP, ['netns', 'exec', this.guest, process.execPath, ADDRMAP, ...args], { env: this.env(env) });
   }
 
   /**
