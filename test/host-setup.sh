@@ -6,7 +6,9 @@
 #   test/host-setup.sh test   also what the kernel tests run inside their guest
 #                             namespaces to check coexistence: iptables,
 #                             firewalld with its D-Bus, Docker's engine, and
-#                             patch (scan --diff is applied with it)
+#                             patch (scan --diff is applied with it), a C compiler
+#                             with libc's headers (the libnftables fault shim,
+#                             test/support/nft-fault-shim.c)
 #   test/host-setup.sh bench  also what the benchmark suite needs: iperf3,
 #                             inotify-tools and jq (the baseline script),
 #                             socat (the proxy baseline), a C compiler (netload.c)
@@ -14,6 +16,8 @@ set -euo pipefail
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
+# cc alone is not enough: a compiler without libc6-dev has no stdio.h or dlfcn.h.
+compiler() { have cc || need+=(gcc); [ -e /usr/include/dlfcn.h ] || need+=(libc6-dev); }
 have nft || need+=(nftables)
 have ip || need+=(iproute2)
 have conntrack || need+=(conntrack)
@@ -24,13 +28,14 @@ if [ "${1:-}" = test ]; then
   have dockerd || need+=(docker.io)
   have nsenter || need+=(util-linux)
   have patch || need+=(patch)
+  compiler
 fi
 if [ "${1:-}" = bench ]; then
   have iperf3 || need+=(iperf3)
   have inotifywait || need+=(inotify-tools)
   have jq || need+=(jq)
   have socat || need+=(socat)
-  have cc || need+=(gcc libc6-dev)
+  compiler
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -184,8 +184,14 @@ describe('ADDRMAP_LIBNFTABLES', () => {
     }
   });
 
-  test('a relative path, which would depend on the directory the agent starts in: refused before any load', async () => {
+  test('a file that is not libnftables, or a relative path (it would depend on the directory the agent starts in): refused', async () => {
     await lab.push(mappingFile(1, [[ADDR.stale6, ADDR.new6]]));
+    const libc = /\s(\/\S*\/libc\.so\.6)$/m.exec(await readFile('/proc/self/maps', 'utf8'))![1]!;
+    const other = await lab.addrmap(['apply'], { ADDRMAP_LIBNFTABLES: libc });
+    expect(other.code).toBe(4);
+    expect(other.stderr).toMatch(
+      new RegExp(`^addrmap: nftables is not usable: ${libc} is not libnftables \\(.*nft_ctx_new.*\\); ADDRMAP_LIBNFTABLES names it: `),
+    );
     const r = await lab.addrmap(['apply'], { ADDRMAP_LIBNFTABLES: 'libnftables.so.1' });
     expect(r.code).toBe(4);
     expect(r.stderr).toBe('addrmap: nftables is not usable: ADDRMAP_LIBNFTABLES must be an absolute path, not "libnftables.so.1"\n');

@@ -4,6 +4,7 @@
 // long as the process and re-reads the kernel's ruleset generation before
 // every command, so a change another tool made in between is seen (the
 // kernel tests prove it).
+import { isAbsolute } from 'node:path';
 import { nftErrorKind } from './errors.js';
 import { decodeChains, decodeListing, encodeBatch } from './json.js';
 import { LIBNFTABLES, NftContext, type CommandResult } from './libnftables.js';
@@ -19,18 +20,37 @@ import {
 } from './types.js';
 
 export interface LibNftOptions {
-  /** The library to load: a soname or a path (tests point it at one that is missing). */
+  /** The library to load: a soname or a path (tests point it at one that is missing); ADDRMAP_LIBNFTABLES otherwise. */
   library?: string;
 }
 
+/**
+ * ADDRMAP_LIBNFTABLES: the libnftables file to load instead of whatever the
+ * dynamic loader finds for the soname, for a package that brings its own
+ * (and for the tests' fault-injecting stand-in). An absolute path only: a
+ * relative one would depend on the directory the agent was started from.
+ */
+const LIBRARY_ENV = 'ADDRMAP_LIBNFTABLES';
+
 export class LibNft implements NftInterface {
   private readonly library: string;
+  private readonly remedy: string | undefined;
+  /** Why the library named cannot even be tried, reported when nftables is first used. */
+  private readonly misnamed: string | undefined;
 
   constructor(
     readonly table: Table,
     options: LibNftOptions = {},
   ) {
-    this.library = options.library ?? LIBNFTABLES;
+    const named = options.library === undefined ? process.env[LIBRARY_ENV] : undefined;
+    // An empty variable counts as unset, as for the other ADDRMAP_ variables.
+    if (named) {
+      this.library = named;
+      this.remedy = `${LIBRARY_ENV} names it: point it at libnftables, or unset it`;
+      if (!isAbsolute(named)) this.misnamed = `${LIBRARY_ENV} must be an absolute path, not ${JSON.stringify(named)}`;
+    } else {
+      this.library = options.library ?? LIBNFTABLES;
+    }
   }
 
   /**
@@ -96,7 +116,8 @@ export class LibNft implements NftInterface {
   }
 
   private context(): NftContext {
-    const ctx = NftContext.shared(this.library);
+    if (this.misnamed) throw new NftError('nftables is not usable', this.misnamed);
+    const ctx = NftContext.shared(this.library, this.remedy);
     if (ctx instanceof Error) throw new NftError('nftables is not usable', ctx.message);
     return ctx;
   }

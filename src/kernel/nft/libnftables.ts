@@ -59,14 +59,16 @@ export class NftContext {
   ) {}
 
   /**
-   * The process's context for `soname`, opened on first use; or why it cannot
-   * be had here (the addon, the library or a context), the same Error each time.
+   * The process's context for `soname` (or a library file's path), opened on
+   * first use; or why it cannot be had here (the addon, the library or a
+   * context), the same Error each time. remedy: what to do when the library
+   * will not load, which depends on who named it.
    */
-  static shared(soname = LIBNFTABLES): NftContext | Error {
+  static shared(soname = LIBNFTABLES, remedy = 'install the libnftables1 package'): NftContext | Error {
     let c = contexts.get(soname);
     if (c === undefined) {
       try {
-        c = NftContext.open(soname);
+        c = NftContext.open(soname, remedy);
       } catch (e) {
         c = e as Error;
       }
@@ -75,7 +77,7 @@ export class NftContext {
     return c;
   }
 
-  private static open(soname: string): NftContext {
+  private static open(soname: string, remedy: string): NftContext {
     const koffi = koffiAddon();
     if (koffi instanceof Error)
       throw new Error(`addrmap reaches libnftables through the koffi FFI addon, which cannot load: ${koffi.message}`);
@@ -83,9 +85,15 @@ export class NftContext {
     try {
       lib = koffi.load(soname);
     } catch (e) {
-      throw new Error(`cannot load ${soname} (${(e as Error).message}); install the libnftables1 package`, { cause: e });
+      throw new Error(`cannot load ${soname} (${(e as Error).message}); ${remedy}`, { cause: e });
     }
-    const fns = bind(koffi, lib);
+    let fns: Binding;
+    try {
+      fns = bind(koffi, lib);
+    } catch (e) {
+      // Another library at that name: koffi names the first function it lacks.
+      throw new Error(`${soname} is not libnftables (${(e as Error).message}); ${remedy}`, { cause: e });
+    }
     const ctx = fns.ctxNew(NFT_CTX_DEFAULT) as unknown;
     if (!ctx) throw new Error(`${soname}: nft_ctx_new failed (out of memory?)`);
     if (fns.bufferOutput(ctx) !== 0 || fns.bufferError(ctx) !== 0) {
