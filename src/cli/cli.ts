@@ -58,6 +58,7 @@ Pushing a mapping (the control plane's contract):
 Environment:
   ADDRMAP_ENABLED, ADDRMAP_CONFIG, ADDRMAP_MAPPINGS, ADDRMAP_STATE_DIR   as above
   ADDRMAP_LOG_LEVEL   fatal, error, warn, info (default), debug, trace
+  ADDRMAP_LIBNFTABLES=PATH  the libnftables file to load instead of libnftables.so.1 (absolute path)
   ADDRMAP_REQUIRED=1  addrmap-entrypoint: do not start the application if apply fails
   ADDRMAP_HOLD_ON_FAILURE=1  watch: when it cannot start (exit 4), wait for SIGTERM instead of
                       exiting (for supervisors that restart on any exit: OpenRC, runit, s6)

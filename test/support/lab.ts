@@ -67,7 +67,7 @@ const IP = onPath('ip');
  * (nft, ip, conntrack are reached in-process), and this shows it: should it
  * ever start one by name again, the test fails.
  */
-export const EMPTY_PATH = join(tmpdir(), 'addrmap-lab-empty-path');
+const EMPTY_PATH = join(tmpdir(), 'addrmap-lab-empty-path');
 mkdirSync(EMPTY_PATH, { recursive: true });
 
 /** Milliseconds on the monotonic clock (the same clock in every process on the machine). */
