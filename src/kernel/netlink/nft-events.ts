@@ -153,25 +153,30 @@ export class NftEventSocket {
 
   /** Reads until the socket is empty. */
   private async drain(): Promise<void> {
-    let lostReported = false;
+    let lost: string | null = null;
     const lose = (why: string) => {
       this.assembler.reset();
-      if (!lostReported) this.on.lost(why, false);
-      lostReported = true;
+      lost ??= why;
     };
     for (let i = 1; !this.stopping; i++) {
       const n = this.c.recv(this.fd, this.buf, this.buf.length, MSG_DONTWAIT);
       if (n < 0) {
         const errno = this.c.errno();
-        if (errno === EAGAIN) return;
+        if (errno === EAGAIN) break;
         if (errno === ENOBUFS) lose('the receive buffer overflowed');
         else if (errno !== EINTR) throw new Error(`recv: errno ${errno}`);
         continue;
       }
-      if (n >= this.buf.length) lose('a notification did not fit the read buffer');
-      else if (!this.handle(this.buf.subarray(0, n))) lose('a malformed notification');
+      // Once events are lost, what is still queued is read but not parsed:
+      // the one verification, made when the queue is empty, reads the table
+      // as all of it left it (parsing a flood first would delay the repair).
+      if (lost === null) {
+        if (n >= this.buf.length) lose('a notification did not fit the read buffer');
+        else if (!this.handle(this.buf.subarray(0, n))) lose('a malformed notification');
+      }
       if (i % DATAGRAMS_PER_TURN === 0) await nextTurn();
     }
+    if (lost !== null && !this.stopping) this.on.lost(lost, false);
   }
 
   /** Empties the address socket; what changed is re-read by the pass it triggers, so the messages themselves are not needed. */
