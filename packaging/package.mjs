@@ -168,6 +168,10 @@ function tree(systemdDir) {
     ['etc/addrmap/config.json', src('packaging/config.json'), 0o644],
     ['etc/default/addrmap', src('init/systemd/addrmap.default'), 0o644],
     [`${systemdDir}/addrmap.service`, src('init/systemd/addrmap.service'), 0o644],
+    // The mode without a resident agent, chosen at image bake time (docs/images.md).
+    [`${systemdDir}/addrmap-apply.service`, src('init/systemd/addrmap-apply.service'), 0o644],
+    [`${systemdDir}/addrmap-apply.path`, src('init/systemd/addrmap-apply.path'), 0o644],
+    [`${systemdDir}/addrmap-check.timer`, src('init/systemd/addrmap-check.timer'), 0o644],
     ['usr/share/addrmap/mapping-file.schema.json', src('src/input/mapping-file.schema.json'), 0o644],
     ['usr/share/addrmap/init/openrc/addrmap', src('init/openrc/addrmap'), 0o755],
     ['usr/share/addrmap/init/openrc/addrmap.confd', src('init/openrc/addrmap.confd'), 0o644],

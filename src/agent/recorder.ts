@@ -269,6 +269,8 @@ export class Recorder {
       warnings: u.warnings ?? prev?.warnings ?? [],
       driftRepairs: this.counters.driftRepairs,
     };
+    // Said by whoever starts addrmap (the one-shot unit sets it); a watching agent is resident whatever it says.
+    if (!this.o.daemon && this.o.env.ADDRMAP_RESIDENT === '0') snap.resident = false;
     const caps = this.o.ruleset?.caps;
     if (caps) snap.kernel = { ...caps, missing: missingCapabilities(caps) };
     else if (prev?.kernel) snap.kernel = prev.kernel;

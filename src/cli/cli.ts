@@ -60,6 +60,8 @@ Environment:
   ADDRMAP_LOG_LEVEL   fatal, error, warn, info (default), debug, trace
   ADDRMAP_LIBNFTABLES=PATH  the libnftables file to load instead of libnftables.so.1 (absolute path)
   ADDRMAP_REQUIRED=1  addrmap-entrypoint: do not start the application if apply fails
+  ADDRMAP_RESIDENT=0  apply: this guest runs no resident agent by design (the one-shot systemd
+                      units set it), so status does not report a missing agent
   ADDRMAP_HOLD_ON_FAILURE=1  watch: when it cannot start (exit 4), wait for SIGTERM instead of
                       exiting (for supervisors that restart on any exit: OpenRC, runit, s6)
 

@@ -38,6 +38,12 @@ export interface Snapshot {
   driftRepairs?: number;
   /** The table's shape on this kernel, and what the shapes it lacks cost. */
   kernel?: { count: 'map' | 'set' | 'none'; selfGuard: 'map' | 'set' | 'none'; missing: string[] };
+  /**
+   * false: this guest runs no resident agent by design (ADDRMAP_RESIDENT=0:
+   * one-shot applies from a path unit and a timer), so none running is no
+   * problem. Absent: an agent is expected.
+   */
+  resident?: boolean;
   /** Set when the agent could not start (unusable nft, a kernel that rejects the table); cleared by a good start. */
   startFailure?: StartFailure;
 }

@@ -17,7 +17,12 @@ export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date 
   const L: string[] = [];
   L.push(`addrmap ${verdict(s)}`, '');
   L.push(`enabled:      ${s.enabled ? 'yes' : 'no'} (from ${s.flagSource})`);
-  L.push(`agent:        ${s.agent.running ? `running, pid ${s.agent.pid}, up ${duration(s.agent.uptimeSeconds ?? 0)}` : 'not running'}`);
+  const agent = s.agent.running
+    ? `running, pid ${s.agent.pid}, up ${duration(s.agent.uptimeSeconds ?? 0)}`
+    : s.agent.resident
+      ? 'not running'
+      : 'none resident by design (one-shot applies: addrmap-apply.path, addrmap-check.timer)';
+  L.push(`agent:        ${agent}`);
   L.push(`mapping file: ${s.mappingFile ?? '-'}`);
   L.push(`generation:   ${s.generation ?? 'none applied'}${s.appliedAt ? `, applied ${s.appliedAt} (${ago(s.appliedAt, now)})` : ''}`);
   if (s.lastPush) {

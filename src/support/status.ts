@@ -68,7 +68,8 @@ export interface StatusReport {
   problems: string[];
   enabled: boolean;
   flagSource: string;
-  agent: { running: boolean; pid: number | null; since: string | null; uptimeSeconds: number | null };
+  /** resident: false in the mode without a resident agent (one-shot applies), where none running is normal. */
+  agent: { running: boolean; resident: boolean; pid: number | null; since: string | null; uptimeSeconds: number | null };
   mappingFile: string | null;
   generation: number | null;
   appliedAt: string | null;
@@ -136,6 +137,8 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
   }
   const enabled = snap?.flag.enabled ?? src.flag?.enabled ?? false;
   const running = snap?.pid ? alive(snap.pid) : false;
+  // In the mode without a resident agent, one-shot applies do the work: none running is the normal state.
+  const agentExpected = snap?.resident !== false;
   const resolved = enabled && snap?.applied ? (applied?.resolved ?? []) : [];
 
   let kernel: ReturnType<typeof viewFromListing> | null = null;
@@ -205,7 +208,7 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
     ? 'no-state'
     : !enabled
       ? 'disabled'
-      : !running
+      : !running && agentExpected
         ? 'agent-not-running'
         : problems.length
           ? 'degraded'
@@ -230,6 +233,7 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
     flagSource: snap?.flag.source ?? src.flag?.source ?? 'unknown (the agent has never run)',
     agent: {
       running,
+      resident: agentExpected,
       pid: running ? (snap?.pid ?? null) : null,
       since: running ? since : null,
       uptimeSeconds: running && since ? Math.round((now.getTime() - Date.parse(since)) / 1000) : null,

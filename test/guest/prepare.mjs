@@ -9,6 +9,7 @@
 //                                     addrmap-entrypoint as the entrypoint
 //        addrmap-guest-openrc:<hash>  the deb image with the OpenRC service, openrc-init as init
 //        addrmap-guest-runit:<hash>   the deb image with the runit service, runsvdir as init
+//        addrmap-guest-idle:<hash>    the deb image in the mode without a resident agent (path unit, timer)
 //      tagged by a hash of the artifacts and fixtures.
 // Nothing is pulled from a registry. Prints one JSON line with the image names
 // and timings. Run it alone to warm the caches: node test/guest/prepare.mjs
@@ -144,6 +145,13 @@ COPY app.openrc /etc/init.d/app
 RUN rc-update add app default
 CMD ["/usr/local/bin/guest-boot", "/sbin/openrc-init"]
 `,
+  // The mode without a resident agent: chosen at bake time as images.md says.
+  idle: `FROM ${deb}
+RUN systemctl disable addrmap.service \\
+ && systemctl enable addrmap-apply.service addrmap-apply.path addrmap-check.timer \\
+ && mkdir -p /etc/systemd/system/addrmap-apply.service.d \\
+ && cp /etc/systemd/system/addrmap.service.d/platform-cmdline.conf /etc/systemd/system/addrmap-apply.service.d/
+`,
   runit: `FROM ${deb}
 RUN cp -r /usr/share/addrmap/init/runit /etc/sv/addrmap \\
  && mkdir -p /etc/sv/app /etc/service \\
@@ -178,7 +186,7 @@ const build = async (kind, dockerfile) => {
 for (const [kind, dockerfile] of Object.entries(dockerfiles)) await build(kind, dockerfile);
 for (const [kind, dockerfile] of Object.entries(initFromDeb(images.deb))) await build(kind, dockerfile);
 // Older builds are of no further use (derived images first).
-for (const kind of ['openrc', 'runit', 'noinit', 'deb']) {
+for (const kind of ['openrc', 'runit', 'idle', 'noinit', 'deb']) {
   const repo = `addrmap-guest-${kind}`;
   const old = (await run('docker', ['image', 'ls', repo, '--format', '{{.Repository}}:{{.Tag}}']))
     .split('\n')

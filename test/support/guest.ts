@@ -25,6 +25,8 @@ export interface GuestImages {
   noinit: string;
   openrc: string;
   runit: string;
+  /** The .deb image in the mode without a resident agent (addrmap-apply.path, addrmap-check.timer). */
+  idle: string;
   artifacts: { dir: string; deb: string; tarball: string; exe: string; sizes: Record<string, number>; installedBytes: number };
   timings: { packaged: string; packageSecs: number; baseSecs: number; imagesSecs: number; totalSecs: number };
 }
@@ -334,7 +336,8 @@ export interface StatusJson {
   enabled: boolean;
   flagSource: string;
   generation: number | null;
-  agent: { running: boolean; pid: number | null };
+  agent: { running: boolean; resident?: boolean; pid: number | null };
+  health?: string;
 }
 
 /** `addrmap status --json` in the guest (its exit code tells health, not success). */

@@ -630,3 +630,12 @@ describe('Agent.pass: before the first push', () => {
     expect(await snapshot()).toMatchObject({ applied: null, warnings: [] });
   });
 });
+
+describe('Agent.pass: the mode without a resident agent', () => {
+  test('an apply told ADDRMAP_RESIDENT=0 records that no agent is expected', async () => {
+    env = { ...env, ADDRMAP_RESIDENT: '0' };
+    await push(1, [['fd00::1', 'fdaa::1']]);
+    await (await newAgent()).pass();
+    expect(await snapshot()).toMatchObject({ pid: null, resident: false });
+  });
+});

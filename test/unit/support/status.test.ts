@@ -89,7 +89,7 @@ describe('collectStatus', () => {
       source: 'kernel',
       drift: [],
     });
-    expect(r.agent).toEqual({ running: true, pid: process.pid, since: snap.startedAt, uptimeSeconds: 3600 });
+    expect(r.agent).toEqual({ running: true, resident: true, pid: process.pid, since: snap.startedAt, uptimeSeconds: 3600 });
     expect(r.mappings).toContainEqual({
       from: 'fd00::1',
       to: 'fdaa::2',
@@ -216,12 +216,22 @@ describe('collectStatus', () => {
     );
   });
 
+  test('no resident agent by design (one-shot applies): none running is healthy, and the agent line says why', async () => {
+    const nft = await setup({ ...snap, pid: null, startedAt: null, resident: false });
+    const r = await collectStatus({ stateDir: dir, nft, conntrack: null, now: NOW });
+    expect(r).toMatchObject({ health: 'healthy', agent: { running: false, resident: false } });
+    expect(STATUS_EXIT[r.health]).toBe(0);
+    expect(formatStatus(r, { now: NOW })).toContain(
+      'agent:        none resident by design (one-shot applies: addrmap-apply.path, addrmap-check.timer)',
+    );
+  });
+
   test('agent not running (exit 3) and disabled (exit 4)', async () => {
     const nft = await setup({ ...snap, pid: 2 ** 22 + 12345 });
     const down = await collectStatus({ stateDir: dir, nft, conntrack: null, now: NOW });
     expect(down.health).toBe('agent-not-running');
     expect(STATUS_EXIT[down.health]).toBe(3);
-    expect(down.agent).toEqual({ running: false, pid: null, since: null, uptimeSeconds: null });
+    expect(down.agent).toEqual({ running: false, resident: true, pid: null, since: null, uptimeSeconds: null });
 
     await writeSnapshot(dir, { ...snap, flag: { enabled: false, source: 'environment' }, applied: null });
     const off = await collectStatus({ stateDir: dir, nft: new FakeNft(), conntrack: null, now: NOW });
