@@ -38,7 +38,6 @@ async function expectRepaired(what: string, vandalise: () => Promise<unknown>) {
   // The repair may be logged before the other tool's process is reaped.
   const event = await agent.waitFor((e) => e.event === 'drift_repaired' && repairs().indexOf(e) >= n, 2000);
   const ms = Date.now() - start;
-  console.log(`${what}: repaired in ${ms} ms (${String(event.kind)}, drift: ${String(event.drift)})`);
   expect(ms).toBeLessThan(2000);
   expect(await lab.ruleset()).toBe(baseline);
   expect(await lab.tcp(ADDR.stale6)).toEqual({ ok: true, reply: `peer ${ADDR.new6}` });
