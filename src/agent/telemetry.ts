@@ -15,16 +15,17 @@ import { readLocalAddresses } from '../net/local-addresses.js';
 /** Where the flows to stale addresses come from, for the usage history (none: no history kept). */
 export type FlowSource = () => Promise<Flow[]>;
 
-/** The longest wait between usage samples while no counter moves. */
+/** The longest time without reading the counters, whatever the flows say. */
 const IDLE_SAMPLE_MAX_S = 600;
 
 export class Telemetry {
   private timer: NodeJS.Timeout | null = null;
   private server: Server | null = null;
   private intervalSeconds = 0;
-  /** The wait before the next sample: the interval while counters move, doubling while they do not. */
-  private delaySeconds = 0;
   private stopped = false;
+  /** When the counters were last read (epoch ms); whether the next sample must read them again. */
+  private listedAt = 0;
+  private listAgain = true;
   /** A sample that falls due while the previous one still runs is skipped, never queued. */
   private sampling = false;
 
@@ -47,10 +48,10 @@ export class Telemetry {
   async afterPass(): Promise<void> {
     const cfg = this.agent.config;
     const interval = cfg?.usageIntervalSeconds ?? 30;
-    // A new interval, or a pass (a push, a repair: traffic may follow): back to sampling at the configured pace.
-    if (interval !== this.intervalSeconds || this.delaySeconds > interval) {
+    // A pass (a push, a repair): traffic may follow, so the next sample reads the counters.
+    this.listAgain = true;
+    if (interval !== this.intervalSeconds) {
       this.intervalSeconds = interval;
-      this.delaySeconds = interval;
       this.schedule();
     }
     if (cfg?.metricsListen && !this.server) {
@@ -67,16 +68,30 @@ export class Telemetry {
   private schedule(): void {
     if (this.timer) clearTimeout(this.timer);
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.sample().finally(() => this.schedule()), this.delaySeconds * 1000);
+    this.timer = setTimeout(() => void this.sample().finally(() => this.schedule()), this.intervalSeconds * 1000);
     this.timer.unref();
   }
 
-  /** Reads the kernel's per-mapping counters; records use and metrics. */
+  /**
+   * One usage sample: the flows to stale addresses (the history), and the
+   * per-mapping counters. Reading the counters lists the whole map (0.2 s of
+   * CPU at 10k mappings, 2 s at 100k), so it is done only when something can
+   * have moved them: flows to stale addresses now, counters that moved at the
+   * last reading, a pass since, or IDLE_SAMPLE_MAX_S without a reading. A
+   * packet to a stale address makes a conntrack entry (NAT needs one), which
+   * outlives the gap between samples (30 s or more), so an idle guest costs
+   * one conntrack dump per sample.
+   */
   async sample(): Promise<void> {
     if (!this.agent.holdsState || this.sampling) return;
     this.sampling = true;
     try {
+      const flows = await this.recordHistory();
+      const due = flows === null || flows > 0 || this.listAgain || Date.now() - this.listedAt >= IDLE_SAMPLE_MAX_S * 1000;
+      if (!due) return;
       const state = await this.usage.sample();
+      this.listedAt = Date.now();
+      this.listAgain = Object.values(state.mappings).some((m) => m.lastSeen === state.sampledAt);
       // Per-mapping series cost memory and time in proportion to the map
       // (100k mappings: 200k series); built only when someone reads them.
       this.agent.recordUsage(
@@ -90,11 +105,6 @@ export class Telemetry {
           : [],
       );
       await writeState(this.stateDir, USAGE_FILE, state);
-      const flows = await this.recordHistory();
-      // A sample reads the whole map (0.2 s of CPU at 10k mappings): while
-      // nothing moves, samples space out, up to IDLE_SAMPLE_MAX_S apart.
-      const moved = flows > 0 || Object.values(state.mappings).some((m) => m.lastSeen === state.sampledAt);
-      this.delaySeconds = moved ? this.intervalSeconds : Math.min(this.delaySeconds * 2, Math.max(IDLE_SAMPLE_MAX_S, this.intervalSeconds));
       await this.writeMetrics();
     } catch (e) {
       this.log.warn({ event: 'usage_sample_failed', reason: (e as Error).message }, 'cannot sample counters');
@@ -103,14 +113,14 @@ export class Telemetry {
     }
   }
 
-  /** Who uses the stale addresses now, added to the history (a failure costs this sample's history only); how many flows there were. */
-  private async recordHistory(): Promise<number> {
-    if (!this.flows) return 0;
+  /** Who uses the stale addresses now, added to the history (a failure costs this sample's history only); how many flows there were, null when unknown. */
+  private async recordHistory(): Promise<number | null> {
+    if (!this.flows) return null;
     const flows = await this.flows().catch((e: Error) => {
       this.log.debug({ event: 'usage_sample_failed', reason: `flows: ${e.message}` }, 'cannot read flows');
       return null;
     });
-    if (!flows) return 0;
+    if (!flows) return null;
     const keep = this.agent.config?.retireAfterSeconds ?? 7 * 24 * 3600;
     const local = await readLocalAddresses();
     await writeState(this.stateDir, HISTORY_FILE, this.history.record(flows, keep, new Date(), new Set([...local.v4, ...local.v6])));

@@ -4,6 +4,7 @@ import type { Agent } from '../../../src/agent/agent.js';
 import { Telemetry } from '../../../src/agent/telemetry.js';
 import { UsageTracker } from '../../../src/agent/usage.js';
 import { EMPTY_VIEW, planSync } from '../../../src/kernel/plan.js';
+import type { Flow } from '../../../src/support/flows.js';
 import { FakeNft } from '../../fakes/nft.js';
 import { desired, memoryLogger, tempDir } from '../fakes.js';
 
@@ -18,12 +19,16 @@ afterEach(async () => {
   await cleanup();
 });
 
+const flowTo = (dst: string): Flow => ({ proto: 'udp', src: '198.18.0.2', dst, answeredBy: 'fdaa::2', translated: true });
+
 describe('Telemetry: usage samples', () => {
-  test('while no counter moves, samples space out (doubling, at most 10 minutes apart); traffic or a pass brings back the interval', async () => {
+  test('the counters (a listing of the whole map) are read only when something can have moved them; the flows every sample', async () => {
     const nft = new FakeNft();
     await nft.run(planSync(EMPTY_VIEW, desired({ 'fd00::1': 'fdaa::2' })).tx);
     const usage = new UsageTracker(nft);
-    const sample = vi.spyOn(usage, 'sample');
+    const listings = vi.spyOn(usage, 'sample');
+    let flows: Flow[] = [];
+    const flowReads = vi.fn(async () => flows);
     const agent = {
       holdsState: true,
       config: { usageIntervalSeconds: 30, retireAfterSeconds: 3600 },
@@ -31,31 +36,33 @@ describe('Telemetry: usage samples', () => {
       targetOf: () => 'fdaa::2',
       stats: {},
     } as unknown as Agent;
-    const t = new Telemetry(agent, usage, dir, memoryLogger().log);
+    const t = new Telemetry(agent, usage, dir, memoryLogger().log, flowReads);
     await t.start();
     await t.afterPass();
-    // The fake clock moves only here; a sample's file writes take real time,
-    // and the next sample is scheduled once they are done.
-    const samplesAfter = async (seconds: number) => {
-      await vi.advanceTimersByTimeAsync(seconds * 1000);
-      await realSleep(150);
-      return sample.mock.calls.length;
+    // The fake clock moves only here; a sample's file writes take real time.
+    // Samples every 30 s; each is scheduled once the last one's writes are done.
+    const after = async (seconds: number) => {
+      for (let s = 0; s < seconds; s += 30) {
+        await vi.advanceTimersByTimeAsync(30_000);
+        await realSleep(60);
+      }
+      return { flows: flowReads.mock.calls.length, listings: listings.mock.calls.length };
     };
-    expect(await samplesAfter(30)).toBe(1);
-    expect(await samplesAfter(59)).toBe(1); // idle: the next one 60 s later
-    expect(await samplesAfter(1)).toBe(2);
-    expect(await samplesAfter(120)).toBe(3);
-    expect(await samplesAfter(240)).toBe(4);
-    expect(await samplesAfter(480)).toBe(5);
-    expect(await samplesAfter(600)).toBe(6); // capped at 600
-    expect(await samplesAfter(600)).toBe(7);
+    expect(await after(30)).toEqual({ flows: 1, listings: 1 }); // after a pass: read
+    expect(await after(30)).toEqual({ flows: 2, listings: 1 }); // idle: flows only
+    expect(await after(8 * 30)).toEqual({ flows: 10, listings: 1 });
+    flows = [flowTo('fd00::1')];
+    expect(await after(30)).toEqual({ flows: 11, listings: 2 }); // a flow to a stale address: read
     nft.hit('inet', 'addrmap', 'dnat6', 'fd00::1', 5, 500);
-    expect(await samplesAfter(600)).toBe(8); // sees the traffic: back to every 30 s
-    expect(await samplesAfter(30)).toBe(9);
-    expect(await samplesAfter(60)).toBe(10); // idle again
-    await t.afterPass(); // a push: counters are looked at again at the interval
-    expect(await samplesAfter(30)).toBe(11);
+    expect(await after(30)).toEqual({ flows: 12, listings: 3 });
+    flows = [];
+    expect(await after(30)).toEqual({ flows: 13, listings: 4 }); // the counters moved at the last reading: read again
+    expect(await after(30)).toEqual({ flows: 14, listings: 4 });
+    expect(await after(600)).toEqual({ flows: 34, listings: 5 }); // at most 10 minutes without a reading
+    await t.afterPass();
+    expect(await after(30)).toEqual({ flows: 35, listings: 6 });
     await t.stop();
-    expect(await samplesAfter(3600)).toBe(11);
+    await vi.advanceTimersByTimeAsync(3_600_000);
+    expect({ flows: flowReads.mock.calls.length, listings: listings.mock.calls.length }).toEqual({ flows: 35, listings: 6 });
   });
 });
