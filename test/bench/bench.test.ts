@@ -27,7 +27,7 @@ interface Figure {
   ratioKind?: 'paired';
 }
 
-/** Every figure quick mode must produce (sizes are quick mode's: push 10 and 1000, full apply 10k, memory 0 and 10k). */
+/** Every figure quick mode must produce (sizes are quick mode's: push 10 and 1000, full apply 10k, memory 0 and 10k, idle 10k). */
 const EXPECTED = [
   'push.p50.10',
   'push.p99.10',
@@ -37,8 +37,10 @@ const EXPECTED = [
   'scale.full_apply.10000',
   'cold.node.1000',
   'cold.sea.1000',
-  'memory.rss.0',
-  'memory.rss.10000',
+  ...['rss', 'rss_anon', 'pss'].flatMap((m) => [`memory.${m}.0`, `memory.${m}.10000`]),
+  'idle.cpu.10000',
+  'idle.children.10000',
+  'idle.wakeups.10000',
   ...['tput', 'crr', 'udp'].flatMap((m) =>
     ['vs_direct', 'vs_socat', 'loaded_direct', 'conntrack_only', 'dnat_nocount'].map((b) => `data.${m}.${b}`),
   ),
@@ -93,10 +95,16 @@ describe('benchmark suite, quick mode', () => {
       }
       expect(Number.isFinite(f.value), `${id} value`).toBe(true);
       if (f.ratioKind === 'paired') expect(Number.isFinite(f.ratio), `${id} ratio`).toBe(true);
+      // A baseline of 0 (an idle node's CPU over a short window, its children) has no ratio.
+      else if (f.baseline === 0) expect(f.ratio, id).toBeNull();
       else expect(f.ratio, id).toBeCloseTo(f.value! / f.baseline!, 2);
       if (f.target) expect(typeof f.met, id).toBe('boolean');
     }
     expect(output).toMatch(/push to reachable, p50, 10 mappings/);
+    // The agent starts no process (no nft monitor, no nft, ip or conntrack runs): not while idle, not in the memory runs.
+    expect(byId.get('idle.children.10000')!.value).toBe(0);
+    const memory = result.details.memory as Record<string, { childrenMax?: number }>;
+    for (const size of ['0', '10000']) expect(memory[size]!.childrenMax, `memory ${size}`).toBe(0);
     expect(existsSync(out.replace(/\.json$/, '.md'))).toBe(true);
   }, 300_000);
 });

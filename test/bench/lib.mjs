@@ -3,7 +3,7 @@
 // driver), process accounting and statistics. The lab itself (namespaces,
 // commands, cleanup, mapping files) is the kernel tests' test/support/lab.ts,
 // which Node runs as it is (type stripping), so the benchmarks need no build.
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ADDRMAP, Lab, LineProc, ROOT, nowMs, writeAtomically } from '../support/lab.ts';
 
@@ -26,6 +26,18 @@ export {
 export const BENCH = join(ROOT, 'test/bench');
 export const SEA = join(ROOT, 'out/addrmap');
 export const NODE = process.execPath;
+
+/**
+ * `ip` by absolute path, for commands started with the lab's environment:
+ * that environment gives addrmap an empty PATH (it starts no program), so
+ * `ip netns exec` itself must not be looked up on it.
+ */
+export const IP =
+  (process.env.PATH ?? '')
+    .split(':')
+    .filter(Boolean)
+    .map((d) => join(d, 'ip'))
+    .find((p) => existsSync(p)) ?? 'ip';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -106,10 +118,51 @@ export function readStatus(pid) {
   try {
     const text = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
-    return { rssKiB: kb('VmRSS'), hwmKiB: kb('VmHWM') };
+    return { rssKiB: kb('VmRSS'), hwmKiB: kb('VmHWM'), rssAnonKiB: kb('RssAnon') };
   } catch {
     return null;
   }
+}
+
+/** Proportional set size (KiB) of a process: its private pages plus its share of pages shared with others. */
+export function readPss(pid) {
+  try {
+    return Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? NaN);
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * CPU of one process from the kernel's own accounting: `ns`, the time its
+ * living threads spent on a CPU (schedstat, nanoseconds); `runs`, how often
+ * they were put on a CPU (each wakeup is one); `ticksMs`, utime + stime of
+ * the whole process (exited threads included, 10 ms resolution); `childTicksMs`,
+ * cutime + cstime (children it has waited for); per thread, by name.
+ */
+export function readCpu(pid) {
+  const out = { ns: 0, runs: 0, ticksMs: NaN, childTicksMs: NaN, threads: {} };
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out.ticksMs = (Number(f[11]) + Number(f[12])) * 10;
+    out.childTicksMs = (Number(f[13]) + Number(f[14])) * 10;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const [ns, , runs] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+        const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+        out.ns += ns;
+        out.runs += runs;
+        const t = (out.threads[`${comm} ${tid}`] = { ns, runs });
+        t.comm = comm;
+      } catch {
+        // the thread exited while it was read: its time is in ticksMs only
+      }
+    }
+  } catch {
+    return null;
+  }
+  return out;
 }
 
 /** A process and all its descendants. */
