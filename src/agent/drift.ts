@@ -54,8 +54,14 @@ export class DriftDetector implements NftInterface {
   /** A commit of ours began and its generation has not been seen: lost events may be its. */
   private ownUnseen = false;
   private readonly pidsVisible: boolean;
-  /** Whether the table should exist now (feature on and applied). */
-  tableExpected = false;
+  private expected = false;
+  /**
+   * A change or a loss heard while no table was expected yet. The watcher
+   * says a table is expected only after the pass that made it has returned,
+   * and notifications can be read in between (an agent stopped and continued
+   * right there): such a report is kept and checked once the table is expected.
+   */
+  private missed: string | null = null;
   private onDrift: (r: DriftReport) => void = () => {};
   private onAddresses: (() => void) | null = null;
 
@@ -91,6 +97,21 @@ export class DriftDetector implements NftInterface {
   }
   listChains(): Promise<Chain[]> {
     return this.inner.listChains();
+  }
+
+  /** Whether the table should exist now (feature on and applied). */
+  get tableExpected(): boolean {
+    return this.expected;
+  }
+
+  set tableExpected(v: boolean) {
+    this.expected = v;
+    if (!v) this.missed = null;
+    else if (this.missed !== null) {
+      const reason = this.missed;
+      this.missed = null;
+      this.onDrift({ reason, certain: false });
+    }
   }
 
   setOnDrift(fn: (r: DriftReport) => void): void {
@@ -135,7 +156,10 @@ export class DriftDetector implements NftInterface {
       this.ownUnseen = false;
       return;
     }
-    if (!this.tableExpected) return; // nothing to restore
+    if (!this.expected) {
+      this.missed ??= `${describe(g)}${who} before the table was in place`;
+      return;
+    }
     if (owner === 'unsure') {
       // Committed while one of ours was in flight, by a task that cannot be
       // looked up (an nft of ours already reaped, or pids from another pid
@@ -163,7 +187,8 @@ export class DriftDetector implements NftInterface {
       `kernel change notifications were lost (${why}); verifying the table`,
     );
     if (fatal) this.resubscribe();
-    if (this.tableExpected) this.onDrift({ reason: `notifications lost (${why})`, certain: false });
+    if (this.expected) this.onDrift({ reason: `notifications lost (${why})`, certain: false });
+    else this.missed ??= `notifications lost (${why})`;
   }
 
   private resubscribe(): void {

@@ -131,6 +131,23 @@ describe('lost notifications', () => {
     expect(logger.records.find((r) => r.event === 'events_lost')).toMatchObject({ level: 40, ownCommit: false });
   });
 
+  test('heard before the table is expected (between a pass and the watcher saying so): checked once it is', () => {
+    const d = detector();
+    d.tableExpected = false;
+    on().lost('the receive buffer overflowed', false);
+    on().generation(gen(OTHER));
+    expect(reports).toEqual([]);
+    d.tableExpected = true;
+    expect(reports).toEqual([{ reason: 'notifications lost (the receive buffer overflowed)', certain: false }]);
+    d.tableExpected = true;
+    expect(reports).toHaveLength(1);
+    // With the feature off nothing is kept for later.
+    d.tableExpected = false;
+    on().generation(gen(OTHER));
+    d.tableExpected = false;
+    expect(reports).toHaveLength(1);
+  });
+
   test('during a commit of ours whose generation was not seen, say so (info, not a warning)', async () => {
     const d = detector();
     await d.run(oneElement());
