@@ -154,7 +154,7 @@ describe('addrmap status', () => {
 
     const before = await listing(lab.paths.stateDir);
     // status as an unprivileged user, in the guest.
-    const statusAsNobody = (...args: string[]) =>
+    const nobody = (command: string, ...args: string[]) =>
       execFile('ip', [
         'netns',
         'exec',
@@ -165,9 +165,10 @@ describe('addrmap status', () => {
         '--clear-groups',
         process.execPath,
         ADDRMAP,
-        'status',
+        command,
         ...args,
       ]);
+    const statusAsNobody = (...args: string[]) => nobody('status', ...args);
     const asNobody = await statusAsNobody('--json', `--state-dir=${ro}`);
     expect(asNobody.stderr).toBe('');
     expect(asNobody.code).toBe(0);
@@ -180,21 +181,7 @@ describe('addrmap status', () => {
     expect(liveRow.lastSeen).not.toBeNull();
     expect(liveRow.inKernel).toBe(true);
     expect((await statusAsNobody(`--state-dir=${ro}`)).stdout).toContain('kernel:       matches the applied mappings');
-    const explained = await execFile('ip', [
-      'netns',
-      'exec',
-      lab.guest,
-      'setpriv',
-      '--reuid=65534',
-      '--regid=65534',
-      '--clear-groups',
-      process.execPath,
-      ADDRMAP,
-      'explain',
-      '--json',
-      `--state-dir=${ro}`,
-      ADDR.stale6,
-    ]);
+    const explained = await nobody('explain', '--json', `--state-dir=${ro}`, ADDR.stale6);
     expect(JSON.parse(explained.stdout)).toMatchObject({ translated: true, to: ADDR.new6, kernel: ADDR.new6 });
 
     // As root against the read-only copy: works, and writes nothing.
