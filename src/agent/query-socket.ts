@@ -2,8 +2,9 @@
 // and explain, answered with what the agent (root) reads live from the kernel,
 // so support staff without root see live counters, drift and flows. Nothing a
 // request says can change anything: the only requests are questions, their
-// answers are computed by the same read-only code `status` runs as root, at
-// most once a second whoever asks (concurrent askers share one answer), and
+// answers are computed by the same read-only code `status` runs as root and
+// shared (see shared(): a loop of askers costs the agent half its time at
+// most), and
 // requests, connections and idle time are bounded (line-socket.ts).
 import { chmod } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
@@ -71,18 +72,26 @@ function parseQuery(req: unknown): Query | null {
   return null;
 }
 
-/** fn's result, computed at most once per FRESH_MS; callers meanwhile share it. */
+/**
+ * fn's result, shared by everyone who asks while it is computed and for
+ * FRESH_MS after it is done, or as long again as it took (a 100k listing
+ * takes seconds): askers in a loop keep the agent busy half the time at most.
+ */
 function shared<T>(fn: () => Promise<T>): () => Promise<T> {
-  let last: { at: number; p: Promise<T> } | null = null;
+  let last: { until: number; p: Promise<T> } | null = null;
   return () => {
-    const now = Date.now();
-    if (!last || now - last.at > FRESH_MS) {
+    if (!last || Date.now() > last.until) {
+      const started = Date.now();
       const p = fn();
-      last = { at: now, p };
-      // A failure is not kept: the next asker tries again.
-      p.catch(() => {
-        if (last?.p === p) last = null;
-      });
+      const entry = { until: Infinity, p };
+      last = entry;
+      p.then(
+        () => (entry.until = Date.now() + Math.max(FRESH_MS, Date.now() - started)),
+        // A failure is not kept: the next asker tries again.
+        () => {
+          if (last === entry) last = null;
+        },
+      );
     }
     return last.p;
   };
