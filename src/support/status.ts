@@ -2,6 +2,7 @@
 // that state, which stale addresses are still used (and by whom), and what
 // went wrong. Read-only: it reads the agent's state files and, when
 // privileged, the kernel; it never writes, locks or changes anything.
+import { stat } from 'node:fs/promises';
 import type { ConntrackTable } from '../kernel/conntrack.js';
 import { listFlows, type Flow } from './flows.js';
 import { driftOf, kernelTarget } from './status-drift.js';
@@ -204,6 +205,8 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
   }
   for (const w of snap?.warnings ?? []) problems.push(w);
   problems.push(...unreadable);
+  const unanswered = enabled && snap && (running || !agentExpected) ? await unansweredPush(snap, now) : null;
+  if (unanswered) problems.push(unanswered);
   const health: Health = !snap
     ? 'no-state'
     : !enabled
@@ -255,6 +258,27 @@ export async function collectStatus(src: StatusSources): Promise<StatusReport> {
     kernelCapabilities: snap?.kernel ?? null,
     startFailure: failure,
   };
+}
+
+/** Longer than a pass takes, even a full one at 100k on a slow guest. */
+const ANSWER_WITHIN_MS = 15_000;
+
+/**
+ * A push the agent has not answered: the mapping file changed after the
+ * agent last wrote its state, and longer ago than a pass takes. Every pass
+ * writes that state, so this is an agent that cannot read or write files
+ * (out of descriptors, a full disk) or is stuck, whose last word would
+ * otherwise still read healthy.
+ */
+async function unansweredPush(snap: Snapshot, now: Date): Promise<string | null> {
+  if (!snap.mappingsFile) return null;
+  const changed = await stat(snap.mappingsFile).then(
+    (s) => s.mtimeMs,
+    () => null, // absent or not ours to see: nothing to compare
+  );
+  if (changed === null || changed <= Date.parse(snap.updatedAt) || now.getTime() - changed < ANSWER_WITHIN_MS) return null;
+  const ago = Math.round((now.getTime() - changed) / 1000);
+  return `push not answered: the mapping file changed ${ago}s ago (${new Date(changed).toISOString()}) and the agent has not written its state since; it is not known to be applied (the agent's log says why: out of descriptors, state not writable, or stuck)`;
 }
 
 function alive(pid: number): boolean {

@@ -1,5 +1,5 @@
 // Status, explain and metrics over the state files and the nft fake.
-import { readFile } from 'node:fs/promises';
+import { readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { explain, parseAddressInput } from '../../../src/support/explain.js';
@@ -73,6 +73,25 @@ describe('collectStatus', () => {
     expect(r.mappings).toEqual([]);
     expect(r.drift).toBeNull();
     expect(r.health).toBe('degraded');
+  });
+
+  test('a push the agent has not answered (the file changed after its last state, longer ago than a pass takes): degraded, saying so', async () => {
+    const file = join(dir, 'mappings.json');
+    await writeFile(file, '{}');
+    const nft = await setup({ ...snap, mappingsFile: file });
+    const changed = new Date(Date.parse(snap.updatedAt) + 60_000);
+    await utimes(file, changed, changed);
+    const soon = await collectStatus({ stateDir: dir, nft, conntrack: null, now: new Date(changed.getTime() + 5_000) });
+    expect(soon.health).toBe('healthy'); // a pass may still be under way
+    const later = await collectStatus({ stateDir: dir, nft, conntrack: null, now: new Date(changed.getTime() + 20_000) });
+    expect(later.health).toBe('degraded');
+    expect(later.problems).toEqual([
+      `push not answered: the mapping file changed 20s ago (${changed.toISOString()}) and the agent has not written its state since; it is not known to be applied (the agent's log says why: out of descriptors, state not writable, or stuck)`,
+    ]);
+    // Answered: a file older than the agent's last state is no problem.
+    const before = new Date(Date.parse(snap.updatedAt) - 1_000);
+    await utimes(file, before, before);
+    expect((await collectStatus({ stateDir: dir, nft, conntrack: null, now: NOW })).health).toBe('healthy');
   });
 
   test('healthy: live counters per mapping, no drift, exit code 0', async () => {
