@@ -5,6 +5,7 @@ import { DEFAULT_PATHS, resolvePaths } from '../input/settings.js';
 import { explainCommand, statusCommand } from '../support/read-commands.js';
 import { scanCommand } from '../support/scan-command.js';
 import { EXIT, runAgent } from './run-agent.js';
+import { runCommand } from './run-command.js';
 
 declare const ADDRMAP_VERSION: string;
 const VERSION = typeof ADDRMAP_VERSION === 'string' ? ADDRMAP_VERSION : 'dev';
@@ -16,6 +17,9 @@ Usage: addrmap <command> [options]
 
 Commands:
   apply            Apply the mapping file once and exit (run by init before the application).
+  run -- CMD ARGS  For images without an init system (the entrypoint, PID 1 included): apply,
+                   then run CMD with the watcher beside it; forwards signals to CMD, reaps
+                   orphans, exits with CMD's status.
   watch            Apply, then follow the mapping and config files and apply every change.
   status           What is mapped, what is still used and by whom, what is wrong. Read-only;
                    live as root, and without root from the running agent (its query socket),
@@ -59,7 +63,8 @@ Environment:
   ADDRMAP_ENABLED, ADDRMAP_CONFIG, ADDRMAP_MAPPINGS, ADDRMAP_STATE_DIR   as above
   ADDRMAP_LOG_LEVEL   fatal, error, warn, info (default), debug, trace
   ADDRMAP_LIBNFTABLES=PATH  the libnftables file to load instead of libnftables.so.1 (absolute path)
-  ADDRMAP_REQUIRED=1  addrmap-entrypoint: do not start the application if apply fails
+  ADDRMAP_REQUIRED=1  run: do not start the application if apply fails (exit with apply's status)
+  ADDRMAP_LOG_FILE=PATH  run: append addrmap's log lines there (default: standard error)
   ADDRMAP_RESIDENT=0  apply: this guest runs no resident agent by design (the one-shot systemd
                       units set it), so status does not report a missing agent
   ADDRMAP_HOLD_ON_FAILURE=1  watch: when it cannot start (exit 4), wait for SIGTERM instead of
@@ -79,6 +84,8 @@ See also: man addrmap, /usr/share/doc/addrmap/README.md
 `;
 
 export async function main(argv: string[]): Promise<number> {
+  // run's own options end at "--"; everything after it is the application's.
+  if (argv[0] === 'run') return run(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -141,4 +148,23 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`addrmap: unknown command ${JSON.stringify(command)}\nRun 'addrmap help' for usage.\n`);
       return EXIT.usage;
   }
+}
+
+async function run(argv: string[]): Promise<number> {
+  const split = argv.indexOf('--');
+  const own = split < 0 ? [] : argv.slice(0, split);
+  const command = split < 0 ? argv : argv.slice(split + 1);
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: own,
+      options: { config: { type: 'string' }, mappings: { type: 'string' }, 'state-dir': { type: 'string' } },
+    }));
+  } catch (e) {
+    process.stderr.write(`addrmap: ${(e as Error).message}\nRun 'addrmap help' for usage.\n`);
+    return EXIT.usage;
+  }
+  // Resolved by apply and watch themselves, from the same flags and environment.
+  const pathArgs = Object.entries(values).flatMap(([k, v]) => [`--${k}`, v]);
+  return runCommand({ command, pathArgs });
 }

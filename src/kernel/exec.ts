@@ -1,4 +1,5 @@
-// The one way addrmap runs other programs: an argument vector, never a shell,
+// The one way addrmap runs other programs (its fallbacks' tools, and addrmap
+// run's application and agents): an argument vector, never a shell,
 // so nothing read from a file can become shell syntax.
 import { spawn } from 'node:child_process';
 
@@ -47,4 +48,16 @@ export function execFile(
     child.stdin.on('error', () => {});
     child.stdin.end(options.input ?? '');
   });
+}
+
+/**
+ * A child that lives on beside addrmap (`addrmap run`'s application and its
+ * agents), with the given descriptors: an argument vector, never a shell.
+ */
+export function startProcess(
+  command: string,
+  args: readonly string[],
+  options: { stdio: 'inherit' | ('ignore' | 'inherit' | number)[]; env: NodeJS.ProcessEnv },
+): ReturnType<typeof spawn> {
+  return spawn(command, args, { stdio: options.stdio, env: options.env, shell: false });
 }

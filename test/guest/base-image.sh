@@ -14,11 +14,16 @@
 # as tarballs in $ADDRMAP_GUEST_CACHE (default /var/cache/addrmap-guest), and an
 # already-imported image with the same tag is reused as is.
 #
-# Prints two lines, BASE=<image> and INIT=<image>. Root only.
+# ADDRMAP_GUEST_SUITE picks the Debian release (default bookworm);
+# ADDRMAP_GUEST_BASE_ONLY=1 builds the base image alone (a guest of another
+# release than the build machine's needs no init image).
+#
+# Prints BASE=<image> and (unless base only) INIT=<image>. Root only.
 set -euo pipefail
 
 SUITE=${ADDRMAP_GUEST_SUITE:-bookworm}
 CACHE=${ADDRMAP_GUEST_CACHE:-/var/cache/addrmap-guest}
+BASE_ONLY=${ADDRMAP_GUEST_BASE_ONLY:-0}
 BASE_PACKAGES=nftables,iproute2,conntrack,socat,procps
 INIT_PACKAGES=(systemd systemd-sysv openrc runit)
 
@@ -29,29 +34,33 @@ command -v docker >/dev/null || { log "docker CLI not found"; exit 1; }
 
 arch=$(dpkg --print-architecture)
 hash=$( { cat "$0"; echo "$SUITE $arch"; } | sha256sum | cut -c1-16)
-BASE=addrmap-guest-base:$hash
-INIT=addrmap-guest-init:$hash
-dir=$CACHE/$hash
+# Each release its own repository and cache directories: building one never
+# removes another's.
+tag=$([ "$SUITE" = bookworm ] && echo "" || echo "-$SUITE")
+BASE=addrmap-guest-base$tag:$hash
+INIT=addrmap-guest-init$tag:$hash
+dir=$CACHE/$SUITE-$hash
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
-done_() { echo "BASE=$BASE"; echo "INIT=$INIT"; exit 0; }
+done_() { echo "BASE=$BASE"; [ "$BASE_ONLY" = 1 ] || echo "INIT=$INIT"; exit 0; }
+ready() { have_image "$BASE" && { [ "$BASE_ONLY" = 1 ] || have_image "$INIT"; }; }
 
-have_image "$BASE" && have_image "$INIT" && done_
+ready && done_
 
 mkdir -p "$CACHE"
 # One build at a time, also across test workers and concurrent CI jobs.
 exec 9>"$CACHE/.lock"
 flock 9
-have_image "$BASE" && have_image "$INIT" && done_
+ready && done_
 
 import() { # tarball image
   log "importing $2 from the cache"
   docker import --change 'CMD ["/bin/bash"]' --message "addrmap guest image, recipe $hash" "$1" "$2" >/dev/null
 }
 
-if [ -s "$dir/base.tar" ] && [ -s "$dir/init.tar" ]; then
+if [ -s "$dir/base.tar" ] && { [ "$BASE_ONLY" = 1 ] || [ -s "$dir/init.tar" ]; }; then
   have_image "$BASE" || import "$dir/base.tar" "$BASE"
-  have_image "$INIT" || import "$dir/init.tar" "$INIT"
+  [ "$BASE_ONLY" = 1 ] || have_image "$INIT" || import "$dir/init.tar" "$INIT"
   done_
 fi
 
@@ -89,6 +98,13 @@ apt_mirror() {
 }
 mirror=$(apt_mirror || true)
 mirror=${mirror%%$'\n'*}
+# Another release than the machine's: the mirror the machine uses for its own
+# release serves the others too.
+if [ -z "$mirror" ]; then
+  own=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  [ -z "$own" ] || mirror=$(SUITE=$own apt_mirror || true)
+  mirror=${mirror%%$'\n'*}
+fi
 [ -n "$mirror" ] || { log "no apt source for suite $SUITE found in /etc/apt/sources.list{,.d}"; exit 1; }
 
 if ! command -v debootstrap >/dev/null; then
@@ -127,6 +143,27 @@ mv "$root/etc/apt/sources.list" "$work/sources.list"
 pack base
 log "base root filesystem done after $((SECONDS - start)) s"
 
+finish() {
+  mkdir -p "$dir"
+  mv "$work"/*.tar "$dir/"
+  # Older recipes of this release are of no further use (nor directories
+  # named by a bare hash, from before releases had their own).
+  for old in "$CACHE/$SUITE"-*/ "$CACHE"/????????????????/; do
+    [ -d "$old" ] && [ "${old%/}" != "$dir" ] && rm -rf "$old"
+  done
+  for image in "$@"; do
+    import "$dir/${image%%=*}.tar" "${image#*=}"
+    # Images of older recipes too (those still in use by a container stay).
+    repo=${image#*=}
+    docker image ls "${repo%%:*}" --format '{{.Repository}}:{{.Tag}}' | while read -r old; do
+      [ "$old" = "${image#*=}" ] || docker image rm "$old" >/dev/null 2>&1 || :
+    done
+  done
+  log "images ready after $((SECONDS - start)) s"
+  done_
+}
+[ "$BASE_ONLY" = 1 ] && finish "base=$BASE"
+
 # The init image: the same plus systemd, OpenRC and runit, installed with the
 # guest's own apt from the same mirror. Services must not start in the chroot.
 cp "$work/sources.list" "$root/etc/apt/sources.list"
@@ -148,20 +185,4 @@ slim
 pack init
 log "init root filesystem done after $((SECONDS - start)) s"
 
-mkdir -p "$dir"
-mv "$work/base.tar" "$work/init.tar" "$dir/"
-# Older recipes are of no further use.
-for old in "$CACHE"/*/; do
-  [ "${old%/}" = "$dir" ] || case "$(basename "$old")" in build.*) ;; *) rm -rf "$old" ;; esac
-done
-
-import "$dir/base.tar" "$BASE"
-import "$dir/init.tar" "$INIT"
-# Images of older recipes too (those still in use by a container stay).
-for repo in addrmap-guest-base addrmap-guest-init; do
-  docker image ls "$repo" --format '{{.Repository}}:{{.Tag}}' | while read -r old; do
-    [ "$old" = "$BASE" ] || [ "$old" = "$INIT" ] || docker image rm "$old" >/dev/null 2>&1 || :
-  done
-done
-log "images ready after $((SECONDS - start)) s"
-done_
+finish "base=$BASE" "init=$INIT"

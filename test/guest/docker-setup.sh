@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Host setup for the guest tests: the Docker engine (Debian's docker.io),
-# debootstrap (to build the guest base image without any registry) and
-# binutils (strip, for the standalone executable), installed from the
+# Host setup for the guest tests and `npm run package`: the Docker engine
+# (Debian's docker.io), debootstrap (to build the guest base image without any
+# registry), binutils for both architectures (strip, for the standalone
+# executables), patchelf (their interpreter and library path into the bundled
+# tree), qemu-user-static (the arm64 tree run on this machine) and
+# busybox-static (the only program in the scratch guest image), installed from the
 # machine's apt sources when missing; then dockerd is started when it is not
 # running. Idempotent and quick when everything is in place. Debian or
 # Ubuntu, as root.
@@ -14,6 +17,10 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v docker >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v strip >/dev/null 2>&1 || need+=(binutils)
+command -v aarch64-linux-gnu-strip >/dev/null 2>&1 || need+=(binutils-aarch64-linux-gnu)
+command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
+command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -x nc >/dev/null || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     log "missing ${need[*]}; run as root (or install them) first"

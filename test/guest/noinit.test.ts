@@ -1,6 +1,8 @@
 // A guest image with no init system and no Node: the tarball unpacked at /,
-// addrmap-entrypoint as the image's entrypoint and the application as its
+// `addrmap run --` as the image's entrypoint and the application as its
 // command (a container image booted as a VM whose init runs the entrypoint).
+// The kernel command line case starts it through addrmap-entrypoint, the
+// shell alias older images were baked with.
 import type { StartedTestContainer } from 'testcontainers';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -66,9 +68,9 @@ async function processes(c: StartedTestContainer): Promise<{ pid: number; ppid: 
 
 const watchers = async (c: StartedTestContainer) => (await processes(c)).filter((p) => /addrmap watch$/.test(p.args));
 
-describe('no-init guest: the standalone executable from the tarball, addrmap-entrypoint in front of the application', () => {
+describe('no-init guest: the tarball, addrmap run in front of the application', () => {
   it(
-    'has no Node and no init; the entrypoint is PID 1 and runs the watcher and the application',
+    'has no Node and no init; addrmap run is PID 1 and runs the watcher and the application',
     async () => {
       peer = await lab.peer(images.base, 'peer1', STALE);
       guest = await lab.guest('guest', {
@@ -88,7 +90,7 @@ describe('no-init guest: the standalone executable from the tarball, addrmap-ent
       expect((await exec(guest, ['test', '-e', '/usr/bin/systemctl'])).code).not.toBe(0);
 
       const ps = await processes(guest);
-      expect(ps.find((p) => p.pid === 1)?.args).toMatch(/addrmap-entrypoint \/usr\/local\/bin\/app$/);
+      expect(ps.find((p) => p.pid === 1)?.args).toBe('/usr/bin/addrmap run -- /usr/local/bin/app');
       expect(ps.find((p) => p.args.endsWith('/usr/local/bin/app') && p.pid !== 1)?.ppid).toBe(1);
       expect(await watchers(guest)).toHaveLength(1);
       expect(await status(guest)).toMatchObject({ enabled: true, flagSource: 'environment' });

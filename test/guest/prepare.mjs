@@ -6,7 +6,11 @@
 //   4. the guest images with addrmap baked in the way a user bakes it:
 //        addrmap-guest-deb:<hash>     init image + the .deb (dpkg -i), systemd as init
 //        addrmap-guest-noinit:<hash>  base image + the tarball (ADD ... /), no init,
-//                                     addrmap-entrypoint as the entrypoint
+//                                     `addrmap run` as the entrypoint
+//        addrmap-guest-scratch:<hash> FROM scratch: the tarball and a static busybox
+//                                     (in /opt/busybox, for the test application) only
+//        addrmap-guest-other:<hash>   another Debian release's base image (bullseye)
+//                                     + the tarball, `addrmap run` as the entrypoint
 //        addrmap-guest-openrc:<hash>  the deb image with the OpenRC service, openrc-init as init
 //        addrmap-guest-runit:<hash>   the deb image with the runit service, runsvdir as init
 //        addrmap-guest-idle:<hash>    the deb image in the mode without a resident agent (path unit, timer)
@@ -20,6 +24,7 @@ import { copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readElfFile } from '../../packaging/elf.mjs';
 import { inputsHash } from '../../packaging/inputs.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -71,6 +76,8 @@ if (info?.inputs !== inputs) {
 const packageSecs = secs(t);
 const deb = `addrmap_${info.version}_${info.arch.deb}.deb`;
 const tarball = `addrmap-${info.version}-linux-${info.arch.node}.tar.gz`;
+// Every architecture's tarball (the tree checks and the arm64 run under qemu-user).
+const tarballs = Object.fromEntries(Object.keys(info.architectures ?? {}).map((a) => [a, `addrmap-${info.version}-linux-${a}.tar.gz`]));
 
 // The tests use a snapshot of the artifacts that never changes: out/ itself
 // may be rebuilt while tests run (another test file preparing after a source
@@ -80,7 +87,8 @@ if (!existsSync(join(ART, 'BUILD-INFO.json'))) {
   const tmp = `${ART}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
-  for (const f of ['addrmap', deb, tarball, 'SHA256SUMS', 'BUILD-INFO.json']) await copyFile(join(OUT, f), join(tmp, f));
+  for (const f of new Set(['addrmap', deb, tarball, ...Object.values(tarballs), 'SHA256SUMS', 'BUILD-INFO.json']))
+    await copyFile(join(OUT, f), join(tmp, f));
   await rm(ART, { recursive: true, force: true });
   await rename(tmp, ART);
 }
@@ -99,12 +107,24 @@ const baseOut = await run('bash', [join(HERE, 'base-image.sh')], { echo: true })
 const base = /^BASE=(.+)$/m.exec(baseOut)?.[1];
 const init = /^INIT=(.+)$/m.exec(baseOut)?.[1];
 if (!base || !init) throw new Error(`base-image.sh printed ${baseOut}`);
+// Another release than the build machine's: its own glibc and libraries, none of which addrmap may use.
+const OTHER_SUITE = 'bullseye';
+const otherOut = await run('bash', [join(HERE, 'base-image.sh')], {
+  echo: true,
+  env: { ...process.env, ADDRMAP_GUEST_SUITE: OTHER_SUITE, ADDRMAP_GUEST_BASE_ONLY: '1' },
+});
+const otherBase = /^BASE=(.+)$/m.exec(otherOut)?.[1];
+if (!otherBase) throw new Error(`base-image.sh (${OTHER_SUITE}) printed ${otherOut}`);
 const baseSecs = secs(t);
+// The scratch image's only program besides addrmap: a static busybox (Debian's busybox-static).
+const BUSYBOX = '/bin/busybox';
+if (!existsSync(BUSYBOX) || (await readElfFile(BUSYBOX)).interpreter)
+  throw new Error(`${BUSYBOX} is not a static busybox (install busybox-static)`);
 
 // 4. Guest images.
 t = Date.now();
 const sums = await readFile(join(ART, 'SHA256SUMS'), 'utf8');
-const fixtures = ['app', 'app.service', 'app.openrc', 'app.runit', 'guest-boot', 'platform-cmdline.conf'];
+const fixtures = ['app', 'app-busybox', 'app.service', 'app.openrc', 'app.runit', 'guest-boot', 'platform-cmdline.conf'];
 const fixtureText = (await Promise.all(fixtures.map((f) => readFile(join(HERE, 'fixtures', f), 'utf8')))).join('\0');
 
 const dockerfiles = {
@@ -123,12 +143,32 @@ STOPSIGNAL SIGRTMIN+3
 CMD ["/usr/local/bin/guest-boot", "/sbin/init"]
 `,
   noinit: `FROM ${base}
-# An image with no init system: the tarball unpacked at /, the entrypoint
-# wrapper in front of the application.
+# An image with no init system: the tarball unpacked at /, addrmap run in
+# front of the application.
 ADD ${tarball} /
 COPY app guest-boot /usr/local/bin/
 RUN mkdir -p /etc/app
-ENTRYPOINT ["/usr/bin/addrmap-entrypoint"]
+ENTRYPOINT ["/usr/bin/addrmap", "run", "--"]
+CMD ["/usr/local/bin/app"]
+`,
+  // Nothing but addrmap's tree: no libc, no shell, no /bin. The busybox is
+  // the test application's, out of the way in /opt/busybox.
+  scratch: `FROM scratch
+ADD ${tarball} /
+COPY busybox /opt/busybox/bin/busybox
+RUN ["/opt/busybox/bin/busybox", "--install", "-s", "/opt/busybox/bin"]
+RUN ["/opt/busybox/bin/mkdir", "-p", "/etc/app", "/var/log", "/tmp"]
+COPY app-busybox /usr/local/bin/app
+COPY guest-boot /usr/local/bin/
+ENV PATH=/usr/local/bin:/usr/bin:/opt/busybox/bin
+ENTRYPOINT ["/usr/bin/addrmap", "run", "--"]
+CMD ["/usr/local/bin/app"]
+`,
+  other: `FROM ${otherBase}
+ADD ${tarball} /
+COPY app guest-boot /usr/local/bin/
+RUN mkdir -p /etc/app
+ENTRYPOINT ["/usr/bin/addrmap", "run", "--"]
 CMD ["/usr/local/bin/app"]
 `,
 };
@@ -172,7 +212,8 @@ const build = async (kind, dockerfile) => {
   const ctx = await mkdtemp(join(tmpdir(), `addrmap-${kind}-`));
   try {
     if (kind === 'deb') await copyFile(join(ART, deb), join(ctx, deb));
-    if (kind === 'noinit') await copyFile(join(ART, tarball), join(ctx, tarball));
+    if (kind === 'noinit' || kind === 'scratch' || kind === 'other') await copyFile(join(ART, tarball), join(ctx, tarball));
+    if (kind === 'scratch') await copyFile(BUSYBOX, join(ctx, 'busybox'));
     for (const f of fixtures) await copyFile(join(HERE, 'fixtures', f), join(ctx, f));
     await writeFile(join(ctx, 'Dockerfile'), dockerfile);
     // The classic builder: FROM uses the local image and never pulls.
@@ -186,7 +227,7 @@ const build = async (kind, dockerfile) => {
 for (const [kind, dockerfile] of Object.entries(dockerfiles)) await build(kind, dockerfile);
 for (const [kind, dockerfile] of Object.entries(initFromDeb(images.deb))) await build(kind, dockerfile);
 // Older builds are of no further use (derived images first).
-for (const kind of ['openrc', 'runit', 'idle', 'noinit', 'deb']) {
+for (const kind of ['openrc', 'runit', 'idle', 'noinit', 'scratch', 'other', 'deb']) {
   const repo = `addrmap-guest-${kind}`;
   const old = (await run('docker', ['image', 'ls', repo, '--format', '{{.Repository}}:{{.Tag}}']))
     .split('\n')
@@ -199,8 +240,9 @@ process.stdout.write(
   JSON.stringify({
     base,
     init,
+    otherSuite: OTHER_SUITE,
     ...images,
-    artifacts: { dir: ART, deb, tarball, exe: 'addrmap', sizes: info.sizes, installedBytes: info.installedBytes },
+    artifacts: { dir: ART, deb, tarball, tarballs, exe: 'addrmap', sizes: info.sizes, installedBytes: info.installedBytes },
     timings: { packaged, packageSecs, baseSecs, imagesSecs, totalSecs: secs(t0) },
   }) + '\n',
 );

@@ -27,7 +27,21 @@ export interface GuestImages {
   runit: string;
   /** The .deb image in the mode without a resident agent (addrmap-apply.path, addrmap-check.timer). */
   idle: string;
-  artifacts: { dir: string; deb: string; tarball: string; exe: string; sizes: Record<string, number>; installedBytes: number };
+  /** FROM scratch: addrmap's tree and a static busybox in /opt/busybox, nothing else. */
+  scratch: string;
+  /** Another Debian release's base image (otherSuite) with the tarball. */
+  other: string;
+  otherSuite: string;
+  artifacts: {
+    dir: string;
+    deb: string;
+    tarball: string;
+    /** Each architecture's tarball, by Node's name for it (x64, arm64). */
+    tarballs: Record<string, string>;
+    exe: string;
+    sizes: Record<string, number>;
+    installedBytes: number;
+  };
   timings: { packaged: string; packageSecs: number; baseSecs: number; imagesSecs: number; totalSecs: number };
 }
 

@@ -89,13 +89,15 @@ describe('static: no shell anywhere in src/', () => {
     }
   });
 
-  test('src/kernel/exec.ts spawns once, with shell: false, an argument vector and no string command', () => {
+  test('src/kernel/exec.ts spawns in two places (a command run to its end, a child living on), each with shell: false, an argument vector and no string command', () => {
     const text = files.get('src/kernel/exec.ts')!;
-    const spawns = [...text.matchAll(/\bspawn\s*\(/g)];
-    expect(spawns).toHaveLength(1);
-    const call = text.slice(spawns[0]!.index, text.indexOf('});', spawns[0]!.index));
-    expect(call).toMatch(/^spawn\(command, args, \{/);
-    expect(call).toMatch(/\bshell:\s*false\b/);
+    const spawns = [...text.matchAll(/\bspawn\s*\(/g)].filter((m) => !/typeof\s*$/.test(text.slice(0, m.index)));
+    expect(spawns).toHaveLength(2);
+    for (const s of spawns) {
+      const call = text.slice(s.index, text.indexOf('});', s.index));
+      expect(call).toMatch(/^spawn\(command, args, \{/);
+      expect(call).toMatch(/\bshell:\s*false\b/);
+    }
   });
 
   test('no file evaluates text as code', () => {

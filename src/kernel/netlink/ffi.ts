@@ -27,6 +27,8 @@ export interface Libc {
    */
   pollOnWorker(fds: Buffer, nfds: number, timeoutMs: number): Promise<number>;
   close(fd: number): number;
+  /** waitpid(2) without its status: the pid reaped, 0 when it has not ended, -1 on error. */
+  waitpid(pid: number, options: number): number;
   /** errno after the last failed call. */
   errno(): number;
 }
@@ -112,6 +114,7 @@ function bindLibc(koffi: Koffi): Libc {
   };
   // Not through f(): the worker-thread variant (.async) is the one called.
   const poll = lib.func('int poll(void *fds, unsigned long nfds, int timeout)');
+  const waitpid = f('int waitpid(int pid, _Out_ int *status, int options)');
   return {
     socket: f('int socket(int domain, int type, int protocol)'),
     bind: f('int bind(int fd, const void *addr, uint32_t len)'),
@@ -130,6 +133,7 @@ function bindLibc(koffi: Koffi): Libc {
         });
       }),
     close: f('int close(int fd)'),
+    waitpid: (pid, options) => waitpid(pid, null, options),
     errno: () => koffi.errno(),
   };
 }

@@ -4,7 +4,8 @@
 // long as the process and re-reads the kernel's ruleset generation before
 // every command, so a change another tool made in between is seen (the
 // kernel tests prove it).
-import { isAbsolute } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
 import { nftErrorKind } from './errors.js';
 import { decodeChains, decodeListing, encodeBatch } from './json.js';
 import { LIBNFTABLES, NftContext, type CommandResult } from './libnftables.js';
@@ -32,6 +33,17 @@ export interface LibNftOptions {
  */
 const LIBRARY_ENV = 'ADDRMAP_LIBNFTABLES';
 
+/**
+ * The libnftables of the installed tree (/usr/bin/addrmap ->
+ * /usr/lib/addrmap/lib), by its path: the dynamic loader's search by soname
+ * would consult the image's own library cache, and a library built for
+ * another glibc than the tree's must never be mixed in.
+ */
+function bundledLibrary(): string | undefined {
+  const path = join(dirname(process.execPath), '../lib/addrmap/lib', LIBNFTABLES);
+  return existsSync(path) ? path : undefined;
+}
+
 export class LibNft implements NftInterface {
   private readonly library: string;
   private readonly remedy: string | undefined;
@@ -49,7 +61,7 @@ export class LibNft implements NftInterface {
       this.remedy = `${LIBRARY_ENV} names it: point it at libnftables, or unset it`;
       if (!isAbsolute(named)) this.misnamed = `${LIBRARY_ENV} must be an absolute path, not ${JSON.stringify(named)}`;
     } else {
-      this.library = options.library ?? LIBNFTABLES;
+      this.library = options.library ?? bundledLibrary() ?? LIBNFTABLES;
     }
   }
 
