@@ -48,5 +48,6 @@ export DEBIAN_FRONTEND=noninteractive
 # Installing a daemon package must not start it on the host.
 policy=/usr/sbin/policy-rc.d
 [ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; trap 'rm -f "$policy"' EXIT; }
-apt-get update -q >&2
-apt-get install -y -q --no-install-recommends "${need[@]}" >&2
+# One apt at a time: these scripts run side by side (test files in parallel).
+flock /run/addrmap-apt.lock apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+flock /run/addrmap-apt.lock apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${need[@]}" >&2

@@ -109,7 +109,7 @@ fi
 
 if ! command -v debootstrap >/dev/null; then
   log "installing debootstrap"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >&2
+  DEBIAN_FRONTEND=noninteractive flock /run/addrmap-apt.lock apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends debootstrap >&2
 fi
 
 work=$(mktemp -d "$CACHE/build.XXXXXX")

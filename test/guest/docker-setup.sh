@@ -28,9 +28,10 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >&2
+  # One apt at a time: these scripts run side by side (test files in parallel).
+  flock /run/addrmap-apt.lock apt-get -o DPkg::Lock::Timeout=600 update -q >&2
   # shellcheck disable=SC2046 # unique package names, no spaces
-  apt-get install -y -q --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) >&2
+  flock /run/addrmap-apt.lock apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) >&2
 fi
 
 if docker info >/dev/null 2>&1; then

@@ -5,28 +5,33 @@
 # tree and a tiny busybox initramfs that mounts the host's root over virtio-9p.
 # Prints the cache directory /var/cache/addrmap-vm/<suite>-<kernelversion>.
 # ADDRMAP_VM_REFRESH=1 looks for a newer kernel even when one is cached.
+# ADDRMAP_VM_ARCH=arm64 prepares Debian's arm64 kernel instead (booted by
+# qemu-system-aarch64; its initramfs gets Debian's arm64 busybox-static), for
+# a root of arm64 programs that run.sh shares in place of the host's.
 set -euo pipefail
 
 suite=${1:?usage: kernel.sh bullseye|bookworm|trixie|sid}
 case $suite in bullseye | bookworm | trixie | sid) ;; *) echo "kernel.sh: unknown suite $suite" >&2; exit 2 ;; esac
 cache=/var/cache/addrmap-vm
+arch=${ADDRMAP_VM_ARCH:-amd64}
+case $arch in amd64) qemu=qemu-system-x86_64:qemu-system-x86 link=$suite ;; arm64) qemu=qemu-system-aarch64:qemu-system-arm link=$suite-arm64 ;; *) echo "kernel.sh: unknown ADDRMAP_VM_ARCH $arch" >&2; exit 2 ;; esac
 say() { echo "kernel.sh: $*" >&2; }
 
 # A finished build is renamed into place and only then gets the <suite>
 # link, so the link alone proves completeness: CI re-runs need no network.
 complete() { [ -f "$1/version" ] && [ -f "$1/initramfs.cpio.gz" ] && [ -f "$1/modules/modules.dep" ]; }
-if [ -z "${ADDRMAP_VM_REFRESH:-}" ] && [ -L "$cache/$suite" ] && complete "$cache/$suite"; then
-  readlink -f "$cache/$suite"
+if [ -z "${ADDRMAP_VM_REFRESH:-}" ] && [ -L "$cache/$link" ] && complete "$cache/$link"; then
+  readlink -f "$cache/$link"
   exit 0
 fi
 
 mkdir -p "$cache"
 # Parallel test jobs may ask for the same suite at once.
-exec 9>"$cache/.$suite.lock"
+exec 9>"$cache/.$link.lock"
 flock 9
 
 missing=()
-for tool in qemu-system-x86_64:qemu-system-x86 curl:curl cpio:cpio xz:xz-utils zstd:zstd depmod:kmod; do
+for tool in $qemu curl:curl cpio:cpio xz:xz-utils zstd:zstd depmod:kmod; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 # The dynamic busybox would need the host's libc inside the initramfs.
@@ -34,8 +39,9 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >&2
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  # One apt at a time: these scripts run side by side (test files in parallel).
+  flock /run/addrmap-apt.lock apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+  flock /run/addrmap-apt.lock apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
 # The mirror is whatever this machine's apt uses (deb822 first, then one-line).
@@ -54,7 +60,7 @@ mirror=${mirror%/}
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-curl -fsSL -o "$tmp/Packages.xz" "$mirror/dists/$suite/main/binary-amd64/Packages.xz"
+curl -fsSL -o "$tmp/Packages.xz" "$mirror/dists/$suite/main/binary-$arch/Packages.xz"
 xz -d "$tmp/Packages.xz"
 
 # One "name version filename size depends" line per stanza we may need.
@@ -67,16 +73,16 @@ index=$(awk -v RS= -F '\n' '{
       else if ($i ~ /^Size: /) s = substr($i, 7)
       else if ($i ~ /^Depends: /) d = substr($i, 10)
     }
-    if (p ~ /^linux-(image|binary|modules|base)-[0-9]/) { gsub(/ /, "", d); print p, v, f, s, d }
+    if (p ~ /^linux-(image|binary|modules|base)-[0-9]/ || p == "busybox-static") { gsub(/ /, "", d); print p, v, f, s, d }
   }' "$tmp/Packages")
 # The signed generic flavour: not -cloud/-rt, not the -unsigned twin.
-image=$(awk '$1 ~ /^linux-image-[0-9][^ ]*-amd64$/ && $1 !~ /-(cloud|rt)-amd64$/ { print $2, $1 }' <<<"$index" |
+image=$(awk -v a="$arch" '$1 ~ ("^linux-image-[0-9][^ ]*-" a "$") && $1 !~ ("-(cloud|rt)-" a "$") { print $2, $1 }' <<<"$index" |
   sort -V | tail -n 1 | cut -d' ' -f2)
-[ -n "$image" ] || { say "no linux-image-*-amd64 in $suite"; exit 1; }
+[ -n "$image" ] || { say "no linux-image-*-$arch in $suite"; exit 1; }
 abi=${image#linux-image-}
 dir=$cache/$suite-$abi
 if complete "$dir"; then
-  ln -sfn "$suite-$abi" "$cache/$suite"
+  ln -sfn "$suite-$abi" "$cache/$link"
   echo "$dir"
   exit 0
 fi
@@ -88,6 +94,8 @@ deps=$(awk -v p="$image" '$1 == p { print $5 }' <<<"$index" | tr ',|' '\n\n' | s
 for dep in $deps; do
   case $dep in *-"$abi") debs+=("$dep") ;; esac
 done
+# Another architecture's initramfs needs that architecture's busybox.
+[ "$arch" = amd64 ] || debs+=(busybox-static)
 stage=$tmp/stage
 mkdir "$stage"
 total=0
@@ -142,7 +150,7 @@ depmod -b "$build" "$ver"
 # are modules differs per kernel (virtio is built in on 5.10, 9p never is).
 init=$tmp/initramfs
 mkdir -p "$init"/{bin,dev,proc,sys,modules}
-cp /bin/busybox "$init/bin/busybox"
+if [ "$arch" = amd64 ]; then cp /bin/busybox "$init/bin/busybox"; else cp "$stage/bin/busybox" "$init/bin/busybox"; fi
 mknod -m 600 "$init/dev/console" c 5 1
 for mod in virtio virtio_ring virtio_pci 9pnet 9pnet_virtio 9p overlay; do
   modprobe -d "$build" -S "$ver" --show-depends "$mod"
@@ -163,7 +171,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 for ko in $(cat /modules/order); do insmod "/modules/$ko" || die "insmod $ko failed"; done
 for arg in $(cat /proc/cmdline); do
-  case $arg in addrmap.job=*) job=${arg#*=} ;; addrmap.modules=*) modules=${arg#*=} ;; addrmap.9p=*) opts=${arg#*=} ;; esac
+  case $arg in addrmap.job=*) job=${arg#*=} ;; addrmap.modules=*) modules=${arg#*=} ;; addrmap.9p=*) opts=${arg#*=} ;; addrmap.shell=*) shell=${arg#*=} ;; esac
 done
 [ -n "$job" ] && [ -n "$modules" ] || die "addrmap.job= and addrmap.modules= are required"
 mkdir -p /host /rw /root
@@ -188,14 +196,16 @@ mount -t cgroup2 cgroup2 /root/sys/fs/cgroup 2>/dev/null || true
 cp "/host$job" /root/run/addrmap-vm-job || die "no job script at $job"
 # switch_root moves the new root onto / so the kernel's own helpers
 # (request_module -> /sbin/modprobe) see the host userland too.
-exec switch_root /root /bin/bash /run/addrmap-vm-job
+exec switch_root /root "${shell:-/bin/bash}" /run/addrmap-vm-job
 EOF
 chmod 755 "$init/init"
 (cd "$init" && find . | cpio -o -H newc --quiet | gzip -1) >"$build/initramfs.cpio.gz"
 echo "$ver" >"$build/version"
+# The busybox of another architecture, for the root run.sh shares in place of the host's.
+[ "$arch" = amd64 ] || cp "$init/bin/busybox" "$build/busybox"
 
 rm -rf "$dir"
 mv "$build" "$dir"
-ln -sfn "$suite-$abi" "$cache/$suite"
+ln -sfn "$suite-$abi" "$cache/$link"
 say "$suite: kernel $ver in $dir"
 echo "$dir"

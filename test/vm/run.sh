@@ -5,6 +5,11 @@
 # directory and exits with its status: 124 on timeout, 125 if the VM never
 # reported one. stdout carries CMD's output (its stderr too: one console);
 # stderr a one-line boot summary.
+#
+# ADDRMAP_VM_ARCH=arm64 boots Debian's arm64 kernel in qemu-system-aarch64
+# instead; the host's root cannot serve then, so ADDRMAP_VM_ROOT names the
+# directory to share as the guest's root (arm64 programs, with a /bin/sh).
+# CMD then runs through /bin/sh, from /.
 set -euo pipefail
 
 usage() { echo "usage: run.sh SUITE [--mem MB] [--cpus N] [--timeout S] [--env NAME=VALUE]... -- CMD [ARGS...]" >&2; exit 2; }
@@ -26,11 +31,25 @@ while [ $# -gt 0 ]; do
 done
 [ $# -gt 0 ] || usage
 
-dir=$(bash "$(dirname "${BASH_SOURCE[0]}")/kernel.sh" "$suite")
+arch=${ADDRMAP_VM_ARCH:-amd64}
+root=${ADDRMAP_VM_ROOT:-/}
+root=${root%/}
+[ -n "$root" ] || root=/
+[ "$arch" = amd64 ] || [ "$root" != / ] || { echo "run.sh: ADDRMAP_VM_ARCH=$arch needs ADDRMAP_VM_ROOT (a root of $arch programs)" >&2; exit 2; }
+dir=$(ADDRMAP_VM_ARCH=$arch bash "$(dirname "${BASH_SOURCE[0]}")/kernel.sh" "$suite")
 ver=$(cat "$dir/version")
-# The guest reads the job through its 9p view of the host root, so the temp
+# The guest reads the job through its 9p view of the shared root, so the temp
 # dir's path goes on the kernel command line: keep it free of spaces.
-tmp=$(TMPDIR=/tmp mktemp -d /tmp/addrmap-vm.XXXXXX)
+if [ "$root" = / ]; then
+  tmp=$(TMPDIR=/tmp mktemp -d /tmp/addrmap-vm.XXXXXX)
+  shell=/bin/bash modules=$dir/lib/modules workdir=$PWD
+else
+  mkdir -p "$root/var/tmp" "$root/lib/modules"
+  tmp=$(mktemp -d "$root/var/tmp/addrmap-vm.XXXXXX")
+  # The kernel's modules inside the shared root (hard links where the file system allows).
+  [ -d "$root/lib/modules/$ver" ] || cp -al "$dir/lib/modules/$ver" "$root/lib/modules/" 2>/dev/null || cp -r "$dir/lib/modules/$ver" "$root/lib/modules/"
+  shell=/bin/sh modules=/lib/modules workdir=/
+fi
 trap 'rm -rf "$tmp"' EXIT
 
 # The job is pid 1 after switch_root. Everything from the caller goes
@@ -44,7 +63,7 @@ mount --make-rshared /
 ip link set lo up 2>/dev/null
 echo "ADDRMAP_VM_BOOTED $(cut -d' ' -f1 /proc/uptime)"
 EOF
-  printf '(cd %q || exit 125\n' "$PWD"
+  printf '(cd %q || exit 125\n' "$workdir"
   printf ' export HOME=/root PATH=%q\n' "$PATH"
   for e in ${envs[@]+"${envs[@]}"}; do printf ' export %q\n' "$e"; done
   printf ' exec'
@@ -62,7 +81,9 @@ EOF
 } >"$tmp/job"
 
 # Quiet, but kernel errors still reach the console (shown if the boot fails).
-cmdline="console=ttyS0 quiet loglevel=4 panic=-1 addrmap.job=$tmp/job addrmap.modules=$dir/lib/modules"
+case $arch in amd64) console=ttyS0 ;; *) console=ttyAMA0 ;; esac
+job=${tmp#"${root%/}"}/job
+cmdline="console=$console quiet loglevel=4 panic=-1 addrmap.job=$job addrmap.modules=$modules addrmap.shell=$shell"
 [ -z "${ADDRMAP_VM_9P:-}" ] || cmdline+=" addrmap.9p=$ADDRMAP_VM_9P"
 # The bare vmlinux (PVH entry) skips the slow in-guest decompression.
 kernel=$dir/vmlinux
@@ -73,10 +94,14 @@ kernel=$dir/vmlinux
 # Ctrl-C or kill: the traps pass those on, and the EXIT trap reaps leftovers.
 mkfifo "$tmp/fifo"
 start=$EPOCHREALTIME
-timeout -k 5 "$timeout" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m "$mem" -smp "$cpus" \
+case $arch in
+  amd64) machine=(qemu-system-x86_64) ;;
+  arm64) machine=(qemu-system-aarch64 -M virt) ;;
+esac
+timeout -k 5 "$timeout" "${machine[@]}" -accel tcg,thread=multi -cpu max -m "$mem" -smp "$cpus" \
   -nographic -no-reboot -nic none \
   -kernel "$kernel" -initrd "$dir/initramfs.cpio.gz" -append "$cmdline" \
-  -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+  -virtfs "local,path=$root,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
   </dev/null >"$tmp/fifo" 2>&1 &
 vm=$!
 trap 'kill "$vm" 2>/dev/null || true; wait "$vm" 2>/dev/null || true; rm -rf "$tmp"' EXIT
