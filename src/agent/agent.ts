@@ -113,16 +113,29 @@ export class Agent {
     return p && prefixKey(p.to, p.length);
   }
 
-  /** The applied mappings as "from -> to" pairs (prefix mappings as "net/len" both sides), for flows and history. */
-  appliedPairs(): Map<string, string> {
+  /**
+   * The applied mappings as "from -> to" pairs (prefix mappings as "net/len"
+   * both sides), for flows and history. The same Map for as long as the same
+   * state is applied: every usage sample asks, and building it anew each time
+   * (10k pairs every 30 s) was most of what an idle agent cost.
+   */
+  appliedPairs(): ReadonlyMap<string, string> {
     const d = this.lastGood;
     if (!d) return new Map();
-    return new Map([
-      ...d.v4,
-      ...d.v6,
-      ...(d.prefixes ?? []).map((p): [string, string] => [prefixKey(p.from, p.length), prefixKey(p.to, p.length)]),
-    ]);
+    if (this.pairs?.of !== d) {
+      this.pairs = {
+        of: d,
+        pairs: new Map([
+          ...d.v4,
+          ...d.v6,
+          ...(d.prefixes ?? []).map((p): [string, string] => [prefixKey(p.from, p.length), prefixKey(p.to, p.length)]),
+        ]),
+      };
+    }
+    return this.pairs.pairs;
   }
+
+  private pairs: { of: DesiredMappings; pairs: Map<string, string> } | null = null;
 
   /** Whether this process has a state the kernel should hold (and drift can be measured against). */
   get holdsState(): boolean {

@@ -38,6 +38,8 @@ export class Telemetry {
   ) {}
 
   private readonly history = new UsageHistory();
+  /** What history.json holds now (its addresses, as JSON); null before the first write. */
+  private historyWritten: string | null = null;
 
   async start(): Promise<void> {
     this.usage.restore(await readState<UsageState>(this.stateDir, USAGE_FILE).catch(() => null));
@@ -122,8 +124,16 @@ export class Telemetry {
     });
     if (!flows) return null;
     const keep = this.agent.config?.retireAfterSeconds ?? 7 * 24 * 3600;
-    const local = await readLocalAddresses();
-    await writeState(this.stateDir, HISTORY_FILE, this.history.record(flows, keep, new Date(), new Set([...local.v4, ...local.v6])));
+    // The guest's own addresses only tell flows apart: with none, not read.
+    const local = flows.length ? await readLocalAddresses() : { v4: [], v6: [] };
+    const state = this.history.record(flows, keep, new Date(), new Set([...local.v4, ...local.v6]));
+    // Written when what it holds changed (a use seen, a record aged out), not
+    // every 30 s of an idle guest.
+    const content = JSON.stringify(state.addresses);
+    if (content !== this.historyWritten) {
+      await writeState(this.stateDir, HISTORY_FILE, state);
+      this.historyWritten = content;
+    }
     return flows.length;
   }
 

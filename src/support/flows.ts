@@ -4,7 +4,7 @@
 // peer address is the stale literal its process was configured with.
 import type { ConntrackTable } from '../kernel/conntrack.js';
 import type { IpFamily } from '../net/address.js';
-import { prefixKey, prefixMovesOf } from '../net/prefix.js';
+import { prefixKey, prefixMovesOf, type PrefixMoves } from '../net/prefix.js';
 import { printable } from './printable.js';
 import { socketOwners, type SocketKey, type SocketOwner } from './socket-owners.js';
 
@@ -28,13 +28,21 @@ export interface Flow {
   prefix?: string;
 }
 
+/** The prefix moves of a set of pairs, found once per set: the agent asks again with the same set every sample. */
+const knownMoves = new WeakMap<ReadonlyMap<string, string>, PrefixMoves>();
+function movesOf(stale: ReadonlyMap<string, string>): PrefixMoves {
+  let moves = knownMoves.get(stale);
+  if (!moves) knownMoves.set(stale, (moves = prefixMovesOf(stale)));
+  return moves;
+}
+
 /**
  * Flows to the stale addresses of `stale` (address -> target, or prefix
  * "network/length" -> "network/length": every address inside counts), with
  * the owning process of each local socket.
  */
 export async function listFlows(stale: ReadonlyMap<string, string>, conntrack: ConntrackTable): Promise<Flow[]> {
-  const moves = prefixMovesOf(stale);
+  const moves = movesOf(stale);
   const prefixOf = (family: IpFamily, dst: string) => {
     if (stale.has(dst)) return undefined;
     const m = moves.lookup(family, dst);
