@@ -28,12 +28,21 @@ export interface Flow {
   prefix?: string;
 }
 
-/** The prefix moves of a set of pairs, found once per set: the agent asks again with the same set every sample. */
-const knownMoves = new WeakMap<ReadonlyMap<string, string>, PrefixMoves>();
-function movesOf(stale: ReadonlyMap<string, string>): PrefixMoves {
-  let moves = knownMoves.get(stale);
-  if (!moves) knownMoves.set(stale, (moves = prefixMovesOf(stale)));
-  return moves;
+/**
+ * The prefix moves of a set of pairs, and the families it has stale
+ * addresses in; found once per set: the agent asks again with the same set
+ * every sample.
+ */
+const known = new WeakMap<ReadonlyMap<string, string>, { moves: PrefixMoves; families: IpFamily[] }>();
+function lookupOf(stale: ReadonlyMap<string, string>): { moves: PrefixMoves; families: IpFamily[] } {
+  let found = known.get(stale);
+  if (!found) {
+    const families = new Set<IpFamily>();
+    for (const key of stale.keys()) families.add(key.includes(':') ? 6 : 4);
+    found = { moves: prefixMovesOf(stale), families: ([4, 6] as IpFamily[]).filter((f) => families.has(f)) };
+    known.set(stale, found);
+  }
+  return found;
 }
 
 /**
@@ -42,14 +51,16 @@ function movesOf(stale: ReadonlyMap<string, string>): PrefixMoves {
  * the owning process of each local socket.
  */
 export async function listFlows(stale: ReadonlyMap<string, string>, conntrack: ConntrackTable): Promise<Flow[]> {
-  const moves = movesOf(stale);
+  const { moves, families } = lookupOf(stale);
   const prefixOf = (family: IpFamily, dst: string) => {
     if (stale.has(dst)) return undefined;
     const m = moves.lookup(family, dst);
     return m && prefixKey(m.move.from, m.move.length);
   };
   const flows: Flow[] = [];
-  for (const family of [4, 6] as IpFamily[]) {
+  // A family without stale addresses has no flows to them: its table is not
+  // dumped (a dump walks the kernel's whole conntrack hash, every namespace's).
+  for (const family of families) {
     for (const e of await conntrack.list(family, (dst) => stale.has(dst) || (moves.size > 0 && moves.lookup(family, dst) !== undefined))) {
       const prefix = prefixOf(family, e.origDst);
       flows.push({
