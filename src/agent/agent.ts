@@ -115,27 +115,22 @@ export class Agent {
 
   /**
    * The applied mappings as "from -> to" pairs (prefix mappings as "net/len"
-   * both sides), for flows and history. The same Map for as long as the same
-   * state is applied: every usage sample asks, and building it anew each time
-   * (10k pairs every 30 s) was most of what an idle agent cost.
+   * both sides), for flows and history: a view over the applied state, not a
+   * copy (100k pairs would stay in memory twice), and the same object for as
+   * long as the same state is applied, so what is derived from it (its
+   * prefix moves) is derived once.
    */
   appliedPairs(): ReadonlyMap<string, string> {
     const d = this.lastGood;
     if (!d) return new Map();
     if (this.pairs?.of !== d) {
-      this.pairs = {
-        of: d,
-        pairs: new Map([
-          ...d.v4,
-          ...d.v6,
-          ...(d.prefixes ?? []).map((p): [string, string] => [prefixKey(p.from, p.length), prefixKey(p.to, p.length)]),
-        ]),
-      };
+      const prefixes = new Map((d.prefixes ?? []).map((p): [string, string] => [prefixKey(p.from, p.length), prefixKey(p.to, p.length)]));
+      this.pairs = { of: d, pairs: new JoinedMap([d.v4, d.v6, prefixes]) };
     }
     return this.pairs.pairs;
   }
 
-  private pairs: { of: DesiredMappings; pairs: Map<string, string> } | null = null;
+  private pairs: { of: DesiredMappings; pairs: ReadonlyMap<string, string> } | null = null;
 
   /** Whether this process has a state the kernel should hold (and drift can be measured against). */
   get holdsState(): boolean {
@@ -203,5 +198,43 @@ function resultOf(o: PassOutcome): PassResult {
     case 'applied':
     case 'unchanged':
       return { outcome: o.kind, flag: o.flag, sync: o.sync };
+  }
+}
+
+/** Maps with disjoint keys read as one, without copying them. */
+class JoinedMap<K, V> implements ReadonlyMap<K, V> {
+  constructor(private readonly parts: readonly ReadonlyMap<K, V>[]) {}
+
+  get size(): number {
+    return this.parts.reduce((n, p) => n + p.size, 0);
+  }
+
+  has(key: K): boolean {
+    return this.parts.some((p) => p.has(key));
+  }
+
+  get(key: K): V | undefined {
+    for (const p of this.parts) if (p.has(key)) return p.get(key);
+    return undefined;
+  }
+
+  *entries(): MapIterator<[K, V]> {
+    for (const p of this.parts) yield* p.entries();
+  }
+
+  *keys(): MapIterator<K> {
+    for (const p of this.parts) yield* p.keys();
+  }
+
+  *values(): MapIterator<V> {
+    for (const p of this.parts) yield* p.values();
+  }
+
+  forEach(fn: (value: V, key: K, map: ReadonlyMap<K, V>) => void): void {
+    for (const [k, v] of this.entries()) fn(v, k, this);
+  }
+
+  [Symbol.iterator](): MapIterator<[K, V]> {
+    return this.entries();
   }
 }

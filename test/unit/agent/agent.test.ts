@@ -100,6 +100,33 @@ describe('Agent.pass: applying', () => {
     });
   });
 
+  test('appliedPairs: every applied pair, prefixes as net/len, one view per applied state (no copy)', async () => {
+    await writeFile(paths.config, JSON.stringify({ allowedTargets: ['fc00::/7', '10.9.0.0/16'] }));
+    await pushEntries([
+      { from: 'fd00::1', to: 'fdaa::1' },
+      { from: '10.0.0.1', to: '10.9.0.1' },
+      { from: 'fd00:5::/64', to: 'fdbb::/64' },
+    ]);
+    const agent = await newAgent();
+    expect(agent.appliedPairs().size).toBe(0);
+    await agent.pass();
+    const pairs = agent.appliedPairs();
+    expect(new Map(pairs)).toEqual(
+      new Map([
+        ['10.0.0.1', '10.9.0.1'],
+        ['fd00::1', 'fdaa::1'],
+        ['fd00:5::/64', 'fdbb::/64'],
+      ]),
+    );
+    expect(pairs.size).toBe(3);
+    expect([pairs.has('fd00::1'), pairs.get('10.0.0.1'), pairs.has('fd00::9')]).toEqual([true, '10.9.0.1', false]);
+    expect(agent.appliedPairs()).toBe(pairs);
+    await push(2, [['fd00::1', 'fdaa::2']]);
+    await agent.pass();
+    expect(agent.appliedPairs()).not.toBe(pairs);
+    expect([...agent.appliedPairs()]).toEqual([['fd00::1', 'fdaa::2']]);
+  });
+
   test('IPv4 targets are refused unless the config allows their range', async () => {
     await push(1, [['10.0.0.1', '10.9.0.1']]);
     const agent = await newAgent();
