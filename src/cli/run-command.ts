@@ -40,7 +40,15 @@ export async function runCommand(o: RunOptions): Promise<number> {
     say('usage: addrmap run [--config P] [--mappings P] [--state-dir P] -- COMMAND [ARGS...]');
     return 2;
   }
+  // Node waits for these itself; a pid leaves the set once Node has, so a
+  // later orphan that reuses it is still reaped.
   const children = new Set<number>();
+  const track = (child: ChildProcess) => {
+    const pid = child.pid;
+    if (pid === undefined) return;
+    children.add(pid);
+    child.once('exit', () => children.delete(pid));
+  };
   const reaper = process.pid === 1 ? startReaper(children) : null;
   let stopping: NodeJS.Signals | null = null;
   let app: ChildProcess | null = null;
@@ -59,7 +67,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const agent = (sub: 'apply' | 'watch') => {
     const [exe, pre] = self();
     const child = startProcess(exe, [...pre, sub, ...o.pathArgs], { stdio: ['ignore', log, log], env });
-    if (child.pid) children.add(child.pid);
+    track(child);
     return child;
   };
 
@@ -85,10 +93,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
       return 127;
     }
     const appDone = exited(app);
-    if (app.pid) children.add(app.pid);
+    track(app);
 
     // 3. The watcher beside it, until the application ends.
     let over = false;
+    let wakeSupervisor = () => {};
     const supervised = (async () => {
       while (!over) {
         current = agent('watch');
@@ -100,12 +109,17 @@ export async function runCommand(o: RunOptions): Promise<number> {
           break;
         }
         say(`addrmap watch exited with status ${r.status}; starting it again in ${RESTART_DELAY_MS / 1000} s`);
-        await new Promise((r) => setTimeout(r, RESTART_DELAY_MS));
+        // Cut short when the application ends meanwhile.
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, RESTART_DELAY_MS);
+          wakeSupervisor = () => (clearTimeout(t), r());
+        });
       }
     })();
 
     const done = await appDone;
     over = true;
+    wakeSupervisor();
     if (done.spawnError) {
       const code = done.spawnError.code === 'ENOENT' ? 127 : 126;
       say(`cannot start ${o.command[0]}: ${done.spawnError.code === 'ENOENT' ? 'not found' : done.spawnError.message}`);
