@@ -13,7 +13,7 @@ import type { Paths } from '../input/settings.js';
 import type { AgentStats } from './metrics.js';
 import type { Ruleset } from '../kernel/ruleset.js';
 import { prefixKey } from '../net/prefix.js';
-import { ms, runPass, type PassOutcome } from './pass.js';
+import { ms, runPass, PassMemory, type PassOutcome } from './pass.js';
 import { Recorder } from './recorder.js';
 
 export interface PassResult {
@@ -44,6 +44,7 @@ export class Agent {
   private acceptLower = false;
   private lastConfig: Config | null = null;
   private readonly recorder: Recorder;
+  private readonly memory = new PassMemory();
 
   constructor(private readonly o: AgentOptions) {
     this.recorder = new Recorder(o);
@@ -88,7 +89,15 @@ export class Agent {
     const { paths, env, reconciler } = this.o;
     const acceptLower = this.acceptLower;
     this.acceptLower = false;
-    const o = await runPass({ paths, env, reconciler, accepted: this.recorder.accepted, acceptLower, lastFlag: this.recorder.flag });
+    const o = await runPass({
+      paths,
+      env,
+      reconciler,
+      accepted: this.recorder.accepted,
+      acceptLower,
+      lastFlag: this.recorder.flag,
+      memory: this.memory,
+    });
     if ('config' in o && o.config) this.lastConfig = o.config;
     if (o.kind === 'disabled') {
       this.lastGood = null;

@@ -22,7 +22,12 @@ export interface PassInputs {
   acceptLower: boolean;
   /** The flag as last seen, kept when the config cannot be read. */
   lastFlag: Flag;
+  /** What earlier passes of this process learned, so a push costs what it changes (absent: every pass starts afresh). */
+  memory?: PassMemory;
 }
+
+/** Kept by the agent from pass to pass; the pass alone reads and changes it. */
+export class PassMemory {}
 
 /** What one pass did. Every kind but `applied` and `unchanged` left the kernel as it was (`disabled` removed addrmap's own). */
 export type PassOutcome = { durationMs: number } & (
