@@ -4,8 +4,9 @@
 // request says can change anything: the only requests are questions, their
 // answers are computed by the same read-only code `status` runs as root and
 // shared (see shared(): a loop of askers costs the agent half its time at
-// most), and
-// requests, connections and idle time are bounded (line-socket.ts).
+// most; explain shares the kernel view it reads, whatever address is asked
+// about, see explain.ts), and requests, connections and idle time are
+// bounded (line-socket.ts).
 import { chmod } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -77,16 +78,16 @@ function parseQuery(req: unknown): Query | null {
  * FRESH_MS after it is done, or as long again as it took (a 100k listing
  * takes seconds): askers in a loop keep the agent busy half the time at most.
  */
-function shared<T>(fn: () => Promise<T>): () => Promise<T> {
+export function shared<T>(fn: () => Promise<T>, clock: () => number = Date.now): () => Promise<T> {
   let last: { until: number; p: Promise<T> } | null = null;
   return () => {
-    if (!last || Date.now() > last.until) {
-      const started = Date.now();
+    if (!last || clock() > last.until) {
+      const started = clock();
       const p = fn();
       const entry = { until: Infinity, p };
       last = entry;
       p.then(
-        () => (entry.until = Date.now() + Math.max(FRESH_MS, Date.now() - started)),
+        () => (entry.until = clock() + Math.max(FRESH_MS, clock() - started)),
         // A failure is not kept: the next asker tries again.
         () => {
           if (last === entry) last = null;

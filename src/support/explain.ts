@@ -6,6 +6,7 @@ import { Prefix } from '../net/prefix.js';
 import type { NftInterface } from '../kernel/nft/index.js';
 import { viewFromListing } from '../kernel/plan.js';
 import { APPLIED_FILE, readState, type AppliedState } from '../state/state-file.js';
+import { shared } from '../agent/query-socket.js';
 
 export interface Explanation {
   /** The address as understood, canonical. */
@@ -43,8 +44,32 @@ export function parseAddressInput(input: string): string {
 export async function explainAt(input: string, stateDir: string, nft: NftInterface | null): Promise<Explanation> {
   parseAddressInput(input); // a usage error before any reading
   const applied = await readState<AppliedState>(stateDir, APPLIED_FILE);
-  const view = nft ? await nft.list().then(viewFromListing, () => null) : null;
-  return explain(input, applied, view ? new Map([...view.v4, ...view.v6]) : undefined);
+  const kernel = nft ? await kernelMapOf(nft)() : null;
+  return explain(input, applied, kernel ?? undefined);
+}
+
+/**
+ * The kernel's map as one client reads it, shared by every explain through
+ * that client (the agent's, for the query socket) as shared() shares status:
+ * each explain needs the whole listing whatever address it asks about, so
+ * askers looping over addresses would otherwise keep the agent listing.
+ */
+const kernelMaps = new WeakMap<NftInterface, () => Promise<ReadonlyMap<string, string> | null>>();
+function kernelMapOf(nft: NftInterface): () => Promise<ReadonlyMap<string, string> | null> {
+  let read = kernelMaps.get(nft);
+  if (!read) {
+    read = shared(() =>
+      nft.list().then(
+        (listing) => {
+          const view = viewFromListing(listing);
+          return new Map([...view.v4, ...view.v6]);
+        },
+        () => null, // not privileged after all: explained without the kernel
+      ),
+    );
+    kernelMaps.set(nft, read);
+  }
+  return read;
 }
 
 export function explain(input: string, applied: AppliedState | null, kernel?: ReadonlyMap<string, string>): Explanation {
