@@ -12,7 +12,7 @@ import type { Reconciler, SyncResult } from '../kernel/reconciler.js';
 import type { Paths } from '../input/settings.js';
 import type { AgentStats } from './metrics.js';
 import type { Ruleset } from '../kernel/ruleset.js';
-import { prefixKey } from '../net/prefix.js';
+import { movePair, targetIn } from '../net/prefix.js';
 import { ms, runPass, PassMemory, type PassOutcome } from './pass.js';
 import { Recorder } from './recorder.js';
 
@@ -114,12 +114,7 @@ export class Agent {
 
   /** Where a mapping of the applied state leads: an address, or for a prefix mapping ("net/len") the target prefix. */
   targetOf(key: string): string | undefined {
-    const d = this.lastGood;
-    if (!d) return undefined;
-    const single = d.v6.get(key) ?? d.v4.get(key);
-    if (single !== undefined) return single;
-    const p = d.prefixes?.find((x) => prefixKey(x.from, x.length) === key);
-    return p && prefixKey(p.to, p.length);
+    return this.lastGood ? targetIn(this.lastGood, key) : undefined;
   }
 
   /**
@@ -133,7 +128,7 @@ export class Agent {
     const d = this.lastGood;
     if (!d) return new Map();
     if (this.pairs?.of !== d) {
-      const prefixes = new Map((d.prefixes ?? []).map((p): [string, string] => [prefixKey(p.from, p.length), prefixKey(p.to, p.length)]));
+      const prefixes = new Map((d.prefixes ?? []).map(movePair));
       this.pairs = { of: d, pairs: new JoinedMap([d.v4, d.v6, prefixes]) };
     }
     return this.pairs.pairs;

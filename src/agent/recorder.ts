@@ -10,7 +10,7 @@ import type { Flag } from '../input/flag.js';
 import type { Paths } from '../input/settings.js';
 import type { SyncResult } from '../kernel/reconciler.js';
 import { missingCapabilities, type Ruleset } from '../kernel/ruleset.js';
-import { prefixKey } from '../net/prefix.js';
+import { movePair, prefixKey } from '../net/prefix.js';
 import {
   APPLIED_FILE,
   readSnapshot,
@@ -245,7 +245,10 @@ export class Recorder {
       resolved: [
         ...[...desired.v4].map(([from, to]) => ({ family: 4 as const, from, to })),
         ...[...desired.v6].map(([from, to]) => ({ family: 6 as const, from, to })),
-        ...(desired.prefixes ?? []).map((p) => ({ family: p.family, from: prefixKey(p.from, p.length), to: prefixKey(p.to, p.length) })),
+        ...(desired.prefixes ?? []).map((p) => {
+          const [from, to] = movePair(p);
+          return { family: p.family, from, to };
+        }),
       ],
       ...(desired.self?.size ? { self: [...desired.self].map(([from, to]) => ({ from, to })) } : {}),
     };

@@ -1,7 +1,8 @@
 // The agent's own config file. It is optional: a guest image without one runs
 // with the defaults, which keep the feature off.
 import { isIPv4, isIPv6 } from 'node:net';
-import { parsePrefix, AddressError, normalizeIp, type IpPrefix } from '../net/address.js';
+import { AddressError, normalizeIp } from '../net/address.js';
+import { Prefix } from '../net/prefix.js';
 import { DEFAULT_ALLOWED_TARGETS } from './mapping-file.js';
 import { strictJsonProblem } from './strict-json.js';
 import { describeJsonError } from './json-syntax.js';
@@ -12,7 +13,7 @@ export interface Config {
   enabled: boolean | null;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   /** Ranges a mapping's target must lie in. */
-  allowedTargets: readonly IpPrefix[];
+  allowedTargets: readonly Prefix[];
   /** Prometheus textfile; written only when its directory exists. null: off. */
   metricsFile: string | null;
   /** host:port to serve /metrics on; null (the default): off. A loopback host unless metricsListenAnyAddress. */
@@ -99,7 +100,7 @@ export function parseConfig(text: string, path = 'config'): Config {
           throw new ConfigError(`${path}: "allowedTargets" must be a list of prefixes such as "fc00::/7"`);
         }
         try {
-          cfg.allowedTargets = v.map((p: string) => parsePrefix(p));
+          cfg.allowedTargets = v.map((p: string) => Prefix.parse(p));
         } catch (e) {
           if (e instanceof AddressError) throw new ConfigError(`${path}: allowedTargets: ${e.message}`);
           throw e;
