@@ -16,6 +16,8 @@ const TOTAL = 4000;
 export interface UseRecord {
   /** The program's command line; absent for forwarded traffic. */
   command?: string;
+  /** The pid it last had (a restarted program keeps its record, with its new pid); absent for forwarded traffic. */
+  pid?: number;
   /** Its systemd unit ("postgresql.service") when its cgroup names one. */
   unit?: string;
   /** Its container's id (first 12 hex digits) when its cgroup names one. */
@@ -54,8 +56,10 @@ export class UsageHistory {
       const who = userOf(f);
       const list = this.addresses.get(f.dst) ?? [];
       const same = list.find((r) => sameUser(r, who));
-      if (same) same.lastSeen = at;
-      else list.push({ ...who, firstSeen: at, lastSeen: at });
+      if (same) {
+        same.lastSeen = at;
+        if (f.pid !== undefined) same.pid = f.pid;
+      } else list.push({ ...who, ...(f.pid !== undefined ? { pid: f.pid } : {}), firstSeen: at, lastSeen: at });
       this.addresses.set(f.dst, list);
     }
     const cutoff = now.getTime() - keepSeconds * 1000;
@@ -74,12 +78,13 @@ export class UsageHistory {
   }
 }
 
-function userOf(f: Flow): Omit<UseRecord, 'firstSeen' | 'lastSeen'> {
+/** Who a flow's user is: a record stands for one program (not one pid) or one forwarding source. */
+function userOf(f: Flow): Omit<UseRecord, 'firstSeen' | 'lastSeen' | 'pid'> {
   if (f.command === undefined) return { src: f.src };
   return { command: f.command, ...(f.cgroup ? describeCgroup(f.cgroup) : {}) };
 }
 
-const sameUser = (r: UseRecord, u: Omit<UseRecord, 'firstSeen' | 'lastSeen'>) =>
+const sameUser = (r: UseRecord, u: Omit<UseRecord, 'firstSeen' | 'lastSeen' | 'pid'>) =>
   r.command === u.command && r.unit === u.unit && r.container === u.container && r.src === u.src;
 
 /** The systemd unit and the container a cgroup v2 path names, when it names them. */

@@ -100,7 +100,8 @@ function stillUsedBy(s: StatusReport, now: Date): string[] {
   const who = (u: UsedBy) => {
     const where = u.unit ?? (u.container ? `container ${u.container}` : undefined);
     if (u.command === undefined) return `forwarded from ${u.src}`;
-    return where ? `${u.command} (${where})` : u.command;
+    const about = [u.pid === undefined ? undefined : `pid ${u.pid}`, where].filter((x) => x !== undefined);
+    return about.length ? `${u.command} (${about.join(', ')})` : u.command;
   };
   const add = (address: string, to: string, usedBy: UsedBy[]) => {
     for (const u of usedBy) lines.push(`  ${address} (now ${to}): ${who(u)}, last ${ago(u.lastSeen, now)}`);

@@ -126,7 +126,9 @@ describe('addrmap status', () => {
     const v4 = after.mappings.find((m: { from: string }) => m.from === ADDR.stale4);
     // (its conntrack entry may linger in TIME_WAIT, but no process holds it any more)
     expect(after.flows.filter((f: { pid?: number }) => f.pid === held.pid)).toEqual([]);
-    expect(v4.usedBy).toEqual([expect.objectContaining({ command: expect.stringMatching(/probe\.mjs tcp-hold 198\.51\.100\.10 7001/) })]);
+    expect(v4.usedBy).toEqual([
+      expect.objectContaining({ command: expect.stringMatching(/probe\.mjs tcp-hold 198\.51\.100\.10 7001/), pid: held.pid }),
+    ]);
     const used = after.mappings
       .find((m: { from: string }) => m.from === 'fdaa:0:18:a7b:7d::/80')
       .inside.find((i: { address: string }) => i.address === inside);
@@ -135,7 +137,9 @@ describe('addrmap status', () => {
     const text = (await lab.addrmap(['status'])).stdout;
     expect(text).toContain('STILL USED BY');
     expect(text).toMatch(
-      new RegExp(`  ${ADDR.stale4.replace(/\./g, '\\.')} \\(now ${ADDR.new4.replace(/\./g, '\\.')}\\): .*probe\\.mjs tcp-hold`),
+      new RegExp(
+        `  ${ADDR.stale4.replace(/\./g, '\\.')} \\(now ${ADDR.new4.replace(/\./g, '\\.')}\\): .*probe\\.mjs tcp-hold .*\\(pid ${held.pid}\\)`,
+      ),
     );
     expect(text).toContain(`  ${inside} (now fdaa:0:18:a7b:c2:f066:b83b:99): `);
   });

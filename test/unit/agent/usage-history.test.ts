@@ -27,7 +27,9 @@ describe('UsageHistory', () => {
     );
     const state = h.record([psql, flow('fdaa::2', { src: '198.18.0.2' })], DAY, at(30));
     expect(state.addresses).toEqual({
-      'fdaa::1': [{ command: 'psql -h fdaa::1', unit: 'app.service', firstSeen: at(0).toISOString(), lastSeen: at(30).toISOString() }],
+      'fdaa::1': [
+        { command: 'psql -h fdaa::1', pid: 10, unit: 'app.service', firstSeen: at(0).toISOString(), lastSeen: at(30).toISOString() },
+      ],
       'fdaa::2': [{ src: '198.18.0.2', firstSeen: at(30).toISOString(), lastSeen: at(30).toISOString() }],
     });
   });
@@ -54,6 +56,45 @@ describe('UsageHistory', () => {
         .flat()
         .map((r) => r.command),
     ).toEqual(['new']);
+  });
+
+  test('a program keeps its one record across restarts, with the pid it had last', () => {
+    const h = new UsageHistory();
+    h.record([flow('fdaa::1', { pid: 10, command: 'app' })], DAY, at(0));
+    const state = h.record([flow('fdaa::1', { pid: 99, command: 'app' })], DAY, at(30));
+    expect(state.addresses['fdaa::1']).toEqual([
+      { command: 'app', pid: 99, firstSeen: at(0).toISOString(), lastSeen: at(30).toISOString() },
+    ]);
+  });
+
+  test('bounded: at most 4,000 records in all, the oldest dropped first, whatever the addresses', () => {
+    const h = new UsageHistory();
+    // 500 addresses, 10 programs each (under the per-address bound): 5,000 records, seen one second apart.
+    for (let a = 0; a < 500; a++)
+      h.record(
+        Array.from({ length: 10 }, (_, p) => flow(`fdaa::${(a + 1).toString(16)}`, { command: `p${p}` })),
+        DAY,
+        at(a),
+      );
+    const state = h.record([], DAY, at(600));
+    const kept = Object.values(state.addresses).flat();
+    expect(kept).toHaveLength(4000);
+    // The 100 oldest addresses' records went; every newer one kept all of its own.
+    expect(state.addresses['fdaa::64']).toBeUndefined();
+    expect(state.addresses['fdaa::65']).toHaveLength(10);
+    expect(Object.keys(state.addresses)).toHaveLength(400);
+    expect(Math.min(...kept.map((r) => Date.parse(r.lastSeen)))).toBe(at(100).getTime());
+  });
+
+  test('bounded: 16 programs per address even when one sample sees more', () => {
+    const h = new UsageHistory();
+    const state = h.record(
+      Array.from({ length: 40 }, (_, p) => flow('fdaa::1', { command: `p${p}`, sport: 40000 + p })),
+      DAY,
+      at(0),
+    );
+    expect(state.addresses['fdaa::1']).toHaveLength(16);
+    expect(Object.values(state.addresses).flat()).toHaveLength(16);
   });
 
   test('bounded: at most 16 programs per address, the most recent kept', () => {

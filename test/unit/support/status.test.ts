@@ -141,27 +141,38 @@ describe('collectStatus', () => {
     expect(r.mappings.find((m) => m.from === 'fd00::1')).toMatchObject({ packets: 5, lastSeen: '2026-01-01T00:40:00.000Z' });
   });
 
-  test('STILL USED BY: the programs the history saw, with their unit, per stale address', async () => {
+  test('STILL USED BY: the programs the history saw, with their pid and unit, per stale address', async () => {
     await setup();
     await writeState(dir, HISTORY_FILE, {
       schema: 1,
       updatedAt: '2026-01-01T00:59:00.000Z',
       addresses: {
         'fd00::1': [
-          { command: 'psql -h fd00::1', unit: 'app.service', firstSeen: '2026-01-01T00:00:00.000Z', lastSeen: '2026-01-01T00:58:00.000Z' },
+          {
+            command: 'psql -h fd00::1',
+            pid: 4242,
+            unit: 'app.service',
+            firstSeen: '2026-01-01T00:00:00.000Z',
+            lastSeen: '2026-01-01T00:58:00.000Z',
+          },
+          { command: 'pg_dump', pid: 77, firstSeen: '2026-01-01T00:00:00.000Z', lastSeen: '2026-01-01T00:57:00.000Z' },
         ],
         '10.0.0.1': [{ src: '198.18.0.2', firstSeen: '2026-01-01T00:00:00.000Z', lastSeen: '2026-01-01T00:50:00.000Z' }],
       },
     });
     const r = await collectStatus({ stateDir: dir, nft: null, conntrack: null, now: NOW });
     expect(r.mappings.find((m) => m.from === 'fd00::1')!.usedBy).toEqual([
-      { command: 'psql -h fd00::1', unit: 'app.service', lastSeen: '2026-01-01T00:58:00.000Z' },
+      { command: 'psql -h fd00::1', pid: 4242, unit: 'app.service', lastSeen: '2026-01-01T00:58:00.000Z' },
+      { command: 'pg_dump', pid: 77, lastSeen: '2026-01-01T00:57:00.000Z' },
     ]);
+    // --json carries the pid as it is.
+    expect(JSON.parse(JSON.stringify(r)).mappings[1].usedBy[0].pid).toBe(4242);
     // The history is evidence of use too: last seen is never older than it.
     expect(r.mappings.find((m) => m.from === 'fd00::1')!.lastSeen).toBe('2026-01-01T00:58:00.000Z');
     const text = formatStatus(r, { now: NOW });
     expect(text).toContain('STILL USED BY (programs seen over the retirement period: the configs to rewrite)');
-    expect(text).toContain('  fd00::1 (now fdaa::2): psql -h fd00::1 (app.service), last 2m00s ago');
+    expect(text).toContain('  fd00::1 (now fdaa::2): psql -h fd00::1 (pid 4242, app.service), last 2m00s ago');
+    expect(text).toContain('  fd00::1 (now fdaa::2): pg_dump (pid 77), last 3m00s ago');
     expect(text).toContain('  10.0.0.1 (now 10.9.0.1): forwarded from 198.18.0.2, last 10m00s ago');
   });
 
