@@ -159,10 +159,9 @@ interface Net {
 }
 
 function toNet(m: { from: string; to: string }): Net {
-  const [fromNet, len] = m.from.split('/') as [string, string];
-  const family: IpFamily = fromNet.includes(':') ? 6 : 4;
-  const from = new Prefix(family, fromNet, Number(len));
-  const to = new Prefix(family, m.to.split('/')[0]!, from.length);
+  const from = Prefix.parse(m.from);
+  const family = from.family;
+  const to = new Prefix(family, Prefix.parse(m.to).address, from.length);
   const fam = (a: string): IpFamily => (a.includes(':') ? 6 : 4);
   return {
     text: `${m.from} -> ${m.to}`,
