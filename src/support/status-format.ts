@@ -149,5 +149,10 @@ function verdict(s: StatusReport): string {
   if (s.health === 'healthy' && s.source === 'snapshot')
     return "HEALTHY (SNAPSHOT ONLY): the agent's files say the bridge is on and applied; the kernel was not read (run as root to check it)";
   if (s.health === 'waiting' && s.source === 'snapshot') return `${HEALTH_TEXT.waiting} (snapshot only; the kernel was not read)`;
+  // The problems read from files may be stale, and the kernel may hold what the files deny.
+  if (s.health === 'degraded' && s.source === 'snapshot')
+    return "DEGRADED (SNAPSHOT ONLY): the agent's files report the problems below; the kernel was not read (run as root to check it)";
+  if (s.health === 'disabled' && s.source === 'snapshot')
+    return "DISABLED (SNAPSHOT ONLY): the agent's files say the feature flag is off; the kernel was not read (run as root to check that nothing is translated)";
   return HEALTH_TEXT[s.health];
 }

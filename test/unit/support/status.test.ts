@@ -310,6 +310,22 @@ describe('collectStatus', () => {
     );
   });
 
+  test('unprivileged, a degraded or disabled verdict read from the files says SNAPSHOT ONLY on its line too; read live it does not', async () => {
+    const nft = await setup({ ...snap, warnings: ['routes: cannot add a route for fd00::1'] });
+    const first = async (n: FakeNft | null) =>
+      formatStatus(await collectStatus({ stateDir: dir, nft: n, conntrack: null, now: NOW }), { now: NOW }).split('\n')[0];
+    expect(await first(null)).toBe(
+      "addrmap DEGRADED (SNAPSHOT ONLY): the agent's files report the problems below; the kernel was not read (run as root to check it)",
+    );
+    expect(await first(nft)).toBe('addrmap DEGRADED: see problems below');
+
+    await writeSnapshot(dir, { ...snap, flag: { enabled: false, source: 'environment' }, applied: null });
+    expect(await first(null)).toBe(
+      "addrmap DISABLED (SNAPSHOT ONLY): the agent's files say the feature flag is off; the kernel was not read (run as root to check that nothing is translated)",
+    );
+    expect(await first(new FakeNft())).toBe('addrmap DISABLED: the feature flag is off; no addresses are translated');
+  });
+
   test('more than 50 mappings: the table is cut unless --all', async () => {
     const many: AppliedState = {
       ...applied,
