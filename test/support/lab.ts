@@ -5,8 +5,9 @@
 // routed through the guest; the processes started inside them, killed with
 // the lab; and mapping files written the way the control plane writes them.
 // Every lab uses the same addresses; namespaces keep labs apart. Namespaces
-// are named am<pid>x<n>{g,p,c}: unique per process, and a dead process's are
-// recognised as stale (removeStaleNamespaces).
+// are named am<pid>x<n>{g,p,c} (or with another prefix a test asks for):
+// unique per process, and a dead process's are recognised as stale
+// (removeStaleNamespaces).
 //
 // Plain Node runs this file as it is (type stripping), so the benchmark's
 // .mjs scripts import it without a build: erasable TypeScript only (no enums,
@@ -174,7 +175,7 @@ export function installCleanup(): void {
 export async function removeStaleNamespaces(): Promise<void> {
   const r = await run('ip', ['netns', 'list']);
   for (const line of r.stdout.split('\n')) {
-    const m = /^(am(\d+)x\d+[gpc])\b/.exec(line);
+    const m = /^((?:am|ctc-)(\d+)x\d+[gpc])\b/.exec(line);
     if (m && !existsSync(`/proc/${m[2]}`)) await run('ip', ['netns', 'del', m[1]!]);
   }
 }
@@ -238,6 +239,8 @@ interface LabOptions {
    * bottleneck; the peer's accept queues are deep.
    */
   manyConnections?: boolean;
+  /** The namespaces' prefix instead of "am", so a test's are told from other labs' at a glance ("ctc-"; see removeStaleNamespaces). */
+  prefix?: 'ctc-';
 }
 
 let counter = 0;
@@ -279,7 +282,7 @@ export class Lab {
    * platform.
    */
   static async create(opts: LabOptions = {}): Promise<Lab> {
-    const lab = new Lab(`am${process.pid}x${counter++}`, await scratchDir(), opts);
+    const lab = new Lab(`${opts.prefix ?? 'am'}${process.pid}x${counter++}`, await scratchDir(), opts);
     try {
       await lab.build(opts);
     } catch (e) {
