@@ -5,6 +5,13 @@
 // forwards, the source address; with when it was first and last seen.
 // Records older than retireAfterSeconds are dropped; the whole history is
 // bounded, oldest first out, so it stays a small file whatever happens.
+//
+// Addresses inside prefix mappings have no counter of their own in the kernel
+// (one rule counts the whole prefix), so their hits are the flows the samples
+// saw to each: a conntrack entry lives from the first packet until well after
+// the last (TIME_WAIT: 120 s), longer than the 30 s between samples, so a
+// flow is seen by one sample at least, and counted once by its tuple however
+// many samples see it.
 import type { Flow } from '../support/flows.js';
 
 export const HISTORY_FILE = 'history.json';
@@ -28,18 +35,37 @@ export interface UseRecord {
   lastSeen: string;
 }
 
+/** The flows seen to one address inside a prefix mapping, over the retirement period. */
+export interface AddressHits {
+  /** Distinct flows (each counted once, however many samples saw it). */
+  flows: number;
+  firstSeen: string;
+  lastSeen: string;
+}
+
 export interface HistoryState {
   schema: 1;
   updatedAt: string;
   /** Keyed by stale address (addresses inside prefix mappings have their own). */
   addresses: Record<string, UseRecord[]>;
+  /** Keyed by address inside a prefix mapping; absent in files written before hits were kept. */
+  hits?: Record<string, AddressHits>;
 }
 
 export class UsageHistory {
   private addresses = new Map<string, UseRecord[]>();
+  private hits = new Map<string, AddressHits>();
+  /**
+   * The tuples of the prefix flows the last sample saw: a flow still there
+   * is not counted again. Not kept across restarts (it would cost the file
+   * a line per open flow): a flow open while the agent restarts counts twice.
+   */
+  private open = new Set<string>();
 
   restore(state: HistoryState | null): void {
-    if (state?.schema === 1) this.addresses = new Map(Object.entries(state.addresses));
+    if (state?.schema !== 1) return;
+    this.addresses = new Map(Object.entries(state.addresses));
+    this.hits = new Map(Object.entries(state.hits ?? {}));
   }
 
   /**
@@ -51,7 +77,9 @@ export class UsageHistory {
    */
   record(flows: readonly Flow[], keepSeconds: number, now = new Date(), local: ReadonlySet<string> = new Set()): HistoryState {
     const at = now.toISOString();
+    const open = new Set<string>();
     for (const f of flows) {
+      if (f.prefix !== undefined) this.countHit(f, at, open);
       if (f.command === undefined && local.has(f.src)) continue;
       const who = userOf(f);
       const list = this.addresses.get(f.dst) ?? [];
@@ -74,7 +102,26 @@ export class UsageHistory {
     all.sort((a, b) => b[1].lastSeen.localeCompare(a[1].lastSeen));
     this.addresses = new Map();
     for (const [address, r] of all.slice(0, TOTAL)) this.addresses.set(address, [...(this.addresses.get(address) ?? []), r]);
-    return { schema: 1, updatedAt: at, addresses: Object.fromEntries(this.addresses) };
+    this.open = open;
+    this.hits = new Map(
+      [...this.hits]
+        .filter(([, h]) => Date.parse(h.lastSeen) >= cutoff)
+        .sort((a, b) => b[1].lastSeen.localeCompare(a[1].lastSeen))
+        .slice(0, TOTAL),
+    );
+    return { schema: 1, updatedAt: at, addresses: Object.fromEntries(this.addresses), hits: Object.fromEntries(this.hits) };
+  }
+
+  /** A flow to an address inside a prefix mapping: a hit unless the previous sample saw it already. */
+  private countHit(f: Flow, at: string, open: Set<string>): void {
+    // Conntrack's own key: two flows differ in one of these, one flow keeps them all its life.
+    const tuple = `${f.proto} ${f.src} ${f.sport ?? ''} ${f.dst} ${f.dport ?? ''}`;
+    if (open.has(tuple)) return;
+    open.add(tuple);
+    const h = this.hits.get(f.dst) ?? { flows: 0, firstSeen: at, lastSeen: at };
+    if (!this.open.has(tuple)) h.flows++;
+    h.lastSeen = at;
+    this.hits.set(f.dst, h);
   }
 }
 

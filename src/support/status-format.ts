@@ -64,6 +64,25 @@ export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date 
     L.push(...columns(table));
     if (shown.length < rows.length) L.push(`  ... and ${rows.length - shown.length} more (--all, or --json)`);
   }
+  const inside = s.mappings.flatMap((m) => (m.inside ?? []).map((i) => ({ ...i, prefix: m.from })));
+  if (inside.length) {
+    // The kernel counts a prefix mapping as a whole: these hits are flows, as the agent's samples saw them.
+    const rows = inside.sort((a, b) => (b.lastSeen ?? '').localeCompare(a.lastSeen ?? '') || (b.hits ?? 0) - (a.hits ?? 0));
+    const shown = opts.all ? rows : rows.slice(0, 50);
+    L.push('', `INSIDE PREFIX MAPPINGS (${inside.length} address(es) used; hits: flows seen by the agent's samples)`);
+    const table = [['ADDRESS (stale)', 'TO (now)', 'PREFIX', 'HITS', 'LAST SEEN', 'FLOWS']];
+    for (const i of shown)
+      table.push([
+        i.address,
+        i.to,
+        i.prefix,
+        i.hits === null ? '-' : String(i.hits),
+        i.lastSeen ? ago(i.lastSeen, now) : 'never',
+        i.flows === null ? '-' : String(i.flows),
+      ]);
+    L.push(...columns(table));
+    if (shown.length < rows.length) L.push(`  ... and ${rows.length - shown.length} more (--all, or --json)`);
+  }
   const users = stillUsedBy(s, now);
   if (users.length) L.push('', 'STILL USED BY (programs seen over the retirement period: the configs to rewrite)', ...users);
   if (s.expiring.length) {

@@ -144,6 +144,41 @@ describe('addrmap status', () => {
     expect(text).toContain(`  ${inside} (now fdaa:0:18:a7b:c2:f066:b83b:99): `);
   });
 
+  it('hits of an address inside a prefix mapping: each real flow to it counted once by the samples, however long it stays open', async () => {
+    await lab.writeConfig({ usageIntervalSeconds: 1 });
+    const prefix = 'fdaa:0:18:a7b:7d::/80';
+    const inside = 'fdaa:0:18:a7b:7d:f066:b83b:42';
+    await lab.push({ version: 1, generation: 1, mappings: [{ from: prefix, to: 'fdaa:0:18:a7b:c2::/80' }] });
+    await lab.setPeerAddresses([ADDR.new6, 'fdaa:0:18:a7b:c2:f066:b83b:42']);
+    agent = await lab.watch();
+    await agent.waitFor((e) => e.event === 'applied');
+    // One connection held over several samples, and two short ones (their conntrack entries linger in TIME_WAIT).
+    await lab.tcpHold(inside, 4000);
+    expect((await lab.tcpSend(inside, 1000)).ok).toBe(true);
+    expect((await lab.tcpSend(inside, 1000)).ok).toBe(true);
+    const row = async () =>
+      (await status()).report.mappings
+        .find((m: { from: string }) => m.from === prefix)
+        .inside.find((i: { address: string }) => i.address === inside);
+    let seen = await row();
+    for (let i = 0; i < 40 && seen?.hits !== 3; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      seen = await row();
+    }
+    expect(seen).toMatchObject({ address: inside, to: 'fdaa:0:18:a7b:c2:f066:b83b:42', hits: 3 });
+    // Further samples see the same three flows (the held one still open): still 3.
+    await new Promise((r) => setTimeout(r, 3000));
+    const later = await row();
+    expect(later.hits).toBe(3);
+    const history = JSON.parse(await readFile(join(lab.paths.stateDir, 'history.json'), 'utf8'));
+    expect(history.hits[inside]).toMatchObject({ flows: 3 });
+    const text = (await lab.addrmap(['status'])).stdout;
+    expect(text).toContain('INSIDE PREFIX MAPPINGS (1 address(es) used');
+    expect(text).toMatch(
+      new RegExp(`  ${inside}\\s+fdaa:0:18:a7b:c2:f066:b83b:42\\s+${prefix.replace(/\//g, '\\/')}\\s+3\\s+\\d+s ago\\s+\\d+`),
+    );
+  });
+
   it('without root: live answers from the running agent (query socket), the snapshot once it is down; against a read-only state directory too; nothing written', async () => {
     await startWithTraffic();
     await lab.tcpSend(ADDR.stale6, 10_000);

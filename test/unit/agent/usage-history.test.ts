@@ -107,6 +107,43 @@ describe('UsageHistory', () => {
   });
 });
 
+describe('UsageHistory hits inside prefix mappings', () => {
+  const inPrefix = (dst: string, sport: number, extra: Partial<Flow> = {}) => flow(dst, { sport, prefix: 'fdaa::/64', ...extra });
+
+  test('each flow counts once however many samples see it; a new tuple is a new flow; addresses with a mapping of their own get none', () => {
+    const h = new UsageHistory();
+    h.record([inPrefix('fdaa::7', 40000), inPrefix('fdaa::7', 40001), flow('fdaa::1')], DAY, at(0));
+    h.record([inPrefix('fdaa::7', 40000), inPrefix('fdaa::7', 40001)], DAY, at(30));
+    const state = h.record([inPrefix('fdaa::7', 40001), inPrefix('fdaa::7', 40002), inPrefix('fdaa::8', 40000)], DAY, at(60));
+    expect(state.hits).toEqual({
+      'fdaa::7': { flows: 3, firstSeen: at(0).toISOString(), lastSeen: at(60).toISOString() },
+      'fdaa::8': { flows: 1, firstSeen: at(60).toISOString(), lastSeen: at(60).toISOString() },
+    });
+  });
+
+  test("a flow no process owns any more (a closed socket's TIME_WAIT) is still a hit: it is not in the program records, but it was traffic", () => {
+    const h = new UsageHistory();
+    const state = h.record([inPrefix('fdaa::7', 40000, { src: 'fd00:1::1' })], DAY, at(0), new Set(['fd00:1::1']));
+    expect(state.addresses).toEqual({});
+    expect(state.hits!['fdaa::7']!.flows).toBe(1);
+  });
+
+  test('hits last seen longer ago than the retirement period are forgotten; they survive a restart through restore', () => {
+    const h = new UsageHistory();
+    h.record([inPrefix('fdaa::7', 40000)], DAY, at(0));
+    const state = h.record([inPrefix('fdaa::8', 40000)], DAY, at(DAY - 10));
+    const again = new UsageHistory();
+    again.restore(state);
+    expect(again.record([], DAY, at(DAY + 10)).hits).toEqual({
+      'fdaa::8': { flows: 1, firstSeen: at(DAY - 10).toISOString(), lastSeen: at(DAY - 10).toISOString() },
+    });
+    // A history written before hits were kept restores with none.
+    const old = new UsageHistory();
+    old.restore({ schema: 1, updatedAt: at(0).toISOString(), addresses: {} });
+    expect(old.record([], DAY, at(1)).hits).toEqual({});
+  });
+});
+
 describe('describeCgroup', () => {
   test.each([
     ['/system.slice/postgresql.service', { unit: 'postgresql.service' }],

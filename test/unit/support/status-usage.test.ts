@@ -29,12 +29,35 @@ describe('status usage', () => {
       {
         address: 'fdaa:0:30::7',
         to: 'fdaa:0:31::7',
+        hits: null,
         flows: 0,
         lastSeen: '2026-01-01T00:10:00.000Z',
         usedBy: [{ command: 'app', unit: 'app.service', lastSeen: '2026-01-01T00:10:00.000Z' }],
       },
-      { address: 'fdaa:0:30::8', to: 'fdaa:0:31::8', flows: 2, lastSeen: null, usedBy: [] },
+      { address: 'fdaa:0:30::8', to: 'fdaa:0:31::8', hits: null, flows: 2, lastSeen: null, usedBy: [] },
     ]);
     expect(insidePrefixes(resolved, history, null).get('fdaa:0:30::/64')![0]!.flows).toBeNull();
+  });
+
+  test("each address inside gets the hits the agent counted for it; its last seen is the later of its hits' and its programs'", () => {
+    const withHits: HistoryState = {
+      ...history,
+      hits: {
+        'fdaa:0:30::7': { flows: 3, firstSeen: '2026-01-01T00:00:00.000Z', lastSeen: '2026-01-01T00:20:00.000Z' },
+        'fdaa:0:30::9': { flows: 1, firstSeen: '2026-01-01T00:01:00.000Z', lastSeen: '2026-01-01T00:01:00.000Z' },
+      },
+    };
+    const rows = insidePrefixes(resolved, withHits, null).get('fdaa:0:30::/64')!;
+    expect(rows.map((r) => [r.address, r.hits, r.lastSeen])).toEqual([
+      ['fdaa:0:30::7', 3, '2026-01-01T00:20:00.000Z'],
+      // Seen by its flows only (no program named): a row all the same.
+      ['fdaa:0:30::9', 1, '2026-01-01T00:01:00.000Z'],
+    ]);
+    // With hits kept, an address used now but not yet sampled has none yet, not "unknown".
+    expect(
+      insidePrefixes(resolved, withHits, [flowTo('fdaa:0:30::8')])
+        .get('fdaa:0:30::/64')!
+        .find((r) => r.address === 'fdaa:0:30::8')!.hits,
+    ).toBe(0);
   });
 });

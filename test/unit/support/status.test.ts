@@ -176,6 +176,32 @@ describe('collectStatus', () => {
     expect(text).toContain('  10.0.0.1 (now 10.9.0.1): forwarded from 198.18.0.2, last 10m00s ago');
   });
 
+  test('addresses used inside a prefix mapping: a row each with its own hits (flows counted by the agent), target and flows now', async () => {
+    await setup();
+    const r = await collectStatus({ stateDir: dir, nft: null, conntrack: null, now: NOW });
+    r.mappings.push({
+      from: 'fdaa:0:30::/64',
+      to: 'fdaa:0:31::/64',
+      packets: 40,
+      bytes: 4000,
+      lastSeen: '2026-01-01T00:59:00.000Z',
+      flows: null,
+      inKernel: null,
+      expires: null,
+      usedBy: [],
+      inside: [
+        { address: 'fdaa:0:30::7', to: 'fdaa:0:31::7', hits: 3, flows: null, lastSeen: '2026-01-01T00:59:00.000Z', usedBy: [] },
+        { address: 'fdaa:0:30::9', to: 'fdaa:0:31::9', hits: null, flows: null, lastSeen: null, usedBy: [] },
+      ],
+    });
+    const lines = formatStatus(r, { now: NOW }).split('\n');
+    const at = lines.indexOf("INSIDE PREFIX MAPPINGS (2 address(es) used; hits: flows seen by the agent's samples)");
+    expect(at).toBeGreaterThan(0);
+    expect(lines[at + 1]).toMatch(/^ {2}ADDRESS \(stale\)\s+TO \(now\)\s+PREFIX\s+HITS\s+LAST SEEN\s+FLOWS$/);
+    expect(lines[at + 2]).toMatch(/^ {2}fdaa:0:30::7\s+fdaa:0:31::7\s+fdaa:0:30::\/64\s+3\s+1m00s ago\s+-$/);
+    expect(lines[at + 3]).toMatch(/^ {2}fdaa:0:30::9\s+fdaa:0:31::9\s+fdaa:0:30::\/64\s+-\s+never\s+-$/);
+  });
+
   test('without kernel access: the agent sample gives hits and last seen', async () => {
     await setup();
     await writeState(dir, USAGE_FILE, {
