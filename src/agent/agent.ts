@@ -1,20 +1,21 @@
 // The agent: what the kernel should hold now, and the three ways it changes.
 // A pass (the mapping file read again), a repair (another tool changed the
 // table) and an expiry (a mapping's time came). Each computes its outcome
-// (pass.ts) and hands it to the recorder, which alone writes logs, counters
-// and state files. Shared by `apply` (one pass, then exit) and `watch`.
+// (pass.ts, upkeep.ts) and hands it to the recorder, which alone writes logs,
+// counters and state files. Shared by `apply` (one pass, then exit) and `watch`.
 import type { Logger } from './logger.js';
 import type { Config } from '../input/config.js';
 import type { Flag } from '../input/flag.js';
-import { splitExpired, nextExpiry, type MappingFile } from '../input/mapping-file.js';
-import { resolveChains, type DesiredMappings } from '../desired/resolve.js';
+import { nextExpiry, type MappingFile } from '../input/mapping-file.js';
+import type { DesiredMappings } from '../desired/resolve.js';
 import type { Reconciler, SyncResult } from '../kernel/reconciler.js';
 import type { Paths } from '../input/settings.js';
 import type { AgentStats } from './metrics.js';
 import type { Ruleset } from '../kernel/ruleset.js';
 import { movePair, targetIn } from '../net/prefix.js';
-import { ms, runPass, PassMemory, type PassOutcome } from './pass.js';
+import { runPass, PassMemory, type PassOutcome } from './pass.js';
 import { Recorder } from './recorder.js';
+import { runExpiry, runRepair } from './upkeep.js';
 
 export interface PassResult {
   /** What happened to the mapping file (or the flag). */
@@ -67,7 +68,7 @@ export class Agent {
 
   /** Per-mapping traffic from the latest usage sample, for metrics. */
   recordUsage(perMapping: AgentStats['perMapping']): void {
-    this.recorder.counters.perMapping = perMapping;
+    this.recorder.usage(perMapping);
   }
 
   /** Loads the previous snapshot, so a restarted agent keeps refusing older generations. */
@@ -108,7 +109,7 @@ export class Agent {
       this.lastGoodFile = o.file;
       this.expiry = nextExpiry(o.file.mappings, Date.now());
     }
-    await this.recorder.pass(o);
+    await this.recorder.record(o);
     return resultOf(o);
   }
 
@@ -143,22 +144,14 @@ export class Agent {
 
   /**
    * Re-reads the kernel and restores the last applied state, after another
-   * tool changed addrmap's table. The mapping file is not read: a bad file
-   * pushed meanwhile must not stop the repair.
+   * tool changed addrmap's table (runRepair); a failure is recorded, then thrown.
    */
   async repair(reason: string): Promise<SyncResult | null> {
     if (!this.lastGood) return null;
-    const started = performance.now();
-    this.o.reconciler.invalidate();
-    let sync: SyncResult;
-    try {
-      sync = await this.o.reconciler.sync(this.lastGood);
-    } catch (e) {
-      this.recorder.repairFailed(reason, (e as Error).message);
-      throw e;
-    }
-    await this.recorder.repair(reason, sync, ms(started));
-    return sync;
+    const o = await runRepair(this.o.reconciler, this.lastGood, reason);
+    await this.recorder.record(o);
+    if (o.kind === 'repair-failed') throw o.error;
+    return o.sync;
   }
 
   /**
@@ -168,18 +161,12 @@ export class Agent {
   async expire(): Promise<SyncResult | null> {
     const file = this.lastGoodFile;
     if (!file) return null;
-    const started = performance.now();
     const nowMs = Date.now();
-    const { live, expired } = splitExpired(file.mappings, nowMs);
     this.expiry = nextExpiry(file.mappings, nowMs);
-    const desired = resolveChains(live, file.self);
-    const before = this.lastGood;
-    const sync = await this.o.reconciler.sync(desired);
-    this.lastGood = desired;
-    const wasMapped = (m: { family: number; from: string }) => (m.family === 4 ? before?.v4 : before?.v6)?.has(m.from) ?? false;
-    const gone = expired.filter(wasMapped).map((m) => ({ from: m.from, to: m.to, expires: new Date(m.expires!).toISOString() }));
-    await this.recorder.expired(file, desired, gone, sync, ms(started));
-    return sync;
+    const o = await runExpiry(this.o.reconciler, file, this.lastGood, nowMs);
+    this.lastGood = o.desired;
+    await this.recorder.record(o);
+    return o.sync;
   }
 
   /** Marks the agent as stopped in the snapshot. */

@@ -21,6 +21,7 @@ import {
   type Snapshot,
 } from '../state/state-file.js';
 import type { PassOutcome } from './pass.js';
+import type { ExpiryOutcome, RepairOutcome } from './upkeep.js';
 
 export interface RecorderOptions {
   paths: Paths;
@@ -32,17 +33,13 @@ export interface RecorderOptions {
   ruleset?: Ruleset;
 }
 
-/** One mapping that expired, as the `expired` line names it. */
-export interface ExpiredMapping {
-  from: string;
-  to: string;
-  expires: string;
-}
+/** Whatever the agent did: a pass, a repair or an expiry. */
+export type AgentOutcome = PassOutcome | RepairOutcome | ExpiryOutcome;
 
 export class Recorder {
   private snapshot: Snapshot | null = null;
   private readonly startedAt = new Date().toISOString();
-  readonly counters = new AgentStats();
+  private readonly stats = new AgentStats();
   private appliedWritten = false;
   /** The fingerprint of the last refused file: read again, it is the same push. */
   private lastRefusal: string | null = null;
@@ -62,6 +59,31 @@ export class Recorder {
     }
   }
 
+  /** The counters metrics render: the live object (metrics read it as it moves), not to be written outside. */
+  get counters(): Readonly<AgentStats> {
+    return this.stats;
+  }
+
+  /** Per-mapping traffic from the latest usage sample. */
+  usage(perMapping: AgentStats['perMapping']): void {
+    this.stats.perMapping = perMapping;
+  }
+
+  /** The one way in: every outcome becomes its log lines, counters and state files here. */
+  record(o: AgentOutcome): Promise<void> {
+    switch (o.kind) {
+      case 'repair':
+        return this.repair(o.drift, o.sync, o.durationMs);
+      case 'repair-failed':
+        this.o.log.error({ event: 'drift_repair_failed', reason: o.reason, drift: o.drift }, 'could not repair the table');
+        return Promise.resolve();
+      case 'expiry':
+        return this.expired(o);
+      default:
+        return this.pass(o);
+    }
+  }
+
   /** The highest generation ever accepted here, if any. */
   get accepted(): number | undefined {
     return this.snapshot?.acceptedGeneration ?? this.snapshot?.applied?.generation;
@@ -72,9 +94,9 @@ export class Recorder {
     return this.snapshot?.flag ?? { enabled: false, source: 'default' };
   }
 
-  async pass(o: PassOutcome): Promise<void> {
+  private async pass(o: PassOutcome): Promise<void> {
     const { log, paths } = this.o;
-    const c = this.counters;
+    const c = this.stats;
     if ('config' in o && o.config && !LOG_LEVELS.has(this.o.env.ADDRMAP_LOG_LEVEL ?? '') && log.level !== o.config.logLevel)
       log.level = o.config.logLevel; // the config's level, unless the environment set one for this run
     if ('config' in o && o.config) c.enabled = o.flag.enabled;
@@ -160,7 +182,7 @@ export class Recorder {
         for (const w of sync.warnings) log.warn({ event: 'degraded', generation: file.generation, reason: w }, w);
         return this.write({
           flag: o.flag,
-          applied: { generation: file.generation, at: now(), mappings },
+          applied: { generation: file.generation, at: this.appliedAt(file.generation), mappings },
           ...(o.lowered === undefined ? {} : { lowered: true }),
           // Re-reading an unchanged file is not news: keep the push that mattered.
           ...(o.kind === 'applied' ? { push: { at: now(), outcome: o.kind, generation: file.generation } } : {}),
@@ -171,7 +193,7 @@ export class Recorder {
   }
 
   /** A drift check's result: the kernel was repaired, rebuilt after a failed transaction, or found as it should be. */
-  async repair(drift: string, sync: SyncResult, durationMs: number): Promise<void> {
+  private async repair(drift: string, sync: SyncResult, durationMs: number): Promise<void> {
     const { log } = this.o;
     if (sync.forcedOnly) {
       log.info(
@@ -179,7 +201,7 @@ export class Recorder {
         'table rebuilt after a failed transaction; no drift',
       );
     } else if (sync.kind !== 'none') {
-      this.counters.driftRepairs++;
+      this.stats.driftRepairs++;
       log.warn(
         {
           event: 'drift_repaired',
@@ -189,7 +211,7 @@ export class Recorder {
           removed: sync.removed,
           retargeted: sync.retargeted,
           durationMs,
-          repairs: this.counters.driftRepairs,
+          repairs: this.stats.driftRepairs,
         },
         `kernel state changed by another tool (${drift}); repaired`,
       );
@@ -199,20 +221,20 @@ export class Recorder {
     }
   }
 
-  repairFailed(drift: string, reason: string): void {
-    this.o.log.error({ event: 'drift_repair_failed', reason, drift }, 'could not repair the table');
+  /**
+   * When this generation was first applied: a generation read again (unchanged,
+   * or put back in a kernel that lost it) keeps its time, so one generation
+   * shows one applied time.
+   */
+  private appliedAt(generation: number): string {
+    const prev = this.snapshot?.applied;
+    return prev?.generation === generation ? prev.at : now();
   }
 
   /** Mappings of the applied file whose time came, removed without a push. */
-  async expired(
-    file: MappingFile,
-    desired: DesiredMappings,
-    expired: ExpiredMapping[],
-    sync: SyncResult,
-    durationMs: number,
-  ): Promise<void> {
+  private async expired({ file, desired, expired, sync, durationMs }: ExpiryOutcome): Promise<void> {
     const mappings = countMappings(desired);
-    this.counters.mappings = mappings;
+    this.stats.mappings = mappings;
     if (sync.kind === 'none') return;
     await this.writeApplied(file, desired);
     this.o.log.info(
@@ -222,7 +244,7 @@ export class Recorder {
     if (this.snapshot)
       await this.write({
         flag: this.snapshot.flag,
-        applied: { generation: file.generation, at: this.snapshot.applied?.at ?? now(), mappings },
+        applied: { generation: file.generation, at: this.appliedAt(file.generation), mappings },
       });
   }
 
@@ -270,7 +292,7 @@ export class Recorder {
       applied: u.applied === undefined ? (prev?.applied ?? null) : u.applied,
       lastPush: u.push ?? prev?.lastPush ?? null,
       warnings: u.warnings ?? prev?.warnings ?? [],
-      driftRepairs: this.counters.driftRepairs,
+      driftRepairs: this.stats.driftRepairs,
     };
     // Said by whoever starts addrmap (the one-shot unit sets it); a watching agent is resident whatever it says.
     if (!this.o.daemon && this.o.env.ADDRMAP_RESIDENT === '0') snap.resident = false;
