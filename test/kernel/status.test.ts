@@ -378,6 +378,68 @@ describe('addrmap explain, scan and metrics', () => {
     expect(JSON.parse(j.stdout).occurrences[0].lineText).toContain('\u001b[2J\u009b31m\u202e');
   });
 
+  it("scan against a running agent's state: an address inside a prefix mapping and a ::ffff: spelling are found; --diff (and --names) applies with patch -p1; a missing path is a usage error", async () => {
+    const prefix = 'fdaa:0:18:a7b:7d::/80';
+    const inside = 'fdaa:0:18:a7b:7d:f066:b83b:42';
+    const insideNew = 'fdaa:0:18:a7b:c2:f066:b83b:42';
+    await lab.push({
+      version: 1,
+      generation: 4,
+      mappings: [
+        { from: ADDR.stale4, to: ADDR.new4 },
+        { from: prefix, to: 'fdaa:0:18:a7b:c2::/80' },
+      ],
+    });
+    agent = await lab.watch();
+    await agent.waitFor((e) => e.event === 'applied' && e.generation === 4);
+    const lines = [`upstream = [${inside}]:8080`, `cache = ::ffff:${ADDR.stale4}`, `fine = ${ADDR.new4}`, ''];
+    const tree = async (name: string) => {
+      const dir = join(lab.dir, name, 'app');
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, 'app.conf'), lines.join('\n'));
+      return join(dir, 'app.conf');
+    };
+    const file = await tree('etc');
+    const r = await lab.addrmap(['scan', join(lab.dir, 'etc')]);
+    expect(r.code).toBe(1);
+    expect(r.stdout.trim().split('\n')).toEqual([
+      `${file}:1:12: [${inside}]:8080 is stale (inside ${prefix}), now ${insideNew}: ${lines[0]}`,
+      `${file}:2:9: ::ffff:${ADDR.stale4} is stale, now ${ADDR.new4}: ${lines[1]}`,
+    ]);
+    expect(r.stderr).toContain('2 occurrence(s) of 2 stale address(es) in 1 of 1 file(s) read (2 mapping(s) searched)');
+
+    // --diff writes nothing; the diff applies with patch -p1 from / (absolute paths) and leaves the file clean.
+    const diff = await lab.addrmap(['scan', '--diff', join(lab.dir, 'etc')]);
+    expect(diff.code).toBe(1);
+    expect(await readFile(file, 'utf8')).toBe(lines.join('\n'));
+    const patchFile = join(lab.dir, 'rewrite.patch');
+    await writeFile(patchFile, diff.stdout);
+    const applied = await execFile('patch', ['-p1', '-d', '/', '-i', patchFile]);
+    expect(applied).toMatchObject({ code: 0, stderr: '' });
+    expect(await readFile(file, 'utf8')).toBe(
+      [`upstream = [${insideNew}]:8080`, `cache = ::ffff:${ADDR.new4}`, `fine = ${ADDR.new4}`, ''].join('\n'),
+    );
+    expect((await lab.addrmap(['scan', join(lab.dir, 'etc')])).code).toBe(0);
+
+    // --names: host names instead of the targets, brackets dropped with the address.
+    const named = await tree('etc2');
+    const names = join(lab.dir, 'names.json');
+    await writeFile(names, JSON.stringify({ [insideNew]: 'api.internal', [ADDR.new4]: 'cache.internal' }));
+    const byName = await lab.addrmap(['scan', '--diff', '--names', names, join(lab.dir, 'etc2')]);
+    expect(byName.code).toBe(1);
+    await writeFile(patchFile, byName.stdout);
+    expect(await execFile('patch', ['-p1', '-d', '/', '-i', patchFile])).toMatchObject({ code: 0, stderr: '' });
+    expect(await readFile(named, 'utf8')).toBe(
+      ['upstream = api.internal:8080', 'cache = cache.internal', `fine = ${ADDR.new4}`, ''].join('\n'),
+    );
+
+    // A path that does not exist is a usage error, not "all clean".
+    const missing = await lab.addrmap(['scan', join(lab.dir, 'etc'), join(lab.dir, 'nowhere')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`scan: ${join(lab.dir, 'nowhere')} does not exist`);
+    expect(missing.stdout).toBe('');
+  });
+
   it('metrics: the textfile and the local port carry every series, with real hits', async () => {
     await startWithTraffic();
     await lab.tcpSend(ADDR.stale6, 5000);
