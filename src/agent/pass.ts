@@ -5,10 +5,12 @@
 // changes the kernel: the last known good state stays.
 import { createHash } from 'node:crypto';
 import { loadConfig, ownUid, type Config } from '../input/config.js';
-import { readTrustedFile, ResourceError, UntrustedFileError, DEFAULT_MAX_BYTES } from '../input/trusted-file.js';
+import { readTrustedBytes, ResourceError, UntrustedFileError, DEFAULT_MAX_BYTES } from '../input/trusted-file.js';
 import { readKernelCmdline, resolveFlag, type Flag } from '../input/flag.js';
-import { parseMappingFile, splitExpired, MappingFileError, type MappingFile } from '../input/mapping-file.js';
+import { splitExpired, MappingFileError, type MappingFile } from '../input/mapping-file.js';
+import { reparse, type ParsedBytes } from '../input/reparse.js';
 import { resolveChains, type DesiredMappings } from '../desired/resolve.js';
+import { resolveDelta } from '../desired/resolve-delta.js';
 import type { Reconciler, SyncResult } from '../kernel/reconciler.js';
 import type { Paths } from '../input/settings.js';
 
@@ -26,8 +28,26 @@ export interface PassInputs {
   memory?: PassMemory;
 }
 
-/** Kept by the agent from pass to pass; the pass alone reads and changes it. */
-export class PassMemory {}
+/**
+ * Kept by the agent from pass to pass; the pass alone reads and changes it.
+ * It holds the last applied file's parse and the desired state the kernel
+ * holds for it, together or not at all: a push is parsed and resolved by its
+ * difference from that file only while the kernel is known to hold it.
+ */
+export class PassMemory {
+  private kept: { parsed: ParsedBytes; desired: DesiredMappings } | null = null;
+
+  /** What the last pass left, which no one else may use from now on: reparse takes its indexes over. */
+  take(): { parsed: ParsedBytes; desired: DesiredMappings } | null {
+    const k = this.kept;
+    this.kept = null;
+    return k;
+  }
+
+  keep(parsed: ParsedBytes, desired: DesiredMappings): void {
+    this.kept = { parsed, desired };
+  }
+}
 
 /** What one pass did. Every kind but `applied` and `unchanged` left the kernel as it was (`disabled` removed addrmap's own). */
 export type PassOutcome = { durationMs: number } & (
@@ -76,14 +96,17 @@ export async function runPass(i: PassInputs): Promise<PassOutcome> {
   if (!flag.enabled) return done({ kind: 'disabled', flag, config, ...(await i.reconciler.disable()) });
 
   let generation: number | undefined;
-  let text: string | null = null;
+  let bytes: Buffer | null = null;
+  // Anything but a whole success leaves the memory empty: the next pass starts afresh.
+  const base = i.memory?.take() ?? null;
   try {
-    text = await readMappingFile(i.paths.mappings);
+    bytes = await readMappingFile(i.paths.mappings);
     // No file (yet, or deleted): keep whatever is installed. On a first
     // boot there is nothing installed and nothing to do.
-    if (text === null) return done({ kind: 'no-file', flag, config });
-    generation = peekGeneration(text);
-    const file = parseMappingFile(text, { allowedTargets: config.allowedTargets });
+    if (bytes === null) return done({ kind: 'no-file', flag, config });
+    generation = peekGeneration(bytes.toString('latin1', 0, 4096));
+    const parsed = reparse(bytes, base?.parsed ?? null, { allowedTargets: config.allowedTargets });
+    const file = parsed.file;
     generation = file.generation;
     const lowered = i.acceptLower && i.accepted !== undefined && file.generation < i.accepted ? i.accepted : undefined;
     if (i.accepted !== undefined && file.generation < i.accepted && lowered === undefined) {
@@ -93,19 +116,35 @@ export async function runPass(i: PassInputs): Promise<PassOutcome> {
       );
     }
     const { live, expired } = splitExpired(file.mappings, Date.now());
-    const desired = resolveChains(live, file.self);
-    let sync: SyncResult;
+    let desired: DesiredMappings | null = null;
+    let sync: SyncResult | null = null;
     try {
-      sync = await i.reconciler.sync(desired);
+      // By difference when the kernel holds the file before and the change
+      // touches no chain; whole otherwise (and for any expiry: the live set
+      // is then not the file).
+      const changes =
+        parsed.delta && parsed.memory && base && !expired.length
+          ? resolveDelta(parsed.delta, parsed.memory, new Set((file.self ?? []).map((s) => s.from)))
+          : null;
+      if (changes && base) {
+        sync = await i.reconciler.syncChanges(base.desired, changes);
+        if (sync) desired = { ...base.desired };
+      }
+      if (!sync || !desired) {
+        desired = resolveChains(live, file.self);
+        sync = await i.reconciler.sync(desired);
+      }
     } catch (e) {
+      if (e instanceof MappingFileError) throw e;
       return done({ kind: 'failed', flag, config, generation, reason: (e as Error).message });
     }
+    if (parsed.memory && !expired.length) i.memory?.keep(parsed.memory, desired);
     const kind = sync.kind === 'none' && i.accepted === file.generation ? 'unchanged' : 'applied';
     return done({ kind, flag, config, file, desired, sync, expired: expired.length, ...(lowered === undefined ? {} : { lowered }) });
   } catch (e) {
     if (e instanceof ResourceError) return done({ kind: 'failed', flag, config, generation, reason: e.message });
     if (!(e instanceof MappingFileError)) throw e;
-    const fingerprint = `${text === null ? e.message : createHash('sha256').update(text).digest('hex')}\0${generation}`;
+    const fingerprint = `${bytes === null ? e.message : createHash('sha256').update(bytes).digest('hex')}\0${generation}`;
     return done({ kind: 'refused', flag, config, generation, error: e, fingerprint });
   }
 }
@@ -117,9 +156,9 @@ function peekGeneration(text: string): number | undefined {
 }
 
 /** Trust and size failures are refusals like any other bad file. */
-async function readMappingFile(path: string): Promise<string | null> {
+async function readMappingFile(path: string): Promise<Buffer | null> {
   try {
-    return await readTrustedFile(path, { maxBytes: DEFAULT_MAX_BYTES, extraOwners: ownUid() });
+    return await readTrustedBytes(path, { maxBytes: DEFAULT_MAX_BYTES, extraOwners: ownUid() });
   } catch (e) {
     if (e instanceof UntrustedFileError) throw new MappingFileError(null, e.message);
     throw e;

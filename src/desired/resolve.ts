@@ -19,7 +19,11 @@ export interface PrefixMapping {
 
 /** The desired state of the kernel: single addresses per family, and prefixes (longest first). */
 export interface DesiredMappings {
-  /** Read-only once resolved: the reconciler keeps them as its view of the kernel. */
+  /**
+   * Read-only once resolved: the reconciler keeps them as its view of the
+   * kernel, and only Reconciler.syncChanges changes them, once the kernel
+   * holds the change.
+   */
   v4: ReadonlyMap<string, string>;
   v6: ReadonlyMap<string, string>;
   prefixes?: PrefixMapping[];

@@ -83,6 +83,18 @@ export interface ParseOptions {
 export const DEFAULT_ALLOWED_TARGETS: readonly IpPrefix[] = [parsePrefix('fc00::/7')];
 
 export function parseMappingFile(text: string, options: ParseOptions = { allowedTargets: DEFAULT_ALLOWED_TARGETS }): MappingFile {
+  return parseIndexed(text, options).file;
+}
+
+/** A parsed file and what parsing it learned: each mapping by its from key, and whether entries repeated one another. */
+export interface IndexedFile {
+  file: MappingFile;
+  byFrom: Map<string, Mapping>;
+  /** Some entry repeated an earlier one exactly and was left out: positions in the file and the list differ. */
+  repeats: boolean;
+}
+
+export function parseIndexed(text: string, options: ParseOptions = { allowedTargets: DEFAULT_ALLOWED_TARGETS }): IndexedFile {
   const problem = strictJsonProblem(text);
   if (problem) throw new MappingFileError(null, `invalid JSON: ${problem}`);
   let doc: unknown;
@@ -100,81 +112,111 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
       `unsupported version${typeof v === 'number' && Number.isSafeInteger(v) ? ` ${v}` : ' (not a whole number)'}; this addrmap reads version 1`,
     );
   }
-  if (!validate(doc)) {
-    const err = validate.errors?.[0];
-    let where = err ? pointerToEntry(err.instancePath) : null;
-    // A missing top-level field is the entry itself, so status shows it. An
-    // unknown one is not named: its name is the file's bytes.
-    const field = err?.params.missingProperty;
-    if (where === null && typeof field === 'string') where = field;
-    const detail = err ? describeSchemaError(err) : 'does not match the schema';
-    throw new MappingFileError(where, detail);
-  }
-  const file = doc as {
-    generation: number;
-    mappings: { from: string; to: string; expires?: string }[];
-    self?: { from: string; to: string }[];
-  };
+  checkSchema(doc);
+  const file: RawFile = doc;
 
-  // This loop runs for every entry of every push (100k at the largest sizes):
-  // plain loops and one object per mapping; of the error messages only the
-  // entry's name is built before one is thrown.
+  // This loop runs for every entry of every push that is parsed whole (100k
+  // at the largest sizes): plain loops and one object per mapping; of the
+  // error messages only the entry's name is built before one is thrown.
   const byFrom = new Map<string, Mapping>();
   const firstIndex = new Map<Mapping, number>();
   const mappings: Mapping[] = [];
   const allowedTargets = options.allowedTargets;
+  let repeats = false;
   for (let i = 0; i < file.mappings.length; i++) {
-    const m = file.mappings[i]!;
     const entry = `mappings[${i}]`;
-    const { from, to, length } = parseEnds(entry, m.from, m.to);
-    if (from.family !== to.family) {
-      throw new MappingFileError(entry, `mixes address families: from ${from.text} is IPv${from.family}, to ${to.text} is IPv${to.family}`);
-    }
-    if (from.text === to.text)
-      throw new MappingFileError(entry, `from and to are the same ${length === undefined ? 'address' : 'prefix'} (${from.text})`);
-    // A target prefix must lie wholly inside an allowed range.
-    let allowed = false;
-    for (let k = 0; k < allowedTargets.length && !allowed; k++) {
-      const p = allowedTargets[k]!;
-      allowed = prefixContains(p, to) && (length === undefined || p.length <= length);
-    }
-    if (!allowed) {
-      const ranges = allowedTargets.map((p) => p.text).join(', ') || 'none';
-      throw new MappingFileError(
-        entry,
-        `to ${length === undefined ? to.text : prefixKey(to.text, length)} is outside the allowed target ranges (${ranges}); see allowedTargets in the config file`,
-      );
-    }
-    let expires: number | undefined;
-    if (m.expires !== undefined) {
-      expires = Date.parse(m.expires);
-      if (!Number.isFinite(expires))
-        throw new MappingFileError(entry, 'expires is not a valid time; write an RFC 3339 time such as "2026-12-31T23:00:00Z"');
-    }
-    const key = length === undefined ? from.text : prefixKey(from.text, length);
+    const { key, mapping } = checkMapping(entry, file.mappings[i]!, allowedTargets);
     const seen = byFrom.get(key);
     if (seen) {
-      if (seen.to === to.text && seen.expires === expires) continue; // an exact repeat says nothing new
+      if (seen.to === mapping.to && seen.expires === mapping.expires) {
+        repeats = true; // an exact repeat says nothing new
+        continue;
+      }
       const at = firstIndex.get(seen) ?? mappings.indexOf(seen);
-      throw new MappingFileError(
-        entry,
-        seen.to === to.text
-          ? `from ${key} is already mapped by mappings[${at}] with another expiry`
-          : `from ${key} is already mapped to ${seen.to} by mappings[${at}], here to ${to.text}`,
-      );
+      throw duplicateError(entry, key, seen, mapping, at);
     }
-    const mapping: Mapping = { family: from.family, from: from.text, to: to.text };
-    if (expires !== undefined) mapping.expires = expires;
-    if (length !== undefined) mapping.prefixLength = length;
     byFrom.set(key, mapping);
     // Only needed once entries were dropped as repeats, when positions in the file and the list part.
     if (mappings.length !== i) firstIndex.set(mapping, i);
     mappings.push(mapping);
   }
-  if (!file.self) return { generation: file.generation, mappings };
+  if (!file.self) return { file: { generation: file.generation, mappings }, byFrom, repeats };
+  return { file: { generation: file.generation, mappings, self: checkSelf(file.self) }, byFrom, repeats };
+}
+
+/** The file as the schema defines it, before any address is read. */
+export interface RawFile {
+  generation: number;
+  mappings: RawMapping[];
+  self?: { from: string; to: string }[];
+}
+export interface RawMapping {
+  from: string;
+  to: string;
+  expires?: string;
+}
+
+/** Refuses a document the schema does not allow, naming the first place it fails. */
+export function checkSchema(doc: unknown): asserts doc is RawFile {
+  if (validate(doc)) return;
+  const err = validate.errors?.[0];
+  let where = err ? pointerToEntry(err.instancePath) : null;
+  // A missing top-level field is the entry itself, so status shows it. An
+  // unknown one is not named: its name is the file's bytes.
+  const field = err?.params.missingProperty;
+  if (where === null && typeof field === 'string') where = field;
+  const detail = err ? describeSchemaError(err) : 'does not match the schema';
+  throw new MappingFileError(where, detail);
+}
+
+/** The "already mapped" refusal: `at` is where the first mapping of `key` stands. */
+function duplicateError(entry: string, key: string, seen: Mapping, mapping: Mapping, at: number): MappingFileError {
+  return new MappingFileError(
+    entry,
+    seen.to === mapping.to
+      ? `from ${key} is already mapped by mappings[${at}] with another expiry`
+      : `from ${key} is already mapped to ${seen.to} by mappings[${at}], here to ${mapping.to}`,
+  );
+}
+
+/** One entry of the mappings list on its own: its addresses, family, target range and expiry; its from key. */
+export function checkMapping(entry: string, m: RawMapping, allowedTargets: readonly IpPrefix[]): { key: string; mapping: Mapping } {
+  const { from, to, length } = parseEnds(entry, m.from, m.to);
+  if (from.family !== to.family) {
+    throw new MappingFileError(entry, `mixes address families: from ${from.text} is IPv${from.family}, to ${to.text} is IPv${to.family}`);
+  }
+  if (from.text === to.text)
+    throw new MappingFileError(entry, `from and to are the same ${length === undefined ? 'address' : 'prefix'} (${from.text})`);
+  // A target prefix must lie wholly inside an allowed range.
+  let allowed = false;
+  for (let k = 0; k < allowedTargets.length && !allowed; k++) {
+    const p = allowedTargets[k]!;
+    allowed = prefixContains(p, to) && (length === undefined || p.length <= length);
+  }
+  if (!allowed) {
+    const ranges = allowedTargets.map((p) => p.text).join(', ') || 'none';
+    throw new MappingFileError(
+      entry,
+      `to ${length === undefined ? to.text : prefixKey(to.text, length)} is outside the allowed target ranges (${ranges}); see allowedTargets in the config file`,
+    );
+  }
+  let expires: number | undefined;
+  if (m.expires !== undefined) {
+    expires = Date.parse(m.expires);
+    if (!Number.isFinite(expires))
+      throw new MappingFileError(entry, 'expires is not a valid time; write an RFC 3339 time such as "2026-12-31T23:00:00Z"');
+  }
+  const mapping: Mapping = { family: from.family, from: from.text, to: to.text };
+  if (expires !== undefined) mapping.expires = expires;
+  if (length !== undefined) mapping.prefixLength = length;
+  return { key: length === undefined ? from.text : prefixKey(from.text, length), mapping };
+}
+
+/** The guest's own previous addresses (IPv6 only, each once on either side). */
+function checkSelf(list: readonly { from: string; to: string }[]): { from: string; to: string }[] {
   const self: { from: string; to: string }[] = [];
   const selfFrom = new Map<string, number>();
-  file.self.forEach((m, i) => {
+  list.forEach((m, i) => {
     const entry = `self[${i}]`;
     const from = parseField(entry, 'from', m.from);
     const to = parseField(entry, 'to', m.to);
@@ -191,7 +233,7 @@ export function parseMappingFile(text: string, options: ParseOptions = { allowed
     selfFrom.set(from.text, i);
     self.push({ from: from.text, to: to.text });
   });
-  return { generation: file.generation, mappings, self };
+  return self;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

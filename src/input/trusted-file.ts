@@ -36,6 +36,11 @@ export const DEFAULT_MAX_BYTES = 32 * 1024 * 1024;
 
 /** The file's text, or null when it does not exist. */
 export async function readTrustedFile(path: string, policy: TrustPolicy): Promise<string | null> {
+  return (await readTrustedBytes(path, policy))?.toString('utf8') ?? null;
+}
+
+/** The file's bytes, or null when it does not exist. */
+export async function readTrustedBytes(path: string, policy: TrustPolicy): Promise<Buffer | null> {
   const abs = resolve(path);
   const owners = new Set([0, ...(policy.extraOwners ?? [])]);
   const who = (uid: number) => (uid === 0 ? 'root' : `uid ${uid}`);
@@ -88,7 +93,7 @@ export async function readTrustedFile(path: string, policy: TrustPolicy): Promis
         break;
       }
     }
-    return buf.subarray(0, len).toString('utf8');
+    return buf.subarray(0, len);
   } finally {
     await fh.close();
   }

@@ -5,6 +5,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { normalizeIp, type IpFamily } from '../net/address.js';
 import type { DesiredMappings } from '../desired/resolve.js';
+import type { DesiredChange } from '../desired/resolve-delta.js';
 import {
   COUNT_SET_NAMES,
   FULL_RULESET,
@@ -177,17 +178,7 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
     return plan;
   }
 
-  // A map element's value cannot be changed in place: a retarget is delete +
-  // add. Both are in one transaction, so the address is never unmapped; all
-  // deletes go first so the batch stays a few large commands.
-  const singles = (cs: Change[]) => cs.filter((c) => c.length === undefined);
-  for (const c of singles([...plan.removed, ...plan.retargeted])) tx.delete({ element: element(c.family, c.from) });
-  for (const c of singles([...plan.retargeted, ...plan.added])) tx.add({ element: element(c.family, c.from, c.to) });
-  // A retarget keeps its key, so the count sets change only by additions and removals.
-  if (rs.caps.count === 'set') {
-    for (const c of singles(plan.removed)) tx.delete({ element: { ...mapRef(COUNT_SET_NAMES[c.family]), key: c.from } });
-    for (const c of singles(plan.added)) tx.add({ element: { ...mapRef(COUNT_SET_NAMES[c.family]), key: c.from } });
-  }
+  elementDelta(tx, plan, rs);
   // Prefix rules are few and ordered (longest first): any change rewrites
   // both prefix chains, in the same transaction as the rest.
   if (prefixesChanged) {
@@ -208,6 +199,43 @@ export function planSync(current: KernelView, desired: DesiredMappings, forceFul
   }
   plan.kind = tx.size > 0 ? 'delta' : 'none';
   return plan;
+}
+
+/**
+ * The plan for a known set of changed stale addresses, against a view that
+ * holds everything else as wanted: what a push changing a few mappings of a
+ * large table costs, instead of comparing the whole table.
+ */
+export function planChanges(current: KernelView, changes: readonly DesiredChange[], rs: Ruleset = FULL_RULESET): Plan {
+  const plan: Plan = { kind: 'none', tx: new Transaction(), added: [], retargeted: [], removed: [] };
+  // The last change of an address wins, as the file's order says.
+  const last = new Map<string, DesiredChange>();
+  for (const c of changes) last.set(`${c.family}|${c.from}`, c);
+  for (const { family, from, to } of last.values()) {
+    const was = current[family === 4 ? 'v4' : 'v6'].get(from);
+    if (to === null) {
+      if (was !== undefined) plan.removed.push({ family, from, to: was });
+    } else if (was === undefined) plan.added.push({ family, from, to });
+    else if (was !== to) plan.retargeted.push({ family, from, to, was });
+  }
+  elementDelta(plan.tx, plan, rs);
+  plan.kind = plan.tx.size > 0 ? 'delta' : 'none';
+  return plan;
+}
+
+/** The map and count-set elements of a plan's single-address changes. */
+function elementDelta(tx: Transaction, plan: Plan, rs: Ruleset): void {
+  // A map element's value cannot be changed in place: a retarget is delete +
+  // add. Both are in one transaction, so the address is never unmapped; all
+  // deletes go first so the batch stays a few large commands.
+  const singles = (cs: Change[]) => cs.filter((c) => c.length === undefined);
+  for (const c of singles([...plan.removed, ...plan.retargeted])) tx.delete({ element: element(c.family, c.from) });
+  for (const c of singles([...plan.retargeted, ...plan.added])) tx.add({ element: element(c.family, c.from, c.to) });
+  // A retarget keeps its key, so the count sets change only by additions and removals.
+  if (rs.caps.count === 'set') {
+    for (const c of singles(plan.removed)) tx.delete({ element: { ...mapRef(COUNT_SET_NAMES[c.family]), key: c.from } });
+    for (const c of singles(plan.added)) tx.add({ element: { ...mapRef(COUNT_SET_NAMES[c.family]), key: c.from } });
+  }
 }
 
 const mapRef = (name: string) => ({ family: TABLE.family, table: TABLE.name, name });

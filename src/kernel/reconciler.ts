@@ -6,9 +6,10 @@
 // rebuilds the table whole.
 import { Transaction, type NftInterface } from './nft/index.js';
 import { FULL_RULESET, TABLE, type Ruleset } from './ruleset.js';
-import { withoutSelfCapture, type LocalAddresses } from '../net/local-addresses.js';
-import { planSync, viewFromListing, viewOf, type KernelView, type Change, type Plan } from './plan.js';
+import { withoutSelfCapture, type Captured, type LocalAddresses } from '../net/local-addresses.js';
+import { planChanges, planSync, viewFromListing, viewOf, type KernelView, type Change, type Plan } from './plan.js';
 import type { DesiredMappings } from '../desired/resolve.js';
+import type { DesiredChange } from '../desired/resolve-delta.js';
 import { routeKey, type Routes, type RouteSpec } from './routes.js';
 import { sameVia, type Via } from './route-table.js';
 import type { Cleanup } from './conntrack-cleanup.js';
@@ -52,6 +53,10 @@ export class Reconciler {
   private view: KernelView | null = null;
   private forceFull = false;
   private routeView: Map<string, RouteSpec | null> | null = null;
+  /** Stale addresses the last route plan could not decide, tried again by every pass. */
+  private undecided = new Map<string, Change>();
+  /** The guest's addresses as the last sync saw them. */
+  private localSeen = '';
 
   private readonly ruleset: Ruleset;
 
@@ -73,6 +78,55 @@ export class Reconciler {
     const current = this.view ?? viewFromListing(await this.deps.nft.list(), rs);
     const plan = planSync(current, desired, this.forceFull, rs);
     const forcedOnly = this.forceFull && planSync(current, desired, false, rs).kind === 'none';
+    this.localSeen = localKey(local);
+    return this.carryOut(plan, desired, {
+      captured,
+      selfRefused: selfRefused ? asked.self!.size : 0,
+      forcedOnly,
+      routes: () => this.wantedRoutes(desired),
+      committed: () => {
+        this.view = viewOf(desired);
+      },
+    });
+  }
+
+  /**
+   * Applies a few changes to the desired state the kernel already holds
+   * (`base`, as the last sync left it), at the cost of the changes: no
+   * comparison of the whole table. The changes are made to base's maps once
+   * the kernel has them, so base is then the new desired state. Null when the
+   * kernel's state is not known to be base (a failure, drift, expiry or
+   * another sync since, a mapping of the guest's own address held back, the
+   * guest's addresses changed): then sync() the whole state.
+   */
+  async syncChanges(base: DesiredMappings, changes: readonly DesiredChange[]): Promise<SyncResult | null> {
+    const view = this.view;
+    if (!view || this.forceFull || !view.layoutOk || view.v4 !== base.v4 || view.v6 !== base.v6 || view.prefixes?.length) return null;
+    if ((base.self?.size ?? 0) !== (view.self?.size ?? 0)) return null;
+    const local = this.deps.localAddresses ? await this.deps.localAddresses() : { v4: [], v6: [] };
+    if (localKey(local) !== this.localSeen) return null;
+    const added: DesiredMappings = { v4: new Map(), v6: new Map() };
+    for (const c of changes) if (c.to !== null) (added[c.family === 4 ? 'v4' : 'v6'] as Map<string, string>).set(c.from, c.to);
+    if (withoutSelfCapture(added, local, new Set(base.self?.keys() ?? [])).captured.length) return null;
+    const plan = planChanges(view, changes, this.ruleset);
+    return this.carryOut(plan, base, {
+      captured: [],
+      selfRefused: 0,
+      forcedOnly: false,
+      routes: () => this.changedRoutes(plan),
+      committed: () => {
+        // The view and the desired state are the same maps: both move now.
+        const v4 = base.v4 as Map<string, string>;
+        const v6 = base.v6 as Map<string, string>;
+        for (const c of plan.removed) (c.family === 4 ? v4 : v6).delete(c.from);
+        for (const c of [...plan.retargeted, ...plan.added]) (c.family === 4 ? v4 : v6).set(c.from, c.to);
+      },
+    });
+  }
+
+  /** Everything a sync does once its plan is made: own addresses, the commit, routes, the conntrack cleanup. */
+  private async carryOut(plan: Plan, desired: DesiredMappings, o: CarryOut): Promise<SyncResult> {
+    const { captured } = o;
     // Own previous addresses exist before traffic is sent to them, and go
     // only after the rules sending traffic there are gone.
     const wantSelf = [...(desired.self?.keys() ?? [])];
@@ -83,7 +137,7 @@ export class Reconciler {
     // started so the commit is never delayed; routes change only after the
     // commit, and not at all if it fails.
     const routePlanning = new Promise((resolve) => setImmediate(resolve))
-      .then(() => this.planRoutes(desired, plan))
+      .then(() => this.planRoutes(o.routes(), plan))
       .then(
         (p) => ({ p }),
         (e: Error) => ({ e }),
@@ -98,19 +152,19 @@ export class Reconciler {
       this.forceFull = true;
       throw e;
     }
-    this.view = viewOf(desired);
+    o.committed();
     this.forceFull = false;
 
     // The mappings are live from here on. What follows only helps them work
     // (routes, conntrack); its failures are warnings, never "failed", since
     // "failed" promises that nothing changed.
     const warnings: string[] = [...selfWarnings];
-    let lasting = captured.length + (selfRefused ? 1 : 0);
+    let lasting = captured.length + (o.selfRefused ? 1 : 0);
     for (const c of captured)
       warnings.push(
         `mapping ${c.from} -> ${c.to} not installed: ${c.from === c.local ? `${c.local} is an address of this guest` : `it holds ${c.local}, an address of this guest`}`,
       );
-    if (selfRefused) warnings.push(`'self' entries not applied (${asked.self!.size}): the kernel rejects the self guard rule`);
+    if (o.selfRefused) warnings.push(`'self' entries not applied (${o.selfRefused}): the kernel rejects the self guard rule`);
     if (this.deps.selfAddresses) {
       const errors = await this.deps.selfAddresses.release([...(desired.self?.keys() ?? [])]).catch((e: Error) => [e.message]);
       warnings.push(...errors.map((e) => `own previous address not removed: ${e}`));
@@ -150,7 +204,7 @@ export class Reconciler {
       routesRemoved: routes.removed,
       conntrackQueued: changed.length,
       warnings,
-      ...(forcedOnly ? { forcedOnly } : {}),
+      ...(o.forcedOnly ? { forcedOnly: true } : {}),
       ...(lasting ? { lasting } : {}),
     };
   }
@@ -181,6 +235,26 @@ export class Reconciler {
     return errors.map((e) => `own previous address not added: ${e}`);
   }
 
+  /**
+   * The stale addresses a plan of changes asks routes for: its own, and those
+   * still undecided (no route to their target yet, someone else's route in
+   * the way), which every pass tries again as a whole sync would.
+   */
+  private changedRoutes(plan: Plan): WantedRoutes {
+    const wanted: Change[] = [...plan.added, ...plan.retargeted];
+    const decidedNow = new Set([...wanted, ...plan.removed].map(changeRouteKey));
+    for (const [key, c] of this.undecided) if (!decidedNow.has(key)) wanted.push(c);
+    return { wanted, unwanted: plan.removed.map(changeRouteKey) };
+  }
+
+  /** Every stale address and prefix of a desired state: each wants a route decision. */
+  private wantedRoutes(desired: DesiredMappings): WantedRoutes {
+    const wanted: Change[] = [];
+    for (const family of [4, 6] as const) for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) wanted.push({ family, from, to });
+    for (const p of desired.prefixes ?? []) wanted.push({ family: p.family, from: p.from, to: p.to, length: p.length });
+    return { wanted, unwanted: null };
+  }
+
   /** Forget what we believe about the kernel; the next sync reads it again. */
   invalidate(): void {
     this.view = null;
@@ -192,21 +266,24 @@ export class Reconciler {
    * only undecided and retargeted stale addresses are looked at, so a
    * steady-state change costs only its own addresses.
    */
-  private async planRoutes(desired: DesiredMappings, plan: Plan): Promise<RoutePlan> {
+  private async planRoutes(asked: WantedRoutes, plan: Plan): Promise<RoutePlan> {
     // routeView: every stale address (or prefix) already decided on, with its
     // route or null when it needs none.
     if (!this.routeView) {
       this.routeView = new Map((await this.deps.routes.list()).map((r) => [routeKey(r), r]));
     }
     const view = this.routeView;
-    const wanted: Change[] = [];
-    for (const family of [4, 6] as const) for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) wanted.push({ family, from, to });
-    for (const p of desired.prefixes ?? []) wanted.push({ family: p.family, from: p.from, to: p.to, length: p.length });
-    const keyOf = (c: { from: string; length?: number }) => routeKey({ dst: c.from, length: c.length });
-    const wantKeys = new Set(wanted.map(keyOf));
-    const out: RoutePlan = { view, replace: [], remove: [], unwanted: [], routeless: [], warnings: [], lasting: 0 };
-    for (const [key, r] of view) {
-      if (wantKeys.has(key)) continue;
+    const { wanted } = asked;
+    const keyOf = changeRouteKey;
+    const out: RoutePlan = { view, replace: [], remove: [], unwanted: [], routeless: [], warnings: [], lasting: 0, undecided: [] };
+    let unwanted = asked.unwanted;
+    if (!unwanted) {
+      const wantKeys = new Set(wanted.map(keyOf));
+      unwanted = [...view.keys()].filter((key) => !wantKeys.has(key));
+    }
+    for (const key of unwanted) {
+      if (!view.has(key)) continue;
+      const r = view.get(key);
       if (r) out.remove.push(r);
       out.unwanted.push(key);
     }
@@ -233,6 +310,7 @@ export class Reconciler {
       const via = targetVia(c);
       const current = view.get(keyOf(c)) ?? null;
       if (!via) {
+        out.undecided.push(c);
         out.warnings.push(`no route to target ${c.to} of ${keyOf(c)}: the stale address cannot be reached until the target is`);
         continue;
       }
@@ -252,6 +330,7 @@ export class Reconciler {
       const foreign = current ? null : table?.exact(c.family, c.from, c.length ?? (c.family === 6 ? 128 : 32));
       if (foreign) {
         // Someone else's route for exactly this prefix: never replaced.
+        out.undecided.push(c);
         out.lasting++;
         out.warnings.push(
           `route ${keyOf(c)} is not addrmap's and does not lead towards ${c.to} (${viaText(foreign)}); left as it is, so ${keyOf(c)} may not reach its target`,
@@ -273,6 +352,7 @@ export class Reconciler {
     const errors = await this.deps.routes.apply(p.replace, p.remove);
     warnings.push(...errors.map((e) => `route: ${e}`));
     if (view) {
+      this.undecided = new Map(p.undecided.map((c) => [changeRouteKey(c), c]));
       for (const key of p.unwanted) view.delete(key);
       for (const r of p.remove) if (view.get(routeKey(r)) === r) view.delete(routeKey(r));
       for (const key of p.routeless) view.set(key, null);
@@ -285,6 +365,29 @@ export class Reconciler {
 
 const viaText = (v: { dev?: string; gateway?: string; type?: string }) =>
   v.type && v.type !== 'unicast' ? v.type : `${v.gateway ? `via ${v.gateway} ` : ''}dev ${v.dev ?? '?'}`;
+
+const changeRouteKey = (c: { from: string; length?: number }) => routeKey({ dst: c.from, length: c.length });
+
+/** The guest's addresses as one comparable value: a change of them can change which mappings are held back. */
+const localKey = (l: LocalAddresses) => `${l.v4.join(',')}|${l.v6.join(',')}`;
+
+/** The stale addresses a sync asks routes for; unwanted: the route keys no longer mapped (null: every key of the route view not wanted). */
+interface WantedRoutes {
+  wanted: Change[];
+  unwanted: string[] | null;
+}
+
+/** What differs between a whole sync and a sync of changes, for carryOut. */
+interface CarryOut {
+  /** Mappings held back because they would capture the guest itself. */
+  captured: Captured[];
+  /** How many 'self' entries the kernel cannot take (no self guard). */
+  selfRefused: number;
+  forcedOnly: boolean;
+  routes: () => WantedRoutes;
+  /** Makes the view what the kernel now holds. */
+  committed: () => void;
+}
 
 /** What planRoutes decided; nothing of it is done until applyRoutes. */
 interface RoutePlan {
@@ -299,4 +402,6 @@ interface RoutePlan {
   warnings: string[];
   /** Warnings a retry cannot fix. */
   lasting: number;
+  /** Asked for and not decided: asked for again by the next plan of changes. */
+  undecided: Change[];
 }
