@@ -49,3 +49,6 @@ export const LOG_EVENTS = {
   metrics_write_failed: 'cannot write the metrics file',
   usage_sample_failed: 'cannot sample the per-mapping counters',
 } as const;
+
+/** The name of a log event: the logger (logger.ts) takes no other. */
+export type LogEvent = keyof typeof LOG_EVENTS;

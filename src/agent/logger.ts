@@ -1,9 +1,23 @@
 // JSON lines on stdout, written synchronously by the main thread: no transport
 // workers, so the standalone executable and tiny guests need nothing extra,
 // and nothing is lost when the process is killed right after logging.
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
+import type { LogEvent } from './events.js';
 
-export type { Logger };
+/** A line's fields: its `event` one of LOG_EVENTS, so a name not in the list does not compile. */
+type LogFields = { event: LogEvent } & Record<string, unknown>;
+type LogFn = (fields: LogFields, msg?: string) => void;
+
+/** pino's logger as addrmap uses it: every line names its event. */
+export interface Logger {
+  level: string;
+  fatal: LogFn;
+  error: LogFn;
+  warn: LogFn;
+  info: LogFn;
+  debug: LogFn;
+  trace: LogFn;
+}
 
 export const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
