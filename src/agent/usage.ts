@@ -4,7 +4,8 @@
 // stale literals and when the bridge can be retired.
 import { normalizeIp } from '../net/address.js';
 import type { NftInterface, TableListing } from '../kernel/nft/index.js';
-import { COUNT_SET_NAMES, PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, decodePrefixCount, decodePrefixRule } from '../kernel/ruleset.js';
+import { COUNT_SET_NAMES } from '../kernel/ruleset.js';
+import { PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, decodePrefixCount, decodePrefixRule } from '../kernel/prefix-rules.js';
 import type { MappingUsage, UsageState } from '../state/state-file.js';
 import { prefixKey } from '../net/prefix.js';
 

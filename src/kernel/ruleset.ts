@@ -4,12 +4,12 @@
 // count. Everything else addrmap does to the kernel is adding and removing
 // map elements. Which shape the counting and the self guard take depends on
 // what the running kernel accepts (KernelCaps, probed at start-up).
-import { addressToBig, bigToAddress, hostMask, normalizeIp } from '../net/address.js';
-import type { Chain, NftMap, NftSet, Rule, Table } from './nft/index.js';
-import type { PrefixMapping } from '../desired/resolve.js';
-import { prefixKey } from '../net/prefix.js';
+import type { Chain, NftMap, NftSet, Rule } from './nft/index.js';
+import { PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN } from './prefix-rules.js';
+import { TRANSLATED_FLOW, ref } from './table.js';
 
-export const TABLE: Table = { family: 'inet', name: 'addrmap' };
+export { TABLE } from './table.js';
+export { PREFIX_COUNT_CHAIN, PREFIX_DNAT_CHAIN, decodePrefixCount, decodePrefixRule, prefixRules } from './prefix-rules.js';
 
 export const MAP_NAMES = { 4: 'dnat4', 6: 'dnat6' } as const;
 
@@ -19,8 +19,6 @@ export const SELF_OUT_MAP = 'self_out6';
 
 /** dstnat; numeric because nft 1.0.6 rejects some named priorities. */
 const DNAT_PRIORITY = -100;
-
-const ref = { family: TABLE.family, table: TABLE.name };
 
 /**
  * What the running kernel accepts beyond the essentials (DNAT through a map,
@@ -71,8 +69,6 @@ const COUNT_CHAINS: Chain[] = [
 // prefix mapping is one rule per chain, longest prefix first, and the base
 // chains jump here after the single-address maps, so an address's own mapping
 // wins over any prefix holding it (longest match).
-export const PREFIX_DNAT_CHAIN = 'prefix_dnat';
-export const PREFIX_COUNT_CHAIN = 'prefix_count';
 const PREFIX_CHAINS: Chain[] = [
   { ...ref, name: PREFIX_DNAT_CHAIN },
   { ...ref, name: PREFIX_COUNT_CHAIN },
@@ -91,13 +87,6 @@ function dnatVia(proto: 'ip' | 'ip6', map: string): unknown[] {
   return [{ dnat: { family: proto, addr: { map: { key: { payload: { protocol: proto, field: 'daddr' } }, data: `@${map}` } } } }];
 }
 
-const TRANSLATED_FLOW = [
-  // Cheapest test first: most packets are not DNATed and stop here.
-  { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
-  { match: { op: '==', left: { ct: { key: 'direction' } }, right: 'original' } },
-  { match: { op: 'in', left: { ct: { key: 'state' } }, right: 'established' } },
-];
-
 function countVia(proto: 'ip' | 'ip6', map: string): unknown[] {
   // "return" once counted, so a prefix holding the address does not count it again.
   return [
@@ -108,93 +97,6 @@ function countVia(proto: 'ip' | 'ip6', map: string): unknown[] {
 }
 
 const jump = (target: string) => [{ jump: { target } }];
-
-/** The two rules of one prefix mapping. */
-export function prefixRules(p: PrefixMapping): Rule[] {
-  const proto = p.family === 6 ? 'ip6' : 'ip';
-  const daddr = { payload: { protocol: proto, field: 'daddr' } };
-  const from = { prefix: { addr: p.from, len: p.length } };
-  // to | host bits of daddr, written as nft lists it: (daddr & (to | hostmask)) | to.
-  const mask = bigToAddress(p.family, addressToBig(p.family, p.to) | hostMask(p.family, p.length));
-  return [
-    {
-      ...ref,
-      chain: PREFIX_DNAT_CHAIN,
-      expr: [
-        { match: { op: '==', left: daddr, right: from } },
-        { counter: null },
-        { dnat: { family: proto, addr: { '|': [{ '&': [daddr, mask] }, p.to] } } },
-      ],
-    },
-    {
-      ...ref,
-      chain: PREFIX_COUNT_CHAIN,
-      expr: [
-        ...TRANSLATED_FLOW,
-        { match: { op: '==', left: { ct: { key: `${proto} daddr`, dir: 'original' } }, right: from } },
-        { counter: null },
-        { return: null },
-      ],
-    },
-  ];
-}
-
-/**
- * What decoding a listed prefix rule reads of its statements
- * (libnftables-json(5)). Any part may be missing from a rule that is not
- * one of ours; the decoders check before they use it.
- */
-interface ListedStatement {
-  match?: { left?: { payload?: { protocol?: string } }; right?: { prefix?: { addr: string; len: number } } };
-  counter?: { packets?: number; bytes?: number } | null;
-  dnat?: { addr?: { '|'?: unknown[] } };
-}
-
-/** The prefix mapping a prefix_dnat rule installs, or null for a rule that is not one of ours. */
-export function decodePrefixRule(rule: Rule): { mapping: PrefixMapping; packets: number; bytes: number } | null {
-  const [match, counter, dnat] = rule.expr as ListedStatement[];
-  const from = match?.match?.right?.prefix;
-  const proto = match?.match?.left?.payload?.protocol;
-  const to = dnat?.dnat?.addr?.['|']?.[1];
-  if (
-    rule.expr.length !== 3 ||
-    !from ||
-    (proto !== 'ip' && proto !== 'ip6') ||
-    typeof to !== 'string' ||
-    !counter ||
-    !('counter' in counter)
-  )
-    return null;
-  const family = proto === 'ip6' ? 6 : 4;
-  try {
-    const mapping: PrefixMapping = { family, from: normalizeIp(String(from.addr)), to: normalizeIp(to), length: Number(from.len) };
-    const expected = prefixRules(mapping)[0]!.expr;
-    if (JSON.stringify(withoutCounters(rule.expr)) !== JSON.stringify(withoutCounters(expected))) return null;
-    return { mapping, packets: counter.counter?.packets ?? 0, bytes: counter.counter?.bytes ?? 0 };
-  } catch {
-    return null;
-  }
-}
-
-/** The counter of a prefix_count rule for the given prefix, or null. */
-export function decodePrefixCount(rule: Rule): { key: string; packets: number; bytes: number } | null {
-  const match = (rule.expr as ListedStatement[])[3];
-  const counter = (rule.expr as ListedStatement[])[4];
-  const from = match?.match?.right?.prefix;
-  if (!from || !counter || !('counter' in counter)) return null;
-  try {
-    return {
-      key: prefixKey(normalizeIp(String(from.addr)), from.len),
-      packets: counter.counter?.packets ?? 0,
-      bytes: counter.counter?.bytes ?? 0,
-    };
-  } catch {
-    return null;
-  }
-}
-
-const withoutCounters = (expr: unknown[]) =>
-  expr.map((x) => (typeof x === 'object' && x !== null && 'counter' in x ? { counter: null } : x));
 
 /** addrmap's table as the running kernel accepts it: the same for every kernel but the capability-dependent parts. */
 export interface Ruleset {
