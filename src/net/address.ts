@@ -167,15 +167,6 @@ function parse4(input: string): IpAddress {
   return { family: 4, text };
 }
 
-/** Canonical text, or null when the input is not a usable address. */
-export function canonicalOrNull(input: string): string | null {
-  try {
-    return parseAddress(input).text;
-  } catch {
-    return null;
-  }
-}
-
 /**
  * Normal form of any IP address text, without policy checks. Used on what the
  * kernel lists, whose printer may differ from RFC 5952 in corner cases.

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
 import { Address6 } from 'ip-address';
-import { AddressError, canonicalOrNull, normalizeIp, parseAddress, parsePrefix, prefixContains } from '../../../src/net/address.js';
+import { AddressError, normalizeIp, parseAddress, parsePrefix, prefixContains } from '../../../src/net/address.js';
 import { Prefix } from '../../../src/net/prefix.js';
 
 /** Eight 16-bit groups, written in a random but valid way. */
@@ -51,10 +51,10 @@ describe('parseAddress', () => {
     );
   });
 
-  test('canonicalOrNull', () => {
-    expect(canonicalOrNull('FDAA::0001')).toBe('fdaa::1');
-    expect(canonicalOrNull('::1')).toBeNull();
-    expect(canonicalOrNull('garbage')).toBeNull();
+  test('canonical text, or a refusal for what is not a usable address', () => {
+    expect(parseAddress('FDAA::0001').text).toBe('fdaa::1');
+    expect(() => parseAddress('::1')).toThrow(AddressError);
+    expect(() => parseAddress('garbage')).toThrow(AddressError);
   });
 
   test('normalizeIp does not apply policy (the kernel may list anything)', () => {
