@@ -22,5 +22,5 @@ fi
 # Capabilities are not all: a container's mount and namespace policy can still refuse.
 if command -v unshare >/dev/null 2>&1 && ! unshare --net true 2>/dev/null; then
   fail "cannot create a network namespace here (unshare --net failed)" \
-    "in a container: docker run --cap-add NET_ADMIN --cap-add SYS_ADMIN --security-opt apparmor=unconfined --security-opt seccomp=unconfined ..."
+    "in a container whose seccomp profile refuses it: docker run --cap-add NET_ADMIN --cap-add SYS_ADMIN --security-opt apparmor=unconfined --security-opt seccomp=unconfined ..."
 fi

@@ -100,3 +100,100 @@ describe('status --json', () => {
     expect(tableNames('Its\ntop-level fields')).toEqual(Object.keys(report).sort());
   });
 });
+
+/**
+ * The string literals (quoted or template, `${...}` as a hole) a file gives
+ * as problems: pushed to `problems`, `unreadable` or `warnings`, mapped into
+ * them, returned as one (`return errors.map(...)`, the unanswered push), or
+ * the agent-not-running and no-state sentences. Comments are skipped; a
+ * template nested in a hole is part of the hole.
+ */
+function problemLiterals(file: string): string[] {
+  const text = readFileSync(join(ROOT, file), 'utf8');
+  const context =
+    /(?:(?:problems|unreadable|warnings)\.push\(\s*(?:\.\.\.[\w.]+\.map\(\(\w+\) => )?|warnings: [^,;]*\[|const (?:notRunning|noState) = [^;]*|return (?:[\w.]+\.map\(\(\w+\) => )?)$/;
+  const out: string[] = [];
+  let i = 0;
+  // A template from its opening backtick: its text with each hole as "\0"; i left after it.
+  const template = (): string => {
+    let s = '';
+    for (i++; text[i] !== '`'; i++) {
+      if (text[i] === '\\') s += text[++i];
+      else if (text[i] === '$' && text[i + 1] === '{') {
+        let depth = 0;
+        for (i++; ; i++) {
+          if (text[i] === '`') template();
+          else if (text[i] === '{') depth++;
+          else if (text[i] === '}' && --depth === 0) break;
+        }
+        s += '\0';
+      } else s += text[i];
+    }
+    return s;
+  };
+  for (; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '/' && text[i + 1] === '/') i = text.indexOf('\n', i);
+    else if (c === '/' && text[i + 1] === '*') i = text.indexOf('*/', i) + 1;
+    else if (c === '`' || c === "'") {
+      const start = i;
+      let s: string;
+      if (c === '`') s = template();
+      else {
+        s = '';
+        for (i++; text[i] !== "'"; i++) s += text[i] === '\\' ? text[++i] : text[i];
+      }
+      if (context.test(text.slice(Math.max(0, start - 200), start).replace(/\s+/g, ' '))) out.push(s);
+    }
+  }
+  return out;
+}
+
+describe('problem lines', () => {
+  // Where status's problems come from: status itself, and the agent's warnings (the reconciler's, the recorder's).
+  const FILES = [
+    'src/support/status.ts',
+    'src/support/status-drift.ts',
+    'src/support/status-usage.ts',
+    'src/kernel/reconciler.ts',
+    'src/agent/recorder.ts',
+  ];
+  const produced = FILES.flatMap(problemLiterals);
+  const documented = tableNames('| `PROBLEMS` line starts with |');
+  /** A table entry as a pattern: its upper-case placeholders (PATH, ENTRY, ...) and "..." stand for anything. */
+  const entryPattern = (e: string) =>
+    new RegExp(
+      `^${e
+        .split(/( ?\.\.\.|\b[A-Z]{2,}\b)/)
+        .map((part, k) => (k % 2 ? '[^]*' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+        .join('')}`,
+    );
+  /** A produced literal as a pattern: its holes stand for anything. */
+  const literalPattern = (l: string) =>
+    new RegExp(
+      `^${l
+        .split('\0')
+        .map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+        .join('[^]*')}`,
+    );
+  const matches = (literal: string, entry: string) =>
+    entryPattern(entry).test(literal.replaceAll('\0', 'X')) || literalPattern(literal).test(entry.replace(/\.\.\.|\b[A-Z]{2,}\b/g, 'X'));
+
+  test('the problems are found where the code makes them', () => {
+    // Enough to know the scan works: one from each kind of site.
+    expect(produced).toEqual(
+      expect.arrayContaining([
+        'drift: \0',
+        "push not answered: the mapping file changed \0s ago (\0) and the agent has not written its state since; it is not known to be applied (the agent's log says why: out of descriptors, state not writable, or stuck)",
+        'the addrmap watch agent is not running: pushes are not applied',
+        'own previous address not added: \0',
+        'mapping file \0 is absent; current mappings kept',
+      ]),
+    );
+  });
+
+  test('every problem line the code can produce has its row in docs/operations.md, and every row is one the code produces', () => {
+    expect(produced.filter((l) => !documented.some((e) => matches(l, e)))).toEqual([]);
+    expect(documented.filter((e) => !produced.some((l) => matches(l, e)))).toEqual([]);
+  });
+});
