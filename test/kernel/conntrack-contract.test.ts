@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { FlowEntry, StaleTarget } from '../../src/kernel/conntrack.js';
 import { Lab, ROOT } from '../support/lab.js';
 import { NetnsWorker } from '../support/netns-worker.js';
-import { FakeConntrackTable } from '../unit/fakes.js';
+import { FakeConntrackTable } from '../fakes/conntrack.js';
 import { observe } from './workers/conntrack-observe.js';
 
 let lab: Lab;

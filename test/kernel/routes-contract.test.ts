@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { RouteSpec } from '../../src/kernel/routes.js';
 import { ADDR, Lab, ROOT } from '../support/lab.js';
 import { NetnsWorker } from '../support/netns-worker.js';
-import { FakeRoutes, type FakeRoute } from '../unit/fakes.js';
+import { FakeRoutes, type FakeRoute } from '../fakes/routes.js';
 import { observe, type Probe } from './workers/routes-observe.js';
 
 let lab: Lab;

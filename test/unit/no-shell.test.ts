@@ -12,7 +12,9 @@ import { Agent } from '../../src/agent/agent.js';
 import { execFile } from '../../src/kernel/exec.js';
 import { FakeNft } from '../fakes/nft.js';
 import { Reconciler } from '../../src/kernel/reconciler.js';
-import { FakeConntrack, FakeRoutes, mappingFileText, memoryLogger, tempDir } from './fakes.js';
+import { FakeConntrack } from '../fakes/conntrack.js';
+import { FakeRoutes } from '../fakes/routes.js';
+import { mappingFileText, memoryLogger, tempDir } from './fakes.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SRC = join(ROOT, 'src');

@@ -7,7 +7,9 @@ import { FakeNft } from '../../fakes/nft.js';
 import { Reconciler } from '../../../src/kernel/reconciler.js';
 import type { Paths } from '../../../src/input/settings.js';
 import { readSnapshot } from '../../../src/state/state-file.js';
-import { elementsOf, FakeConntrack, FakeRoutes, mappingFileText, memoryLogger, opCounts, tempDir } from '../fakes.js';
+import { FakeConntrack } from '../../fakes/conntrack.js';
+import { FakeRoutes } from '../../fakes/routes.js';
+import { elementsOf, mappingFileText, memoryLogger, opCounts, tempDir } from '../fakes.js';
 
 let dir: string;
 let cleanup: () => Promise<void>;

@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, test } from 'vitest';
 import type { FlowEntry, StaleTarget } from '../../../src/kernel/conntrack.js';
 import { ConntrackCleanup, type CleanupOutcome } from '../../../src/kernel/conntrack-cleanup.js';
 import { unavailableConntrack } from '../../../src/kernel/netlink/ctnetlink.js';
-import { FakeConntrackTable } from '../fakes.js';
+import { FakeConntrackTable } from '../../fakes/conntrack.js';
 
 const flow = (origDst: string, replySrc: string, sport: number, proto = 'udp'): FlowEntry => ({
   family: origDst.includes(':') ? 6 : 4,
