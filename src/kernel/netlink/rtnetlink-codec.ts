@@ -64,6 +64,12 @@ export const ROUTE_TYPES = [
   'xresolve',
 ];
 
+/** The address family every rtnetlink header starts with, or null for one addrmap does not read (AF_UNSPEC, AF_BRIDGE...). */
+function familyOf(payload: Buffer): IpFamily | null {
+  const af = payload.readUInt8(0);
+  return af === AF[4] ? 4 : af === AF[6] ? 6 : null;
+}
+
 export function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(n >>> 0);
@@ -153,8 +159,7 @@ export interface DumpedRoute {
 
 export function decodeRoute(payload: Buffer): DumpedRoute | null {
   if (payload.length < 12) return null;
-  const af = payload.readUInt8(0);
-  const family: IpFamily | null = af === AF[4] ? 4 : af === AF[6] ? 6 : null;
+  const family = familyOf(payload);
   if (!family) return null;
   const a = attributes(payload.subarray(12));
   const dstLen = payload.readUInt8(1);
@@ -191,8 +196,7 @@ export interface DumpedRule {
 /** struct fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action; flags. */
 export function decodeRule(payload: Buffer): DumpedRule | null {
   if (payload.length < 12) return null;
-  const af = payload.readUInt8(0);
-  const family: IpFamily | null = af === AF[4] ? 4 : af === AF[6] ? 6 : null;
+  const family = familyOf(payload);
   if (!family) return null;
   const a = attributes(payload.subarray(12));
   const header = payload.readUInt8(1) | payload.readUInt8(2) | payload.readUInt8(3) | payload.readUInt32LE(8);
@@ -228,8 +232,7 @@ export interface DumpedAddress {
 
 export function decodeAddress(payload: Buffer): DumpedAddress | null {
   if (payload.length < 8) return null;
-  const af = payload.readUInt8(0);
-  const family: IpFamily | null = af === AF[4] ? 4 : af === AF[6] ? 6 : null;
+  const family = familyOf(payload);
   if (!family) return null;
   const a = attributes(payload.subarray(8));
   const addr = a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS);
