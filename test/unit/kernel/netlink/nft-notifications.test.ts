@@ -8,8 +8,8 @@ import {
   TransactionAssembler,
   type GenerationEvent,
   type ObjectEvent,
-} from '../../../src/kernel/netlink/nft-notifications.js';
-import { messages } from '../../../src/kernel/netlink/socket.js';
+} from '../../../../src/kernel/netlink/nft-notifications.js';
+import { messages } from '../../../../src/kernel/netlink/socket.js';
 
 const datagram = (...hex: string[]) => Buffer.from(hex.join(''), 'hex');
 /** `nft delete element inet addrmap dnat6 { fdaa::1 }`: one DELSETELEM (with the element's counter). */

@@ -2,9 +2,9 @@
 // what it sends to delete one. The kernel side is in test/kernel/conntrack.
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { addressFromBytes, normalizeIp } from '../../../src/net/address.js';
-import { decodeFlow, encodeDelete } from '../../../src/kernel/netlink/ctnetlink.js';
-import { messages } from '../../../src/kernel/netlink/socket.js';
+import { addressFromBytes, normalizeIp } from '../../../../src/net/address.js';
+import { decodeFlow, encodeDelete } from '../../../../src/kernel/netlink/ctnetlink.js';
+import { messages } from '../../../../src/kernel/netlink/socket.js';
 
 const attr = (type: number, value: Buffer, nested = false) => {
   const len = 4 + value.length;

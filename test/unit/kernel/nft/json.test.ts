@@ -1,8 +1,8 @@
 import { describe, expect, test } from 'vitest';
-import { decodeListing, encodeBatch, Transaction, type TableListing } from '../../../src/kernel/nft/index.js';
-import { FakeNft } from '../../fakes/nft.js';
-import { EMPTY_VIEW, planSync, viewFromListing } from '../../../src/kernel/plan.js';
-import { desired } from '../fakes.js';
+import { decodeListing, encodeBatch, Transaction, type TableListing } from '../../../../src/kernel/nft/index.js';
+import { FakeNft } from '../../../fakes/nft.js';
+import { EMPTY_VIEW, planSync, viewFromListing } from '../../../../src/kernel/plan.js';
+import { desired } from '../../fakes.js';
 
 /** `nft -j list table inet addrmap` as printed by nft 1.0.6 (one chain, one rule, one element). */
 const NFT_106_LISTING = `{"nftables":[{"metainfo":{"version":"1.0.6","release_name":"Lester Gooch #5","json_schema_version":1}},{"table":{"family":"inet","name":"addrmap","handle":1}},{"map":{"family":"inet","name":"dnat6","table":"addrmap","type":"ipv6_addr","handle":2,"map":"ipv6_addr","elem":[[{"elem":{"val":"fdaa::1","counter":{"packets":0,"bytes":0}}},"fdaa::2"]],"stmt":[{"counter":null}]}},{"chain":{"family":"inet","table":"addrmap","name":"output","handle":1,"type":"nat","hook":"output","prio":-100,"policy":"accept"}},{"rule":{"family":"inet","table":"addrmap","chain":"output","handle":3,"expr":[{"dnat":{"family":"ip6","addr":{"map":{"key":{"payload":{"protocol":"ip6","field":"daddr"}},"data":"@dnat6"}}}}]}}]}`;

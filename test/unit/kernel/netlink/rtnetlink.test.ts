@@ -10,8 +10,8 @@ import {
   routeAddPayload,
   routeDelPayload,
   u32,
-} from '../../../src/kernel/netlink/rtnetlink-codec.js';
-import { attr } from '../../../src/kernel/netlink/attributes.js';
+} from '../../../../src/kernel/netlink/rtnetlink-codec.js';
+import { attr } from '../../../../src/kernel/netlink/attributes.js';
 
 const hex = (b: Buffer) => b.toString('hex');
 const ip6 = (s: string) => Buffer.from(s, 'hex');

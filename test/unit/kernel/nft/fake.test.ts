@@ -1,12 +1,12 @@
 // The fake must behave like the kernel (as measured with nft 1.0.6), or every
 // reconciler test built on it proves nothing.
 import { beforeEach, describe, expect, test } from 'vitest';
-import { NftError, Transaction, type NftErrorKind, type NftObject } from '../../../src/kernel/nft/index.js';
-import { FakeNft } from '../../fakes/nft.js';
-import { nftErrorKind } from '../../../src/kernel/nft/errors.js';
-import { EMPTY_VIEW, planSync } from '../../../src/kernel/plan.js';
-import { MAPS, TABLE } from '../../../src/kernel/ruleset.js';
-import { desired, elementsOf } from '../fakes.js';
+import { NftError, Transaction, type NftErrorKind, type NftObject } from '../../../../src/kernel/nft/index.js';
+import { FakeNft } from '../../../fakes/nft.js';
+import { nftErrorKind } from '../../../../src/kernel/nft/errors.js';
+import { EMPTY_VIEW, planSync } from '../../../../src/kernel/plan.js';
+import { MAPS, TABLE } from '../../../../src/kernel/ruleset.js';
+import { desired, elementsOf } from '../../fakes.js';
 
 const ref = { family: 'inet', table: 'addrmap' } as const;
 const el6 = (key: string, value?: string): NftObject => ({
