@@ -25,6 +25,13 @@ export interface UseRecord {
   command?: string;
   /** The pid it last had (a restarted program keeps its record, with its new pid); absent for forwarded traffic. */
   pid?: number;
+  /**
+   * The socket's owner, for local programs: the user name when /etc/passwd
+   * has one, and the uid. A record with these and no command is a program the
+   * agent may not see (another user's, under the systemd unit's sandbox).
+   */
+  user?: string;
+  uid?: number;
   /** Its systemd unit ("postgresql.service") when its cgroup names one. */
   unit?: string;
   /** Its container's id (first 12 hex digits) when its cgroup names one. */
@@ -73,14 +80,15 @@ export class UsageHistory {
    * keepSeconds. `local`: the guest's own addresses. A flow from one of them
    * without an owning process is a socket already closed (its entry lingers
    * in TIME_WAIT), not forwarded traffic: its program was recorded while it
-   * lived, or is gone unnamed.
+   * lived, or is gone unnamed. One with an owner uid but no process is a
+   * live socket of a program the agent may not see: recorded by its user.
    */
   record(flows: readonly Flow[], keepSeconds: number, now = new Date(), local: ReadonlySet<string> = new Set()): HistoryState {
     const at = now.toISOString();
     const open = new Set<string>();
     for (const f of flows) {
       if (f.prefix !== undefined) this.countHit(f, at, open);
-      if (f.command === undefined && local.has(f.src)) continue;
+      if (f.command === undefined && f.uid === undefined && local.has(f.src)) continue;
       const who = userOf(f);
       const list = this.addresses.get(f.dst) ?? [];
       const same = list.find((r) => sameUser(r, who));
@@ -127,12 +135,13 @@ export class UsageHistory {
 
 /** Who a flow's user is: a record stands for one program (not one pid) or one forwarding source. */
 function userOf(f: Flow): Omit<UseRecord, 'firstSeen' | 'lastSeen' | 'pid'> {
-  if (f.command === undefined) return { src: f.src };
-  return { command: f.command, ...(f.cgroup ? describeCgroup(f.cgroup) : {}) };
+  const owner = f.uid === undefined ? {} : { ...(f.user !== undefined ? { user: f.user } : {}), uid: f.uid };
+  if (f.command === undefined) return f.uid === undefined ? { src: f.src } : owner;
+  return { command: f.command, ...owner, ...(f.cgroup ? describeCgroup(f.cgroup) : {}) };
 }
 
 const sameUser = (r: UseRecord, u: Omit<UseRecord, 'firstSeen' | 'lastSeen' | 'pid'>) =>
-  r.command === u.command && r.unit === u.unit && r.container === u.container && r.src === u.src;
+  r.command === u.command && r.unit === u.unit && r.container === u.container && r.src === u.src && r.uid === u.uid;
 
 /** The systemd unit and the container a cgroup v2 path names, when it names them. */
 export function describeCgroup(path: string): { unit?: string; container?: string } {

@@ -19,9 +19,12 @@ export interface Flow {
   /** Who answers: the mapping's target when translated. */
   answeredBy: string;
   translated: boolean;
-  /** For local sockets. */
+  /** For local sockets: the process, where the agent may see it (see socket-owners.ts). */
   pid?: number;
   command?: string;
+  /** For local sockets: the socket's owner uid, and its user name when /etc/passwd has one; known even where the process is not. */
+  uid?: number;
+  user?: string;
   /** The owning process's cgroup (its systemd unit or container), when it has one. */
   cgroup?: string;
   /** The prefix mapping ("network/length") the stale address lies in, when it has no mapping of its own. */
@@ -82,9 +85,12 @@ export async function listFlows(stale: ReadonlyMap<string, string>, conntrack: C
   flows.forEach((f, i) => {
     const o = owners.get(keys[i]!);
     if (!o) return;
+    f.uid = o.uid;
+    if (o.user !== undefined) f.user = printable(o.user);
+    if (o.pid === undefined) return;
     f.pid = o.pid;
     // Displayed by status: whatever the process put in its arguments shows as text.
-    f.command = printable(o.command);
+    f.command = printable(o.command ?? '');
     if (o.cgroup) f.cgroup = printable(o.cgroup);
   });
   return flows;

@@ -104,7 +104,7 @@ export function formatStatus(s: StatusReport, opts: { all?: boolean; now?: Date 
     L.push('', `FLOWS TO STALE ADDRESSES (${s.flows.length})`);
     for (const f of s.flows) {
       const ep = (a: string, p?: number) => (p === undefined ? a : a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
-      const who = f.pid ? `  pid ${f.pid} (${f.command})` : '';
+      const who = f.pid ? `  pid ${f.pid} (${f.command})` : f.uid !== undefined ? `  ${owner(f)}, process not visible` : '';
       L.push(
         `  ${f.proto} ${ep(f.src, f.sport)} -> ${ep(f.dst, f.dport)} ${f.translated ? `answered by ${f.answeredBy}` : 'NOT TRANSLATED'}${f.state ? ` ${f.state}` : ''}${who}`,
       );
@@ -118,8 +118,12 @@ function stillUsedBy(s: StatusReport, now: Date): string[] {
   const lines: string[] = [];
   const who = (u: UsedBy) => {
     const where = u.unit ?? (u.container ? `container ${u.container}` : undefined);
+    if (u.command === undefined && u.uid !== undefined)
+      return `a program of ${owner(u)} (its process is not visible to the agent: another user's, under the service's sandbox)`;
     if (u.command === undefined) return `forwarded from ${u.src}`;
-    const about = [u.pid === undefined ? undefined : `pid ${u.pid}`, where].filter((x) => x !== undefined);
+    const about = [u.pid === undefined ? undefined : `pid ${u.pid}`, u.user === undefined ? undefined : `user ${u.user}`, where].filter(
+      (x) => x !== undefined,
+    );
     return about.length ? `${u.command} (${about.join(', ')})` : u.command;
   };
   const add = (address: string, to: string, usedBy: UsedBy[]) => {
@@ -131,6 +135,9 @@ function stillUsedBy(s: StatusReport, now: Date): string[] {
   }
   return lines;
 }
+
+/** A socket's owner as status names it: the user, with the uid when it has no name. */
+const owner = (o: { user?: string; uid?: number }) => (o.user !== undefined ? `user ${o.user}` : `uid ${o.uid}`);
 
 function columns(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

@@ -138,7 +138,7 @@ describe('addrmap status', () => {
     expect(text).toContain('STILL USED BY');
     expect(text).toMatch(
       new RegExp(
-        `  ${ADDR.stale4.replace(/\./g, '\\.')} \\(now ${ADDR.new4.replace(/\./g, '\\.')}\\): .*probe\\.mjs tcp-hold .*\\(pid ${held.pid}\\)`,
+        `  ${ADDR.stale4.replace(/\./g, '\\.')} \\(now ${ADDR.new4.replace(/\./g, '\\.')}\\): .*probe\\.mjs tcp-hold .*\\(pid ${held.pid}, user root\\)`,
       ),
     );
     expect(text).toContain(`  ${inside} (now fdaa:0:18:a7b:c2:f066:b83b:99): `);
@@ -177,6 +177,60 @@ describe('addrmap status', () => {
     expect(text).toMatch(
       new RegExp(`  ${inside}\\s+fdaa:0:18:a7b:c2:f066:b83b:42\\s+${prefix.replace(/\//g, '\\/')}\\s+3\\s+\\d+s ago\\s+\\d+`),
     );
+  });
+
+  it("under the systemd unit's capabilities (CAP_NET_ADMIN only) another user's program is named by its socket's owner, its process by root", async () => {
+    await startWithTraffic();
+    // A program of user nobody holding a connection to a stale address (the peer's holding port).
+    const probe = join(import.meta.dirname, '../support/probe.mjs');
+    const child = lab.spawnIn(lab.guest, 'setpriv', [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      process.execPath,
+      probe,
+      'tcp-hold',
+      ADDR.stale4,
+      '7001',
+      '20000',
+    ]);
+    const line = await new Promise<string>((resolve) => {
+      let out = '';
+      child.stdout!.on('data', (d) => {
+        out += d;
+        if (out.includes('\n')) resolve(out.split('\n')[0]!);
+      });
+    });
+    const held = JSON.parse(line) as { ok: boolean; localPort: number };
+    expect(held.ok).toBe(true);
+    const ours = (flows: { sport?: number; dst: string }[]) => flows.find((f) => f.dst === ADDR.stale4 && f.sport === held.localPort);
+
+    // As the unit runs the agent: root, with CAP_NET_ADMIN alone in its bounding set.
+    const sandboxedStatus = (...args: string[]) =>
+      lab.exec(lab.guest, 'setpriv', [
+        '--bounding-set=-all,+net_admin',
+        '--inh-caps=-all',
+        process.execPath,
+        ADDRMAP,
+        'status',
+        `--state-dir=${lab.paths.stateDir}`,
+        `--config=${lab.paths.config}`,
+        ...args,
+      ]);
+    const sandboxed = await sandboxedStatus('--json');
+    expect(sandboxed.stderr).toBe('');
+    const limited = JSON.parse(sandboxed.stdout);
+    expect(limited.source).toBe('kernel'); // CAP_NET_ADMIN reads the table and conntrack
+    const seen = ours(limited.flows);
+    expect(seen).toMatchObject({ uid: 65534, user: 'nobody', translated: true });
+    expect(seen).not.toHaveProperty('pid');
+    expect(seen).not.toHaveProperty('command');
+    const text = await sandboxedStatus();
+    expect(text.stdout).toContain(`${ADDR.stale4}:7001 answered by ${ADDR.new4} ESTABLISHED  user nobody, process not visible`);
+
+    // With every capability, the process itself.
+    const full = (await status()).report;
+    expect(ours(full.flows)).toMatchObject({ uid: 65534, user: 'nobody', pid: child.pid, command: expect.stringContaining('tcp-hold') });
   });
 
   it('without root: live answers from the running agent (query socket), the snapshot once it is down; against a read-only state directory too; nothing written', async () => {

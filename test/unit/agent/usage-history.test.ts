@@ -34,6 +34,21 @@ describe('UsageHistory', () => {
     });
   });
 
+  test("a live socket whose process the agent may not see (another user's, under the sandbox) is recorded by its user", () => {
+    const h = new UsageHistory();
+    const local = new Set(['fd00:1::1']);
+    h.record([flow('fdaa::1', { uid: 999, user: 'postgres' }), flow('fdaa::1', { uid: 1001 })], DAY, at(0), local);
+    const state = h.record([flow('fdaa::1', { uid: 999, user: 'postgres', sport: 40001 })], DAY, at(30), local);
+    expect(state.addresses['fdaa::1']).toEqual([
+      { user: 'postgres', uid: 999, firstSeen: at(0).toISOString(), lastSeen: at(30).toISOString() },
+      { uid: 1001, firstSeen: at(0).toISOString(), lastSeen: at(0).toISOString() },
+    ]);
+    // Where the process is visible too, its record names both.
+    expect(h.record([flow('fdaa::2', { pid: 7, command: 'psql', uid: 999, user: 'postgres' })], DAY, at(60)).addresses['fdaa::2']).toEqual([
+      { command: 'psql', user: 'postgres', uid: 999, pid: 7, firstSeen: at(60).toISOString(), lastSeen: at(60).toISOString() },
+    ]);
+  });
+
   test("an ownerless flow from one of the guest's own addresses is a closed socket, not forwarded traffic: not recorded", () => {
     const h = new UsageHistory();
     const state = h.record(

@@ -156,6 +156,8 @@ describe('collectStatus', () => {
             lastSeen: '2026-01-01T00:58:00.000Z',
           },
           { command: 'pg_dump', pid: 77, firstSeen: '2026-01-01T00:00:00.000Z', lastSeen: '2026-01-01T00:57:00.000Z' },
+          { user: 'postgres', uid: 999, firstSeen: '2026-01-01T00:00:00.000Z', lastSeen: '2026-01-01T00:56:00.000Z' },
+          { uid: 1001, firstSeen: '2026-01-01T00:00:00.000Z', lastSeen: '2026-01-01T00:55:00.000Z' },
         ],
         '10.0.0.1': [{ src: '198.18.0.2', firstSeen: '2026-01-01T00:00:00.000Z', lastSeen: '2026-01-01T00:50:00.000Z' }],
       },
@@ -164,6 +166,8 @@ describe('collectStatus', () => {
     expect(r.mappings.find((m) => m.from === 'fd00::1')!.usedBy).toEqual([
       { command: 'psql -h fd00::1', pid: 4242, unit: 'app.service', lastSeen: '2026-01-01T00:58:00.000Z' },
       { command: 'pg_dump', pid: 77, lastSeen: '2026-01-01T00:57:00.000Z' },
+      { user: 'postgres', uid: 999, lastSeen: '2026-01-01T00:56:00.000Z' },
+      { uid: 1001, lastSeen: '2026-01-01T00:55:00.000Z' },
     ]);
     // --json carries the pid as it is.
     expect(JSON.parse(JSON.stringify(r)).mappings[1].usedBy[0].pid).toBe(4242);
@@ -173,6 +177,11 @@ describe('collectStatus', () => {
     expect(text).toContain('STILL USED BY (programs seen over the retirement period: the configs to rewrite)');
     expect(text).toContain('  fd00::1 (now fdaa::2): psql -h fd00::1 (pid 4242, app.service), last 2m00s ago');
     expect(text).toContain('  fd00::1 (now fdaa::2): pg_dump (pid 77), last 3m00s ago');
+    // A program the agent may not see (the systemd unit's sandbox): named by the socket's owner.
+    expect(text).toContain(
+      "  fd00::1 (now fdaa::2): a program of user postgres (its process is not visible to the agent: another user's, under the service's sandbox), last 4m00s ago",
+    );
+    expect(text).toContain('  fd00::1 (now fdaa::2): a program of uid 1001 (its process');
     expect(text).toContain('  10.0.0.1 (now 10.9.0.1): forwarded from 198.18.0.2, last 10m00s ago');
   });
 
