@@ -115,7 +115,9 @@ export async function runPass(i: PassInputs): Promise<PassOutcome> {
         `generation ${file.generation} is older than the applied generation ${i.accepted} (after a mistaken push: addrmap apply --accept-lower-generation)`,
       );
     }
-    const { live, expired } = splitExpired(file.mappings, Date.now());
+    // A file without expiries (as its memory counts them) has nothing to look for.
+    const { live, expired } =
+      parsed.memory?.expiring === 0 ? { live: file.mappings, expired: [] } : splitExpired(file.mappings, Date.now());
     let desired: DesiredMappings | null = null;
     let sync: SyncResult | null = null;
     try {

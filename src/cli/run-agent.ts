@@ -135,15 +135,23 @@ export async function runAgent(command: 'apply' | 'watch', paths: Paths, acceptL
     return r.outcome === 'refused' ? EXIT.refused : r.outcome === 'failed' ? EXIT.failed : EXIT.ok;
   }
 
-  const telemetry = new Telemetry(agent, new UsageTracker(drift!), paths.stateDir, log, () => listFlows(agent.appliedPairs(), table));
+  // Counter samples and status queries list the whole table: in a context
+  // of their own, so that a push never waits behind one.
+  const listings = new LibNft(TABLE, { context: 'listings' });
+  const telemetry = new Telemetry(agent, new UsageTracker(listings), paths.stateDir, log, () => listFlows(agent.appliedPairs(), table));
   await telemetry.start();
   // Read-only questions from anyone (status, explain without root), answered
   // live; only while this agent holds the lock, so the socket is its own.
   const queries = lock
     ? await QuerySocket.open(paths.stateDir, {
         status: () =>
-          collectStatus({ stateDir: paths.stateDir, nft: drift, conntrack: table, retireAfterSeconds: agent.config?.retireAfterSeconds }),
-        explain: (address) => explainAt(address, paths.stateDir, drift),
+          collectStatus({
+            stateDir: paths.stateDir,
+            nft: listings,
+            conntrack: table,
+            retireAfterSeconds: agent.config?.retireAfterSeconds,
+          }),
+        explain: (address) => explainAt(address, paths.stateDir, listings),
       }).catch((e: Error) => {
         log.warn(
           { event: 'query_socket_failed', reason: e.message },

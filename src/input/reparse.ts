@@ -39,6 +39,8 @@ export interface ParsedBytes {
   byFrom: Map<string, Mapping>;
   /** How many mappings lead to each address: an address someone leads to is part of a chain. */
   targets: Map<string, number>;
+  /** How many mappings have an expiry: with none, no pass needs to look for expired ones. */
+  expiring: number;
 }
 
 /** The change from the file parsed before, in the mappings list's order. */
@@ -90,8 +92,12 @@ function remember(bytes: Buffer, text: string, file: MappingFile, byFrom: Map<st
   if (!spans) return null;
   const { mappings: _, ...head } = JSON.parse(text) as Record<string, unknown>;
   const targets = new Map<string, number>();
-  for (const m of file.mappings) targets.set(m.to, (targets.get(m.to) ?? 0) + 1);
-  return { bytes, file, options, spans: spans.spans, listStart, listEnd: spans.end, head, byFrom, targets };
+  let expiring = 0;
+  for (const m of file.mappings) {
+    targets.set(m.to, (targets.get(m.to) ?? 0) + 1);
+    if (m.expires !== undefined) expiring++;
+  }
+  return { bytes, file, options, spans: spans.spans, listStart, listEnd: spans.end, head, byFrom, targets, expiring };
 }
 
 /** Spans of `count` values from `start`, and where the list ends; null when the list holds another number of values. */
@@ -148,8 +154,7 @@ function byDifference(b: Buffer, base: ParsedBytes): Reparsed | null {
     growth = b.length - a.length;
     // A change after the list (its closing bracket included) is parsed whole.
     if (changeEnd > base.listEnd) return null;
-    i = 0;
-    while (i < n && spans[2 * i + 1]! <= changeStart) i++;
+    i = firstEndingAfter(spans, n, changeStart);
     j = i;
     while (j < n && spans[2 * j]! < changeEnd) j++;
     from = (i > 0 ? spans[2 * i - 1]! : base.listStart) + shift;
@@ -230,6 +235,9 @@ function byDifference(b: Buffer, base: ParsedBytes): Reparsed | null {
     byFrom.set(m.from, m);
     base.targets.set(m.to, (base.targets.get(m.to) ?? 0) + 1);
   }
+  let expiring = base.expiring;
+  for (const m of removed) if (m.expires !== undefined) expiring--;
+  for (const m of added) if (m.expires !== undefined) expiring++;
   const mappings = base.file.mappings.slice(0, i).concat(added, base.file.mappings.slice(j));
   const generation = head.generation as number;
   const file: MappingFile = base.file.self ? { generation, mappings, self: base.file.self } : { generation, mappings };
@@ -241,8 +249,21 @@ function byDifference(b: Buffer, base: ParsedBytes): Reparsed | null {
     listStart,
     listEnd,
     head,
+    expiring,
   };
   return { file, delta: { removed, added }, memory };
+}
+
+/** The first entry whose span ends after `offset` (n when none does): spans are in file order. */
+function firstEndingAfter(spans: Spans, n: number, offset: number): number {
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (spans[2 * mid + 1]! <= offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**

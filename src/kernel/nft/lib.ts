@@ -23,6 +23,12 @@ import {
 export interface LibNftOptions {
   /** The library to load: a soname or a path (tests point it at one that is missing); ADDRMAP_LIBNFTABLES otherwise. */
   library?: string;
+  /**
+   * A context of its own, shared by the clients that name the same one. A
+   * context runs one command at a time: listings of a large table (seconds
+   * at 100k mappings) in their own context never hold a push's commit.
+   */
+  context?: string;
 }
 
 /**
@@ -47,6 +53,7 @@ function bundledLibrary(): string | undefined {
 export class LibNft implements NftInterface {
   private readonly library: string;
   private readonly remedy: string | undefined;
+  private readonly contextName: string | undefined;
   /** Why the library named cannot even be tried, reported when nftables is first used. */
   private readonly misnamed: string | undefined;
 
@@ -54,6 +61,7 @@ export class LibNft implements NftInterface {
     readonly table: Table,
     options: LibNftOptions = {},
   ) {
+    this.contextName = options.context;
     const named = options.library === undefined ? process.env[LIBRARY_ENV] : undefined;
     // An empty variable counts as unset, as for the other ADDRMAP_ variables.
     if (named) {
@@ -129,7 +137,7 @@ export class LibNft implements NftInterface {
 
   private context(): NftContext {
     if (this.misnamed) throw new NftError('nftables is not usable', this.misnamed);
-    const ctx = NftContext.shared(this.library, this.remedy);
+    const ctx = NftContext.shared(this.library, this.remedy, this.contextName);
     if (ctx instanceof Error) throw new NftError('nftables is not usable', ctx.message);
     return ctx;
   }

@@ -64,15 +64,16 @@ export class NftContext {
    * context), the same Error each time. remedy: what to do when the library
    * will not load, which depends on who named it.
    */
-  static shared(soname = LIBNFTABLES, remedy = 'install the libnftables1 package'): NftContext | Error {
-    let c = contexts.get(soname);
+  static shared(soname = LIBNFTABLES, remedy = 'install the libnftables1 package', name = ''): NftContext | Error {
+    const key = `${soname}\0${name}`;
+    let c = contexts.get(key);
     if (c === undefined) {
       try {
         c = NftContext.open(soname, remedy);
       } catch (e) {
         c = e as Error;
       }
-      contexts.set(soname, c);
+      contexts.set(key, c);
     }
     return c;
   }

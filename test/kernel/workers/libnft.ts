@@ -71,3 +71,27 @@ export async function timedList(table: Table) {
   const m = await ticking(() => client(table).list());
   return { ...m, result: Object.fromEntries((m.result?.maps ?? []).map((x) => [x.name, x.elements.length])) };
 }
+
+/**
+ * Lists the table through a client of another context ('listings', as the
+ * agent's counter samples and status queries do) and, once the listing is
+ * under way, commits one element through the table's own client: the order
+ * in which the two finish.
+ */
+export async function commitDuringListing(table: Table) {
+  const lister = new LibNft(table, { context: 'listings' });
+  const order: string[] = [];
+  // The listing may hold the new element or not, as the kernel dumped it before or after.
+  const listing = lister
+    .list()
+    .then((l) => order.push(`listing (${(l?.maps.find((m) => m.name === 'dnat6')?.elements.length ?? 0) >= 100_000})`));
+  // Past the first turn of the loop: the listing has been handed to libnftables.
+  await new Promise((r) => setTimeout(r, 5));
+  const tx = new Transaction().add({
+    element: { family: table.family, table: table.name, name: 'dnat6', key: 'fd01::1', value: 'fdaa::1' },
+  });
+  await client(table).run(tx);
+  order.push('commit');
+  await listing;
+  return order;
+}
