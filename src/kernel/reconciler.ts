@@ -7,14 +7,13 @@
 import { Transaction, type NftInterface } from './nft/index.js';
 import { FULL_RULESET, TABLE, type Ruleset } from './ruleset.js';
 import { withoutSelfCapture, type Captured, type LocalAddresses } from '../net/local-addresses.js';
-import { planChanges, planSync, viewFromListing, viewOf, type KernelView, type Change, type Plan } from './plan.js';
+import { planChanges, planSync, viewFromListing, viewOf, type KernelView, type Plan } from './plan.js';
 import type { DesiredMappings } from '../desired/resolve.js';
 import type { DesiredChange } from '../desired/resolve-delta.js';
-import { routeKey, type Routes, type RouteSpec } from './routes.js';
-import { sameVia, type Via } from './route-table.js';
+import type { Routes } from './routes.js';
+import { HostRoutes, wantedRoutes, type WantedRoutes } from './route-plan.js';
 import type { Cleanup } from './conntrack-cleanup.js';
 import type { SelfAddresses } from './self-addresses.js';
-import { normalizeIp } from '../net/address.js';
 import { Prefix } from '../net/prefix.js';
 
 export interface SyncResult {
@@ -52,9 +51,7 @@ export interface ReconcilerDeps {
 export class Reconciler {
   private view: KernelView | null = null;
   private forceFull = false;
-  private routeView: Map<string, RouteSpec | null> | null = null;
-  /** Stale addresses the last route plan could not decide, tried again by every pass. */
-  private undecided = new Map<string, Change>();
+  private readonly hostRoutes: HostRoutes;
   /** The guest's addresses as the last sync saw them. */
   private localSeen = '';
 
@@ -62,6 +59,7 @@ export class Reconciler {
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.ruleset = deps.ruleset ?? FULL_RULESET;
+    this.hostRoutes = new HostRoutes(deps.routes);
   }
 
   async sync(asked: DesiredMappings): Promise<SyncResult> {
@@ -83,7 +81,7 @@ export class Reconciler {
       captured,
       selfRefused: selfRefused ? asked.self!.size : 0,
       forcedOnly,
-      routes: () => this.wantedRoutes(desired),
+      routes: () => wantedRoutes(desired),
       committed: () => {
         this.view = viewOf(desired);
       },
@@ -113,7 +111,7 @@ export class Reconciler {
       captured: [],
       selfRefused: 0,
       forcedOnly: false,
-      routes: () => this.changedRoutes(plan),
+      routes: () => this.hostRoutes.forChanges(plan),
       committed: () => {
         // The view and the desired state are the same maps: both move now.
         const v4 = base.v4 as Map<string, string>;
@@ -137,7 +135,7 @@ export class Reconciler {
     // started so the commit is never delayed; routes change only after the
     // commit, and not at all if it fails.
     const routePlanning = new Promise((resolve) => setImmediate(resolve))
-      .then(() => this.planRoutes(o.routes(), plan))
+      .then(() => this.hostRoutes.plan(o.routes(), plan))
       .then(
         (p) => ({ p }),
         (e: Error) => ({ e }),
@@ -173,10 +171,10 @@ export class Reconciler {
     const planned = await routePlanning;
     try {
       if ('e' in planned) throw planned.e;
-      routes = await this.applyRoutes(planned.p, warnings);
+      routes = await this.hostRoutes.apply(planned.p, warnings);
       lasting += planned.p.lasting;
     } catch (e) {
-      this.routeView = null;
+      this.hostRoutes.forget();
       warnings.push(`routes not updated: ${(e as Error).message}`);
     }
     const changed = [...plan.added, ...plan.retargeted];
@@ -222,11 +220,7 @@ export class Reconciler {
       if (errors.length) throw new Error(`could not remove own previous addresses: ${errors.join('; ')}`);
     }
     this.view = null;
-    const ours = await this.deps.routes.list();
-    const errors = await this.deps.routes.apply([], ours);
-    if (errors.length) throw new Error(`could not remove routes: ${errors.join('; ')}`);
-    this.routeView = new Map();
-    return { removedTable: exists, routesRemoved: ours.length };
+    return { removedTable: exists, routesRemoved: await this.hostRoutes.removeAll() };
   }
 
   private async addSelf(addresses: string[]): Promise<string[]> {
@@ -235,147 +229,15 @@ export class Reconciler {
     return errors.map((e) => `own previous address not added: ${e}`);
   }
 
-  /**
-   * The stale addresses a plan of changes asks routes for: its own, and those
-   * still undecided (no route to their target yet, someone else's route in
-   * the way), which every pass tries again as a whole sync would.
-   */
-  private changedRoutes(plan: Plan): WantedRoutes {
-    const wanted: Change[] = [...plan.added, ...plan.retargeted];
-    const decidedNow = new Set([...wanted, ...plan.removed].map(changeRouteKey));
-    for (const [key, c] of this.undecided) if (!decidedNow.has(key)) wanted.push(c);
-    return { wanted, unwanted: plan.removed.map(changeRouteKey) };
-  }
-
-  /** Every stale address and prefix of a desired state: each wants a route decision. */
-  private wantedRoutes(desired: DesiredMappings): WantedRoutes {
-    const wanted: Change[] = [];
-    for (const family of [4, 6] as const) for (const [from, to] of desired[family === 4 ? 'v4' : 'v6']) wanted.push({ family, from, to });
-    for (const p of desired.prefixes ?? []) wanted.push({ family: p.family, from: p.from, to: p.to, length: p.length });
-    return { wanted, unwanted: null };
-  }
-
   /** Forget what we believe about the kernel; the next sync reads it again. */
   invalidate(): void {
     this.view = null;
-    this.routeView = null;
-  }
-
-  /**
-   * Decides the host routes for a desired state without changing anything:
-   * only undecided and retargeted stale addresses are looked at, so a
-   * steady-state change costs only its own addresses.
-   */
-  private async planRoutes(asked: WantedRoutes, plan: Plan): Promise<RoutePlan> {
-    // routeView: every stale address (or prefix) already decided on, with its
-    // route or null when it needs none.
-    if (!this.routeView) {
-      this.routeView = new Map((await this.deps.routes.list()).map((r) => [routeKey(r), r]));
-    }
-    const view = this.routeView;
-    const { wanted } = asked;
-    const keyOf = changeRouteKey;
-    const out: RoutePlan = { view, replace: [], remove: [], unwanted: [], routeless: [], warnings: [], lasting: 0, undecided: [] };
-    let unwanted = asked.unwanted;
-    if (!unwanted) {
-      const wantKeys = new Set(wanted.map(keyOf));
-      unwanted = [...view.keys()].filter((key) => !wantKeys.has(key));
-    }
-    for (const key of unwanted) {
-      if (!view.has(key)) continue;
-      const r = view.get(key);
-      if (r) out.remove.push(r);
-      out.unwanted.push(key);
-    }
-
-    const retargeted = new Set(plan.retargeted.map(keyOf));
-    // Decided once; routes read from the kernel at start count as decided.
-    const need = wanted.filter((c) => !view.has(keyOf(c)) || retargeted.has(keyOf(c)));
-    if (!need.length) return out;
-    const table = await this.deps.routes.snapshot();
-    let targetVia: (c: Change) => Via | null;
-    let staleVia: (c: Change) => Via | null;
-    if (table) {
-      targetVia = (c) => table.lookup(c.family, c.to);
-      staleVia = (c) => table.lookup(c.family, c.from);
-    } else {
-      // Policy routing: ask the kernel about each target, and route every
-      // stale address explicitly rather than guess how it would go.
-      const found = await this.deps.routes.lookup(need.map((c) => ({ family: c.family, address: c.to })));
-      const byTarget = new Map([...found].map(([k, v]) => [normalizeIp(k), v]));
-      targetVia = (c) => byTarget.get(c.to) ?? null;
-      staleVia = () => null;
-    }
-    for (const c of need) {
-      const via = targetVia(c);
-      const current = view.get(keyOf(c)) ?? null;
-      if (!via) {
-        out.undecided.push(c);
-        out.warnings.push(`no route to target ${c.to} of ${keyOf(c)}: the stale address cannot be reached until the target is`);
-        continue;
-      }
-      if (sameVia(staleVia(c), via)) {
-        // Routed like its target already: no route, and none of ours left behind.
-        if (current) out.remove.push(current);
-        out.routeless.push(keyOf(c));
-        continue;
-      }
-      const spec: RouteSpec = {
-        family: c.family,
-        dst: c.from,
-        ...(c.length === undefined ? {} : { length: c.length }),
-        ...via,
-      };
-      if (current && current.dev === spec.dev && current.gateway === spec.gateway) continue;
-      const foreign = current ? null : table?.exact(c.family, c.from, c.length ?? (c.family === 6 ? 128 : 32));
-      if (foreign) {
-        // Someone else's route for exactly this prefix: never replaced.
-        out.undecided.push(c);
-        out.lasting++;
-        out.warnings.push(
-          `route ${keyOf(c)} is not addrmap's and does not lead towards ${c.to} (${viaText(foreign)}); left as it is, so ${keyOf(c)} may not reach its target`,
-        );
-        continue;
-      }
-      // A change of our own route is delete + add (add never replaces).
-      if (current) out.remove.push(current);
-      out.replace.push(spec);
-    }
-    return out;
-  }
-
-  /** Carries out a route plan (after the nft commit) and records the outcome in the route view. */
-  private async applyRoutes(p: RoutePlan, warnings: string[]) {
-    // A view dropped meanwhile (invalidate) is re-read next time; the plan still applies to the kernel.
-    const view = this.routeView === p.view ? p.view : null;
-    warnings.push(...p.warnings);
-    const errors = await this.deps.routes.apply(p.replace, p.remove);
-    warnings.push(...errors.map((e) => `route: ${e}`));
-    if (view) {
-      this.undecided = new Map(p.undecided.map((c) => [changeRouteKey(c), c]));
-      for (const key of p.unwanted) view.delete(key);
-      for (const r of p.remove) if (view.get(routeKey(r)) === r) view.delete(routeKey(r));
-      for (const key of p.routeless) view.set(key, null);
-      for (const r of p.replace) view.set(routeKey(r), r);
-    }
-    if (errors.length) this.routeView = null;
-    return { added: p.replace.length, removed: p.remove.length };
+    this.hostRoutes.forget();
   }
 }
-
-const viaText = (v: { dev?: string; gateway?: string; type?: string }) =>
-  v.type && v.type !== 'unicast' ? v.type : `${v.gateway ? `via ${v.gateway} ` : ''}dev ${v.dev ?? '?'}`;
-
-const changeRouteKey = (c: { from: string; length?: number }) => routeKey({ dst: c.from, length: c.length });
 
 /** The guest's addresses as one comparable value: a change of them can change which mappings are held back. */
 const localKey = (l: LocalAddresses) => `${l.v4.join(',')}|${l.v6.join(',')}`;
-
-/** The stale addresses a sync asks routes for; unwanted: the route keys no longer mapped (null: every key of the route view not wanted). */
-interface WantedRoutes {
-  wanted: Change[];
-  unwanted: string[] | null;
-}
 
 /** What differs between a whole sync and a sync of changes, for carryOut. */
 interface CarryOut {
@@ -387,21 +249,4 @@ interface CarryOut {
   routes: () => WantedRoutes;
   /** Makes the view what the kernel now holds. */
   committed: () => void;
-}
-
-/** What planRoutes decided; nothing of it is done until applyRoutes. */
-interface RoutePlan {
-  /** The route view the plan was made against. */
-  view: Map<string, RouteSpec | null>;
-  replace: RouteSpec[];
-  remove: RouteSpec[];
-  /** Keys of stale addresses no longer mapped. */
-  unwanted: string[];
-  /** Keys decided to need no route of their own. */
-  routeless: string[];
-  warnings: string[];
-  /** Warnings a retry cannot fix. */
-  lasting: number;
-  /** Asked for and not decided: asked for again by the next plan of changes. */
-  undecided: Change[];
 }

@@ -150,12 +150,13 @@ function problemLiterals(file: string): string[] {
 }
 
 describe('problem lines', () => {
-  // Where status's problems come from: status itself, and the agent's warnings (the reconciler's, the recorder's).
+  // Where status's problems come from: status itself, and the agent's warnings (the reconciler's and its route plan's, the recorder's).
   const FILES = [
     'src/support/status.ts',
     'src/support/status-drift.ts',
     'src/support/status-usage.ts',
     'src/kernel/reconciler.ts',
+    'src/kernel/route-plan.ts',
     'src/agent/recorder.ts',
   ];
   const produced = FILES.flatMap(problemLiterals);
