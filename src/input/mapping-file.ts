@@ -2,11 +2,11 @@
 // this file is the single definition of the shape; this module adds what a
 // schema cannot say (address syntax, duplicates) and names the offending entry.
 import schema from './mapping-file.schema.json' with { type: 'json' };
-import { parseAddress, parsePrefix, prefixContains, AddressError, type IpAddress, type IpFamily, type IpPrefix } from '../net/address.js';
+import { parseAddress, AddressError, type IpAddress, type IpFamily } from '../net/address.js';
 import { strictJsonProblem } from './strict-json.js';
 import { describeJsonError } from './json-syntax.js';
 import { validate as generatedValidate } from './mapping-file.validate.js';
-import { prefixKey } from '../net/prefix.js';
+import { Prefix, prefixKey } from '../net/prefix.js';
 
 export interface Mapping {
   family: IpFamily;
@@ -76,11 +76,11 @@ const validate = generatedValidate as { (doc: unknown): boolean; errors?: Schema
 
 export interface ParseOptions {
   /** Targets must lie in one of these; the config's allowedTargets. */
-  allowedTargets: readonly IpPrefix[];
+  allowedTargets: readonly Prefix[];
 }
 
 /** The IPv6 ULA range, fc00::/7, and nothing else. */
-export const DEFAULT_ALLOWED_TARGETS: readonly IpPrefix[] = [parsePrefix('fc00::/7')];
+export const DEFAULT_ALLOWED_TARGETS: readonly Prefix[] = [Prefix.parse('fc00::/7')];
 
 export function parseMappingFile(text: string, options: ParseOptions = { allowedTargets: DEFAULT_ALLOWED_TARGETS }): MappingFile {
   return parseIndexed(text, options).file;
@@ -180,7 +180,7 @@ function duplicateError(entry: string, key: string, seen: Mapping, mapping: Mapp
 }
 
 /** One entry of the mappings list on its own: its addresses, family, target range and expiry; its from key. */
-export function checkMapping(entry: string, m: RawMapping, allowedTargets: readonly IpPrefix[]): { key: string; mapping: Mapping } {
+export function checkMapping(entry: string, m: RawMapping, allowedTargets: readonly Prefix[]): { key: string; mapping: Mapping } {
   const { from, to, length } = parseEnds(entry, m.from, m.to);
   if (from.family !== to.family) {
     throw new MappingFileError(entry, `mixes address families: from ${from.text} is IPv${from.family}, to ${to.text} is IPv${to.family}`);
@@ -191,7 +191,7 @@ export function checkMapping(entry: string, m: RawMapping, allowedTargets: reado
   let allowed = false;
   for (let k = 0; k < allowedTargets.length && !allowed; k++) {
     const p = allowedTargets[k]!;
-    allowed = prefixContains(p, to) && (length === undefined || p.length <= length);
+    allowed = p.contains(to) && (length === undefined || p.length <= length);
   }
   if (!allowed) {
     const ranges = allowedTargets.map((p) => p.text).join(', ') || 'none';
@@ -254,7 +254,7 @@ function parseEnds(entry: string, fromText: string, toText: string): { from: IpA
   }
   const p = (field: 'from' | 'to', t: string) => {
     try {
-      return parsePrefix(t);
+      return Prefix.parse(t);
     } catch (e) {
       if (e instanceof AddressError) throw new MappingFileError(entry, `${field}: ${e.message}`);
       throw e;

@@ -2,7 +2,6 @@
 // differently (upper case, leading zeros, expanded) compares equal everywhere:
 // in the mapping file, in the kernel listing and on the command line.
 import { Address4, Address6 } from 'ip-address';
-import { Prefix } from './prefix.js';
 
 export type IpFamily = 4 | 6;
 
@@ -198,17 +197,6 @@ export function unmapIpv4(canonical: string): string {
   const lo = parseInt(m[2]!, 16);
   return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
 }
-
-// The former prefix type, kept as names for src/input/mapping-file.ts (in
-// other hands while this moved): Prefix in prefix.ts is the one prefix type.
-// A cycle (prefix.ts imports this module), harmless since neither module
-// calls the other while it loads; it goes with these names.
-/** @deprecated Prefix (prefix.ts). */
-export type IpPrefix = Prefix;
-/** @deprecated Prefix.parse (prefix.ts). */
-export const parsePrefix = (input: string): Prefix => Prefix.parse(input);
-/** @deprecated Prefix#contains (prefix.ts). */
-export const prefixContains = (prefix: Prefix, addr: IpAddress): boolean => prefix.contains(addr);
 
 /**
  * An address as 16-bit groups: 8 for IPv6, 2 for IPv4. Per-address checks on

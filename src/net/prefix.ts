@@ -68,7 +68,7 @@ export class Prefix {
 
   /**
    * The same "network/length" as key, named as IpAddress names its canonical
-   * spelling, so that code written against the former IpPrefix reads on.
+   * spelling: messages print addresses and prefixes alike.
    */
   get text(): string {
     return this.key;

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
-import { parsePrefix } from '../../../src/net/address.js';
+import { Prefix } from '../../../src/net/prefix.js';
 import {
   DEFAULT_ALLOWED_TARGETS,
   MappingFileError,
@@ -13,7 +13,7 @@ import {
 import { mappingFileText } from '../fakes.js';
 
 /** The default ULA range plus the IPv4 test ranges, as a config's allowedTargets would set it. */
-const WITH_V4: ParseOptions = { allowedTargets: [...DEFAULT_ALLOWED_TARGETS, parsePrefix('10.0.0.0/8')] };
+const WITH_V4: ParseOptions = { allowedTargets: [...DEFAULT_ALLOWED_TARGETS, Prefix.parse('10.0.0.0/8')] };
 
 /** Parses a document (object or raw text) and returns the refusal, failing the test if it was accepted. */
 function refusal(doc: unknown, options: ParseOptions = WITH_V4): MappingFileError {
@@ -446,7 +446,7 @@ describe('parseMappingFile: allowed target ranges', () => {
   });
 
   test('configured ranges replace the default', () => {
-    const options = { allowedTargets: [parsePrefix('198.51.100.0/24'), parsePrefix('2001:db8:1::/48')] };
+    const options = { allowedTargets: [Prefix.parse('198.51.100.0/24'), Prefix.parse('2001:db8:1::/48')] };
     expect(
       parseMappingFile(
         mappingFileText(1, [
@@ -469,7 +469,7 @@ describe('parseMappingFile: allowed target ranges', () => {
   });
 
   test('every hop of a chain is a target and must be allowed', () => {
-    const options = { allowedTargets: [parsePrefix('fdaa::/16')] };
+    const options = { allowedTargets: [Prefix.parse('fdaa::/16')] };
     const err = refusal(
       mappingFileText(1, [
         ['fd00::a', 'fdbb::1'],
@@ -671,7 +671,7 @@ describe('prefix mappings in the file', () => {
       { family: 6, from: 'fdaa:0:18:a7b:7d::', to: 'fdaa:0:18:a7b:c2::', prefixLength: 80 },
     ]);
     expect(
-      parseMappingFile(one('198.51.100.8/29', '198.51.100.16/29'), { allowedTargets: [parsePrefix('198.51.100.0/24')] }).mappings[0],
+      parseMappingFile(one('198.51.100.8/29', '198.51.100.16/29'), { allowedTargets: [Prefix.parse('198.51.100.0/24')] }).mappings[0],
     ).toMatchObject({ prefixLength: 29 });
   });
 
@@ -692,7 +692,7 @@ describe('prefix mappings in the file', () => {
   });
 
   test('the whole target prefix must lie in an allowed range', () => {
-    expect(() => parseMappingFile(one('fdaa:0:7d::/48', 'fdaa:0:c2::/48'), { allowedTargets: [parsePrefix('fdaa:0:c2::/64')] })).toThrow(
+    expect(() => parseMappingFile(one('fdaa:0:7d::/48', 'fdaa:0:c2::/48'), { allowedTargets: [Prefix.parse('fdaa:0:c2::/64')] })).toThrow(
       /outside the allowed target ranges/,
     );
   });

@@ -9,7 +9,7 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { parsePrefix, type IpPrefix } from '../../../src/net/address.js';
+import { Prefix } from '../../../src/net/prefix.js';
 import { Agent } from '../../../src/agent/agent.js';
 import { MappingFileError, parseMappingFile } from '../../../src/input/mapping-file.js';
 import type { TableListing } from '../../../src/kernel/nft/index.js';
@@ -176,8 +176,8 @@ interface Model {
   pool: AddrNode[];
 }
 
-const ALLOWED: readonly IpPrefix[] = [parsePrefix('fc00::/7'), parsePrefix('10.0.0.0/8')];
-const ALLOWED_DEFAULT: readonly IpPrefix[] = [parsePrefix('fc00::/7')];
+const ALLOWED: readonly Prefix[] = [Prefix.parse('fc00::/7'), Prefix.parse('10.0.0.0/8')];
+const ALLOWED_DEFAULT: readonly Prefix[] = [Prefix.parse('fc00::/7')];
 
 const g16 = fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xff }), fc.integer({ min: 0, max: 0xffff }));
 const rest7 = fc.array(g16, { minLength: 7, maxLength: 7 });

@@ -3,7 +3,7 @@
 // refusal word for word; and a delta that turns the old mappings into the new.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parsePrefix } from '../../../src/net/address.js';
+import { Prefix } from '../../../src/net/prefix.js';
 import { parseMappingFile, DEFAULT_ALLOWED_TARGETS, type Mapping, type ParseOptions } from '../../../src/input/mapping-file.js';
 import { reparse, type ParsedBytes } from '../../../src/input/reparse.js';
 
@@ -202,7 +202,7 @@ describe('parsing by difference', () => {
     const same = { allowedTargets: DEFAULT_ALLOWED_TARGETS.slice() };
     const next = reparse(Buffer.from(plain.replace('"generation":1', '"generation":2')), m, same);
     expect(next.delta).not.toBeNull();
-    const other = { allowedTargets: [...DEFAULT_ALLOWED_TARGETS, parsePrefix('fd00::/8')] };
+    const other = { allowedTargets: [...DEFAULT_ALLOWED_TARGETS, Prefix.parse('fd00::/8')] };
     expect(reparse(Buffer.from(plain.replace('"generation":1', '"generation":3')), next.memory, other).delta).toBeNull();
   });
 });

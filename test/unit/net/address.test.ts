@@ -1,8 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
 import { Address6 } from 'ip-address';
-import { AddressError, normalizeIp, parseAddress, parsePrefix, prefixContains } from '../../../src/net/address.js';
-import { Prefix } from '../../../src/net/prefix.js';
+import { AddressError, normalizeIp, parseAddress } from '../../../src/net/address.js';
 
 /** Eight 16-bit groups, written in a random but valid way. */
 function spell(groups: number[], style: { upper: boolean; pad: boolean; compressAt: number | null }): string {
@@ -61,14 +60,6 @@ describe('parseAddress', () => {
     expect(normalizeIp('::1')).toBe('::1');
     expect(normalizeIp('FE80:0::1')).toBe('fe80::1');
     expect(normalizeIp('127.0.0.1')).toBe('127.0.0.1');
-  });
-});
-
-describe('parsePrefix / prefixContains (the former names, for mapping-file.ts)', () => {
-  test('are Prefix.parse and Prefix#contains', () => {
-    expect(parsePrefix('fc00::/7')).toBeInstanceOf(Prefix);
-    expect(prefixContains(parsePrefix('fc00::/7'), parseAddress('fd00::1'))).toBe(true);
-    expect(prefixContains(parsePrefix('fc00::/7'), parseAddress('fe00::1'))).toBe(false);
   });
 });
 
