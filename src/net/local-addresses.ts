@@ -5,7 +5,7 @@
 // (prerouting DNAT) and its connections to itself.
 import { readFile } from 'node:fs/promises';
 import { normalizeIp, type IpFamily } from './address.js';
-import { Prefix, prefixKey } from './prefix.js';
+import { Prefix, movePair } from './prefix.js';
 import type { DesiredMappings, PrefixMapping } from '../desired/resolve.js';
 
 export interface LocalAddresses {
@@ -76,7 +76,10 @@ export function withoutSelfCapture(
   };
   const prefixes = (desired.prefixes ?? []).filter((p) => {
     const local = holds(p);
-    if (local) captured.push({ family: p.family, from: prefixKey(p.from, p.length), to: prefixKey(p.to, p.length), local });
+    if (local) {
+      const [from, to] = movePair(p);
+      captured.push({ family: p.family, from, to, local });
+    }
     return !local;
   });
   const v4 = keep(4, desired.v4);
