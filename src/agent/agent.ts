@@ -32,6 +32,8 @@ export interface AgentOptions {
   log: Logger;
   /** The watching daemon records its pid so status can tell it runs. */
   daemon: boolean;
+  /** Keep what a pass learns for the next (default: when a daemon); a one-shot apply has no next pass. */
+  remember?: boolean;
   /** The table's shape on the running kernel, recorded for status. */
   ruleset?: Ruleset;
 }
@@ -45,9 +47,10 @@ export class Agent {
   private acceptLower = false;
   private lastConfig: Config | null = null;
   private readonly recorder: Recorder;
-  private readonly memory = new PassMemory();
+  private readonly memory: PassMemory | undefined;
 
   constructor(private readonly o: AgentOptions) {
+    this.memory = (o.remember ?? o.daemon) ? new PassMemory() : undefined;
     this.recorder = new Recorder(o);
   }
 

@@ -105,7 +105,7 @@ export async function runPass(i: PassInputs): Promise<PassOutcome> {
     // boot there is nothing installed and nothing to do.
     if (bytes === null) return done({ kind: 'no-file', flag, config });
     generation = peekGeneration(bytes.toString('latin1', 0, 4096));
-    const parsed = reparse(bytes, base?.parsed ?? null, { allowedTargets: config.allowedTargets });
+    const parsed = reparse(bytes, base?.parsed ?? null, { allowedTargets: config.allowedTargets }, { remember: i.memory !== undefined });
     const file = parsed.file;
     generation = file.generation;
     const lowered = i.acceptLower && i.accepted !== undefined && file.generation < i.accepted ? i.accepted : undefined;

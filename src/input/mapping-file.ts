@@ -92,6 +92,8 @@ export interface IndexedFile {
   byFrom: Map<string, Mapping>;
   /** Some entry repeated an earlier one exactly and was left out: positions in the file and the list differ. */
   repeats: boolean;
+  /** The document without its mappings list, as read. */
+  head: Record<string, unknown>;
 }
 
 export function parseIndexed(text: string, options: ParseOptions = { allowedTargets: DEFAULT_ALLOWED_TARGETS }): IndexedFile {
@@ -140,8 +142,9 @@ export function parseIndexed(text: string, options: ParseOptions = { allowedTarg
     if (mappings.length !== i) firstIndex.set(mapping, i);
     mappings.push(mapping);
   }
-  if (!file.self) return { file: { generation: file.generation, mappings }, byFrom, repeats };
-  return { file: { generation: file.generation, mappings, self: checkSelf(file.self) }, byFrom, repeats };
+  const { mappings: _, ...head } = file;
+  if (!file.self) return { file: { generation: file.generation, mappings }, byFrom, repeats, head };
+  return { file: { generation: file.generation, mappings, self: checkSelf(file.self) }, byFrom, repeats, head };
 }
 
 /** The file as the schema defines it, before any address is read. */

@@ -62,12 +62,12 @@ export interface Reparsed {
  * `base` when it can. `base` is taken over: after this call only the returned
  * memory is valid.
  */
-export function reparse(bytes: Buffer, base: ParsedBytes | null, options: ParseOptions): Reparsed {
+export function reparse(bytes: Buffer, base: ParsedBytes | null, options: ParseOptions, o: { remember?: boolean } = {}): Reparsed {
   if (base && sameTargets(base.options, options)) {
     const r = byDifference(bytes, base);
     if (r) return r;
   }
-  return whole(bytes, options);
+  return whole(bytes, options, o.remember ?? true);
 }
 
 /** The config is read on every pass: its target ranges are compared by value. */
@@ -77,20 +77,24 @@ function sameTargets(a: ParseOptions, b: ParseOptions): boolean {
   return x === y || (x.length === y.length && x.every((p, k) => p.text === y[k]!.text));
 }
 
-function whole(bytes: Buffer, options: ParseOptions): Reparsed {
-  const text = bytes.toString('utf8');
-  const { file, byFrom, repeats } = parseIndexed(text, options);
-  return { file, delta: null, memory: repeats ? null : remember(bytes, text, file, byFrom, options) };
+function whole(bytes: Buffer, options: ParseOptions, keep: boolean): Reparsed {
+  const { file, byFrom, repeats, head } = parseIndexed(bytes.toString('utf8'), options);
+  return { file, delta: null, memory: keep && !repeats ? remember(bytes, head, file, byFrom, options) : null };
 }
 
 /** The indexes for parsing the next file by difference; null for files the fast path does not take. */
-function remember(bytes: Buffer, text: string, file: MappingFile, byFrom: Map<string, Mapping>, options: ParseOptions): ParsedBytes | null {
+function remember(
+  bytes: Buffer,
+  head: Record<string, unknown>,
+  file: MappingFile,
+  byFrom: Map<string, Mapping>,
+  options: ParseOptions,
+): ParsedBytes | null {
   if (file.mappings.some((m) => m.prefixLength !== undefined)) return null;
   const listStart = topLevelList(bytes, 'mappings');
   if (listStart < 0) return null;
   const spans = entrySpans(bytes, listStart, file.mappings.length);
   if (!spans) return null;
-  const { mappings: _, ...head } = JSON.parse(text) as Record<string, unknown>;
   const targets = new Map<string, number>();
   let expiring = 0;
   for (const m of file.mappings) {

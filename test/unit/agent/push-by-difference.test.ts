@@ -60,7 +60,7 @@ async function agentOf(s: Side, fresh: boolean): Promise<Agent> {
   // A fresh agent each pass knows nothing of the pass before: a whole parse,
   // a whole resolution and a plan against the table it reads.
   const reconciler = fresh ? new CountingReconciler({ nft: s.nft, routes: s.routes, conntrack: new FakeConntrack() }) : s.reconciler;
-  s.agent = new Agent({ paths: s.paths, env, reconciler, log: memoryLogger().log, daemon: false });
+  s.agent = new Agent({ paths: s.paths, env, reconciler, log: memoryLogger().log, daemon: false, remember: !fresh });
   await s.agent.init();
   return s.agent;
 }
