@@ -127,9 +127,9 @@ export class Telemetry {
     // The guest's own addresses only tell flows apart: with none, not read.
     const local = flows.length ? await readLocalAddresses() : { v4: [], v6: [] };
     const state = this.history.record(flows, keep, new Date(), new Set([...local.v4, ...local.v6]));
-    // Written when what it holds changed (a use seen, a record aged out), not
-    // every 30 s of an idle guest.
-    const content = JSON.stringify(state.addresses);
+    // Written when what it holds changed (a use seen, a hit counted, a record
+    // aged out), not every 30 s of an idle guest.
+    const content = JSON.stringify([state.addresses, state.hits ?? null]);
     if (content !== this.historyWritten) {
       await writeState(this.stateDir, HISTORY_FILE, state);
       this.historyWritten = content;

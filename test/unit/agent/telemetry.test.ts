@@ -1,8 +1,11 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as realSleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import type { Agent } from '../../../src/agent/agent.js';
 import { Telemetry } from '../../../src/agent/telemetry.js';
 import { UsageTracker } from '../../../src/agent/usage.js';
+import { HISTORY_FILE } from '../../../src/agent/usage-history.js';
 import { EMPTY_VIEW, planSync } from '../../../src/kernel/plan.js';
 import type { Flow } from '../../../src/support/flows.js';
 import { FakeNft } from '../../fakes/nft.js';
@@ -64,5 +67,36 @@ describe('Telemetry: usage samples', () => {
     await t.stop();
     await vi.advanceTimersByTimeAsync(3_600_000);
     expect({ flows: flowReads.mock.calls.length, listings: listings.mock.calls.length }).toEqual({ flows: 35, listings: 6 });
+  });
+});
+
+describe('Telemetry: the usage history file', () => {
+  test('is written again when only hits inside a prefix mapping changed (a closed socket names no program, but its flow is a use)', async () => {
+    const nft = new FakeNft();
+    const usage = new UsageTracker(nft);
+    let flows: Flow[] = [];
+    const agent = {
+      holdsState: true,
+      config: { usageIntervalSeconds: 30, retireAfterSeconds: 3600 },
+      recordUsage: () => {},
+      targetOf: () => 'fdaa::2',
+      stats: {},
+    } as unknown as Agent;
+    const t = new Telemetry(agent, usage, dir, memoryLogger().log, async () => flows);
+    await t.start();
+    await t.afterPass();
+    const hitsOnFile = async () => {
+      await vi.advanceTimersByTimeAsync(30_000);
+      await realSleep(60);
+      const h = JSON.parse(await readFile(join(dir, HISTORY_FILE), 'utf8')) as { hits?: Record<string, { flows: number }> };
+      return h.hits?.['fd00:1::5']?.flows ?? 0;
+    };
+    // A socket of this guest's own (::1), already closed: no program to record, one hit each.
+    const closed = (sport: number): Flow => ({ ...flowTo('fd00:1::5'), src: '::1', sport, prefix: 'fd00:1::/64' });
+    flows = [closed(40000)];
+    expect(await hitsOnFile()).toBe(1);
+    flows = [closed(40001)];
+    expect(await hitsOnFile()).toBe(2);
+    await t.stop();
   });
 });
