@@ -1,6 +1,6 @@
 // Drift as status reports it: the applied mappings (applied.json) against
 // what the kernel's table holds, in words support can act on.
-import { prefixKey } from '../net/prefix.js';
+import { movePair, targetIn } from '../net/prefix.js';
 import type { viewFromListing } from '../kernel/plan.js';
 import { TABLE } from '../kernel/ruleset.js';
 import type { AppliedState } from '../state/state-file.js';
@@ -22,18 +22,11 @@ export function driftOf(
     if (have === undefined) out.push(`${m.from} -> ${m.to} is missing from the kernel`);
     else if (have !== m.to) out.push(`${m.from} goes to ${have} in the kernel, not ${m.to}`);
   }
-  const inKernel: [string, string][] = [
-    ...kernel.v4,
-    ...kernel.v6,
-    ...(kernel.prefixes ?? []).map((p): [string, string] => [prefixKey(p.from, p.length), prefixKey(p.to, p.length)]),
-  ];
+  const inKernel: [string, string][] = [...kernel.v4, ...kernel.v6, ...(kernel.prefixes ?? []).map(movePair)];
   for (const [from, to] of inKernel) if (!want.has(from)) out.push(`${from} -> ${to} is in the kernel but not in the applied mappings`);
   return out;
 }
 
 /** Where the kernel sends a resolved mapping's from ("net/len" for prefixes, as in applied.json). */
-export function kernelTarget(kernel: ReturnType<typeof viewFromListing>, m: { family: 4 | 6; from: string }): string | undefined {
-  if (!m.from.includes('/')) return (m.family === 4 ? kernel.v4 : kernel.v6).get(m.from);
-  const p = (kernel.prefixes ?? []).find((x) => prefixKey(x.from, x.length) === m.from);
-  return p ? prefixKey(p.to, p.length) : undefined;
-}
+export const kernelTarget = (kernel: ReturnType<typeof viewFromListing>, m: { from: string }): string | undefined =>
+  targetIn(kernel, m.from);
