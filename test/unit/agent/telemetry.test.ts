@@ -22,6 +22,16 @@ afterEach(async () => {
   await cleanup();
 });
 
+/** What Telemetry reads of the agent: a state held, a sample every 30 s. */
+const agentStub = () =>
+  ({
+    holdsState: true,
+    config: { usageIntervalSeconds: 30, retireAfterSeconds: 3600 },
+    recordUsage: () => {},
+    targetOf: () => 'fdaa::2',
+    stats: {},
+  }) as unknown as Agent;
+
 const flowTo = (dst: string): Flow => ({ proto: 'udp', src: '198.18.0.2', dst, answeredBy: 'fdaa::2', translated: true });
 
 describe('Telemetry: usage samples', () => {
@@ -32,13 +42,7 @@ describe('Telemetry: usage samples', () => {
     const listings = vi.spyOn(usage, 'sample');
     let flows: Flow[] = [];
     const flowReads = vi.fn(async () => flows);
-    const agent = {
-      holdsState: true,
-      config: { usageIntervalSeconds: 30, retireAfterSeconds: 3600 },
-      recordUsage: () => {},
-      targetOf: () => 'fdaa::2',
-      stats: {},
-    } as unknown as Agent;
+    const agent = agentStub();
     const t = new Telemetry(agent, usage, dir, memoryLogger().log, flowReads);
     await t.start();
     await t.afterPass();
@@ -75,13 +79,7 @@ describe('Telemetry: the usage history file', () => {
     const nft = new FakeNft();
     const usage = new UsageTracker(nft);
     let flows: Flow[] = [];
-    const agent = {
-      holdsState: true,
-      config: { usageIntervalSeconds: 30, retireAfterSeconds: 3600 },
-      recordUsage: () => {},
-      targetOf: () => 'fdaa::2',
-      stats: {},
-    } as unknown as Agent;
+    const agent = agentStub();
     const t = new Telemetry(agent, usage, dir, memoryLogger().log, async () => flows);
     await t.start();
     await t.afterPass();
