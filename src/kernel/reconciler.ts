@@ -95,11 +95,14 @@ export class Reconciler {
    * the kernel has them, so base is then the new desired state. Null when the
    * kernel's state is not known to be base (a failure, drift, expiry or
    * another sync since, a mapping of the guest's own address held back, the
-   * guest's addresses changed): then sync() the whole state.
+   * guest's addresses changed, a route that failed): then sync() the whole
+   * state.
    */
   async syncChanges(base: DesiredMappings, changes: readonly DesiredChange[]): Promise<SyncResult | null> {
     const view = this.view;
     if (!view || this.forceFull || !view.layoutOk || view.v4 !== base.v4 || view.v6 !== base.v6 || view.prefixes?.length) return null;
+    // After a route failure only a whole sync looks at every stale address's route again.
+    if (!this.hostRoutes.decided) return null;
     if ((base.self?.size ?? 0) !== (view.self?.size ?? 0)) return null;
     const local = this.deps.localAddresses ? await this.deps.localAddresses() : { v4: [], v6: [] };
     if (localKey(local) !== this.localSeen) return null;

@@ -46,6 +46,15 @@ export class HostRoutes {
   constructor(private readonly routes: Routes) {}
 
   /**
+   * Whether every stale address's route is known to be decided: false after
+   * a route failure (the view is then read again), when only a whole sync
+   * puts everything right; a sync of changes asks about its changes alone.
+   */
+  get decided(): boolean {
+    return this.routeView !== null;
+  }
+
+  /**
    * The stale addresses a plan of changes asks routes for: its own, and those
    * still undecided (no route to their target yet, someone else's route in
    * the way), which every pass tries again as a whole sync would.

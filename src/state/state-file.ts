@@ -64,7 +64,11 @@ export interface AppliedState {
   file: string;
   /** The file's mappings, canonical, in file order; expired ones included. */
   entries: { from: string; to: string; expires?: string }[];
-  /** Installed in the kernel: chains resolved. Prefix mappings as "network/length". */
+  /**
+   * Installed in the kernel: chains resolved. Prefix mappings as
+   * "network/length". In no particular order: a whole pass writes the file's,
+   * a push by difference adds its new mappings at the end.
+   */
   resolved: { family: 4 | 6; from: string; to: string }[];
   /** This guest's own previous addresses (from) and its addresses now (to). */
   self?: { from: string; to: string }[];

@@ -78,6 +78,8 @@ const change = fc.oneof(
   fc.record({ op: fc.constant('expired' as const), at: fc.nat() }),
   fc.record({ op: fc.constant('bad' as const), at: fc.nat() }),
   fc.record({ op: fc.constant('self' as const), id: fc.nat(30) }),
+  // The push lands while route lookups fail (netlink busy): its routes wait for a later pass.
+  fc.record({ op: fc.constant('routes-fail' as const), id: fc.nat(30), t: fc.nat(7) }),
 );
 type Change = typeof change extends fc.Arbitrary<infer T> ? T : never;
 
@@ -105,6 +107,9 @@ function edit(ms: Entry[], c: Change): Entry[] {
       break;
     case 'self':
       break;
+    case 'routes-fail':
+      if (!out.some((m) => m.from === addr(c.id))) out.push({ from: addr(c.id), to: target(c.t) });
+      break;
   }
   return out;
 }
@@ -126,8 +131,11 @@ describe('pushes by difference', () => {
           if (c?.op === 'self') self = self ? undefined : [{ from: addr(c.id), to: 'fd00::ffff' }];
           const text = JSON.stringify({ version: 1, generation: generation++, mappings: ms, ...(self ? { self } : {}) }, null, 1);
           for (const s of [kept, fresh]) await writeFile(s.paths.mappings, text);
+          const failing = c?.op === 'routes-fail' ? new Error('netlink busy') : null;
+          for (const s of [kept, fresh]) s.routes.throwOnLookup = failing;
           const a = await (await agentOf(kept, false)).pass();
           const b = await (await agentOf(fresh, true)).pass();
+          for (const s of [kept, fresh]) s.routes.throwOnLookup = null;
           expect(a.outcome).toBe(b.outcome);
           const counts = (r: typeof a) =>
             r.sync && {
@@ -148,6 +156,26 @@ describe('pushes by difference', () => {
     );
     // Most pushes above touch no chain: the property holds for the way by difference.
     expect(taken).toBeGreaterThan(50);
+  });
+
+  test('after a route failure the next push takes the whole way, so every stale address gets its route', async () => {
+    await writeFile(join(dir, 'cmdline'), 'root=/dev/vda1\n');
+    const s = await side('routes');
+    const agent = await agentOf(s, false);
+    const ms: Entry[] = [{ from: addr(1), to: target(1) }];
+    const put = (g: number) => writeFile(s.paths.mappings, JSON.stringify({ version: 1, generation: g, mappings: ms }));
+    await put(1);
+    await agent.pass();
+    s.routes.throwOnLookup = new Error('netlink busy');
+    ms.push({ from: addr(2), to: target(2) });
+    await put(2);
+    expect((await agent.pass()).sync?.warnings.join()).toMatch(/routes not updated: netlink busy/);
+    s.routes.throwOnLookup = null;
+    ms.push({ from: addr(3), to: target(3) });
+    await put(3);
+    await agent.pass();
+    // fd00::2 too: a push by difference would have asked about fd00::3 alone.
+    expect(s.routes.ours().map((r) => r.dst)).toEqual([addr(1), addr(2), addr(3)]);
   });
 
   test('a commit that fails leaves no memory: the next push is planned against the kernel read again', async () => {
