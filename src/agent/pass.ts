@@ -93,7 +93,10 @@ export async function runPass(i: PassInputs): Promise<PassOutcome> {
     return done({ kind: 'config-refused', flag: i.lastFlag, reason });
   }
 
-  if (!flag.enabled) return done({ kind: 'disabled', flag, config, ...(await i.reconciler.disable()) });
+  if (!flag.enabled) {
+    i.memory?.take(); // nothing to compare the next push with: the table goes
+    return done({ kind: 'disabled', flag, config, ...(await i.reconciler.disable()) });
+  }
 
   let generation: number | undefined;
   let bytes: Buffer | null = null;

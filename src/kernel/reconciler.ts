@@ -217,12 +217,13 @@ export class Reconciler {
     if (exists) {
       await this.deps.nft.run(new Transaction().delete({ table: TABLE }));
     }
+    // The table is gone whatever fails next: no sync may plan against it.
+    this.view = null;
     // Also when the table is gone: addresses added just before a crash are recorded.
     if (this.deps.selfAddresses) {
       const errors = await this.deps.selfAddresses.release([]);
       if (errors.length) throw new Error(`could not remove own previous addresses: ${errors.join('; ')}`);
     }
-    this.view = null;
     return { removedTable: exists, routesRemoved: await this.hostRoutes.removeAll() };
   }
 
@@ -240,7 +241,7 @@ export class Reconciler {
 }
 
 /** The guest's addresses as one comparable value: a change of them can change which mappings are held back. */
-const localKey = (l: LocalAddresses) => `${l.v4.join(',')}|${l.v6.join(',')}`;
+const localKey = (l: LocalAddresses) => `${[...l.v4].sort().join(',')}|${[...l.v6].sort().join(',')}`;
 
 /** What differs between a whole sync and a sync of changes, for carryOut. */
 interface CarryOut {
