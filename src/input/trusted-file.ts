@@ -39,8 +39,12 @@ export async function readTrustedFile(path: string, policy: TrustPolicy): Promis
   return (await readTrustedBytes(path, policy))?.toString('utf8') ?? null;
 }
 
-/** The file's bytes, or null when it does not exist. */
-export async function readTrustedBytes(path: string, policy: TrustPolicy): Promise<Buffer | null> {
+/**
+ * The file's bytes, or null when it does not exist. `into`: a buffer this
+ * function returned before that nothing uses any more, read into again when
+ * the file fits (a push of a large file then allocates nothing).
+ */
+export async function readTrustedBytes(path: string, policy: TrustPolicy, into?: Buffer | null): Promise<Buffer | null> {
   const abs = resolve(path);
   const owners = new Set([0, ...(policy.extraOwners ?? [])]);
   const who = (uid: number) => (uid === 0 ? 'root' : `uid ${uid}`);
@@ -83,8 +87,11 @@ export async function readTrustedBytes(path: string, policy: TrustPolicy): Promi
     if (st.size > policy.maxBytes) throw new UntrustedFileError(`${path}: ${st.size} bytes is over the ${policy.maxBytes}-byte limit`);
     // Read at most one byte past the cap, in case the file grows under us.
     // Unzeroed: only the bytes read are ever looked at, and zeroing a large
-    // file's buffer on every push costs as much as reading it.
-    const buf = Buffer.allocUnsafe(Math.min(st.size, policy.maxBytes) + 1);
+    // file's buffer on every push costs as much as reading it. Never from
+    // Node's shared pool, so that a buffer handed back as `into` is ours alone.
+    const want = Math.min(st.size, policy.maxBytes) + 1;
+    const spare = into ? Buffer.from(into.buffer, 0, into.buffer.byteLength) : null;
+    const buf = spare && spare.length >= want ? spare.subarray(0, want) : Buffer.allocUnsafeSlow(want);
     let len = 0;
     for (;;) {
       const { bytesRead } = await fh.read(buf, len, buf.length - len, len);

@@ -2,7 +2,7 @@ import { chmod, chown, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { readTrustedFile, UntrustedFileError } from '../../../src/input/trusted-file.js';
+import { readTrustedBytes, readTrustedFile, UntrustedFileError } from '../../../src/input/trusted-file.js';
 import { ownUid } from '../../../src/input/config.js';
 import { tempDir } from '../fakes.js';
 
@@ -116,5 +116,24 @@ describe('readTrustedFile', () => {
     } else {
       await refused(join(sub, 'm.json'), /directory .* is owned by uid \d+, not root/, { maxBytes: 1024, extraOwners: [] });
     }
+  });
+});
+
+describe('readTrustedBytes into a spare buffer', () => {
+  test('reads into the spare when the file fits, into a buffer of its own when not; never into a shared pool', async () => {
+    const path = join(dir, 'mappings.json');
+    await writeFile(path, 'a'.repeat(300), { mode: 0o644 });
+    const first = (await readTrustedBytes(path, policy()))!;
+    // Small files too get a buffer of their own: a spare is written over.
+    expect(first.byteOffset).toBe(0);
+    expect(first.buffer.byteLength).toBe(301);
+    await writeFile(path, 'b'.repeat(200), { mode: 0o644 });
+    const second = (await readTrustedBytes(path, policy(), first))!;
+    expect(second.buffer).toBe(first.buffer);
+    expect(second.toString()).toBe('b'.repeat(200));
+    await writeFile(path, 'c'.repeat(400), { mode: 0o644 });
+    const third = (await readTrustedBytes(path, policy(), second))!;
+    expect(third.buffer).not.toBe(first.buffer);
+    expect(third.toString()).toBe('c'.repeat(400));
   });
 });
