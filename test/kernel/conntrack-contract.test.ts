@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { FlowEntry, StaleTarget } from '../../src/kernel/conntrack.js';
 import { Lab, ROOT } from '../support/lab.js';
 import { NetnsWorker } from '../support/netns-worker.js';
+import { contractStep } from '../support/contract.js';
 import { FakeConntrackTable } from '../fakes/conntrack.js';
 import { observe } from './workers/conntrack-observe.js';
 
@@ -28,15 +29,8 @@ afterAll(async () => {
   await lab?.destroy();
 });
 
-type Op = keyof ReturnType<typeof observe>;
-
 /** One step through both; the results must be equal. */
-async function both(op: Op, ...args: unknown[]): Promise<unknown> {
-  const want = await (local[op] as (...a: unknown[]) => Promise<unknown>)(...args);
-  const got = await worker.call(op, ...args);
-  expect(got, `${op} ${JSON.stringify(args)}`).toEqual(JSON.parse(JSON.stringify(want)));
-  return got;
-}
+const both = contractStep(local, () => worker);
 
 /** A tracked flow, made in the kernel with the conntrack tool and put in the fake as the kernel lists it. */
 async function track(f: FlowEntry): Promise<void> {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { RouteSpec } from '../../src/kernel/routes.js';
 import { ADDR, Lab, ROOT } from '../support/lab.js';
 import { NetnsWorker } from '../support/netns-worker.js';
+import { contractStep } from '../support/contract.js';
 import { FakeRoutes, type FakeRoute } from '../fakes/routes.js';
 import { observe, type Probe } from './workers/routes-observe.js';
 
@@ -39,15 +40,8 @@ afterAll(async () => {
   await lab?.destroy();
 });
 
-type Op = keyof ReturnType<typeof observe>;
-
 /** One step through both; the results must be equal. */
-async function both(op: Op, ...args: unknown[]): Promise<unknown> {
-  const want = await (local[op] as (...a: unknown[]) => Promise<unknown>)(...args);
-  const got = await worker.call(op, ...args);
-  expect(got, `${op} ${JSON.stringify(args)}`).toEqual(JSON.parse(JSON.stringify(want)));
-  return got;
-}
+const both = contractStep(local, () => worker);
 
 /** Another tool's route: made in the kernel with `ip`, and put in the fake as the kernel then holds it. */
 async function foreign(args: string[], route: FakeRoute): Promise<void> {
