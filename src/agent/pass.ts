@@ -37,7 +37,7 @@ export interface PassInputs {
 export class PassMemory {
   private kept: { parsed: ParsedBytes; desired: DesiredMappings } | null = null;
   /** A read buffer no parse holds any more: the next file is read into it (at 100k mappings, 8.5 MB a push otherwise). */
-  spare: Buffer | null = null;
+  private spare: Buffer | null = null;
 
   /** What the last pass left, which no one else may use from now on: reparse takes its indexes over. */
   take(): { parsed: ParsedBytes; desired: DesiredMappings } | null {
@@ -48,6 +48,17 @@ export class PassMemory {
 
   keep(parsed: ParsedBytes, desired: DesiredMappings): void {
     this.kept = { parsed, desired };
+  }
+
+  /** The spare read buffer, which the caller now owns. */
+  takeSpare(): Buffer | null {
+    const b = this.spare;
+    this.spare = null;
+    return b;
+  }
+
+  keepSpare(b: Buffer | null): void {
+    this.spare = b;
   }
 }
 
@@ -105,9 +116,7 @@ export async function runPass(i: PassInputs): Promise<PassOutcome> {
   // Anything but a whole success leaves the memory empty: the next pass starts afresh.
   const base = i.memory?.take() ?? null;
   try {
-    const into = i.memory?.spare ?? null;
-    if (i.memory) i.memory.spare = null;
-    bytes = await readMappingFile(i.paths.mappings, into);
+    bytes = await readMappingFile(i.paths.mappings, i.memory?.takeSpare() ?? null);
     // No file (yet, or deleted): keep whatever is installed. On a first
     // boot there is nothing installed and nothing to do.
     if (bytes === null) return done({ kind: 'no-file', flag, config });
@@ -115,7 +124,7 @@ export async function runPass(i: PassInputs): Promise<PassOutcome> {
     const parsed = reparse(bytes, base?.parsed ?? null, { allowedTargets: config.allowedTargets }, { remember: i.memory !== undefined });
     const file = parsed.file;
     // Whichever of the two files' buffers the parse no longer holds reads the next one.
-    if (i.memory) i.memory.spare = parsed.memory?.bytes === bytes ? (base?.parsed.bytes ?? null) : bytes;
+    i.memory?.keepSpare(parsed.memory?.bytes === bytes ? (base?.parsed.bytes ?? null) : bytes);
     generation = file.generation;
     const lowered = i.acceptLower && i.accepted !== undefined && file.generation < i.accepted ? i.accepted : undefined;
     if (i.accepted !== undefined && file.generation < i.accepted && lowered === undefined) {
